@@ -57,3 +57,6 @@ def test_errors(case: dict[str, Any]) -> None:
     assert isinstance(err, ValueError)
     assert err.field == case["error_field"], str(err)
     assert case["error_field"] in str(err), f"message does not name the field: {err}"
+    bad = case["args"].get(case["error_field"])
+    if isinstance(bad, (str, int)) and not isinstance(bad, bool) and case["trigger"] != "crontab":
+        assert str(bad) in str(err), f"message does not name the bad value {bad!r}: {err}"
