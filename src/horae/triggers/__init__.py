@@ -1,7 +1,8 @@
 """Triggers: when a job fires.
 
 Aliases usable in ``add_job(func, "<alias>", **args)``: ``"date"``, ``"interval"``,
-``"calendarinterval"``, ``"cron"``.
+``"calendarinterval"``, ``"cron"``. Combine triggers with :class:`AndTrigger` and
+:class:`OrTrigger`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from horae.triggers.base import (
     register_trigger,
     trigger_from_dict,
 )
+from horae.triggers.date import DateTrigger
+from horae.triggers.interval import IntervalTrigger
 
 __all__ = [
+    "DateTrigger",
+    "IntervalTrigger",
     "Trigger",
     "create_trigger",
     "register_trigger",

@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from horae.errors import TriggerError
 
@@ -57,16 +57,17 @@ class TriggerClass(Protocol):
 
 
 _registry: dict[str, Any] = {}
+_C = TypeVar("_C")
 _entry_points_loaded = False
 
 
-def register_trigger(cls: Any, kind: str | None = None) -> Any:
+def register_trigger(cls: _C, kind: str | None = None) -> _C:
     """Register a trigger class under its ``kind`` (usable as a decorator).
 
     The class needs a ``kind`` class attribute (or pass ``kind``), a classmethod
     ``from_dict(data)`` and the :class:`Trigger` methods.
     """
-    name = kind or cls.kind
+    name = kind or getattr(cls, "kind")  # noqa: B009 - cls is a type variable
     _registry[name] = cls
     return cls
 
@@ -111,7 +112,9 @@ def create_trigger(
     params = inspect.signature(cls).parameters
     takes_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
     if not takes_var_kw:
-        accepted = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        accepted = [
+            n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
         for name in kwargs:
             if name not in accepted:
                 close = difflib.get_close_matches(name, accepted, n=1)
