@@ -1,0 +1,416 @@
+"""Events: immutable records of what happened, and their fan-out to listeners and streams.
+
+Each event class has a ``code`` bit (the APScheduler 3 values), so that listeners
+registered with a mask, ``add_listener(callback, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)``,
+and checks such as ``event.code == EVENT_JOB_ERROR`` work as they did there.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+logger = logging.getLogger(__name__)
+
+EVENT_SCHEDULER_STARTED = EVENT_SCHEDULER_START = 1 << 0
+EVENT_SCHEDULER_SHUTDOWN = 1 << 1
+EVENT_SCHEDULER_PAUSED = 1 << 2
+EVENT_SCHEDULER_RESUMED = 1 << 3
+EVENT_EXECUTOR_ADDED = 1 << 4
+EVENT_EXECUTOR_REMOVED = 1 << 5
+EVENT_JOBSTORE_ADDED = 1 << 6
+EVENT_JOBSTORE_REMOVED = 1 << 7
+EVENT_ALL_JOBS_REMOVED = 1 << 8
+EVENT_JOB_ADDED = 1 << 9
+EVENT_JOB_REMOVED = 1 << 10
+EVENT_JOB_MODIFIED = 1 << 11
+EVENT_JOB_EXECUTED = 1 << 12
+EVENT_JOB_ERROR = 1 << 13
+EVENT_JOB_MISSED = 1 << 14
+EVENT_JOB_SUBMITTED = 1 << 15
+EVENT_JOB_MAX_INSTANCES = 1 << 16
+EVENT_JOB_ABANDONED = 1 << 17
+EVENT_JOB_TIMEOUT = 1 << 18
+EVENT_STORE_ERROR = 1 << 19
+EVENT_STORE_RECOVERED = 1 << 20
+EVENT_ALL = (1 << 21) - 1
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base class of every event.
+
+    Attributes:
+        timestamp: when it happened (the scheduler's clock).
+    """
+
+    code: ClassVar[int] = 0
+    timestamp: datetime
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerEvent(Event):
+    """Something happened to a scheduler."""
+
+    scheduler_id: str
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerStarted(SchedulerEvent):
+    """The scheduler started."""
+
+    code: ClassVar[int] = EVENT_SCHEDULER_STARTED
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerStopped(SchedulerEvent):
+    """The scheduler stopped (``EVENT_SCHEDULER_SHUTDOWN``)."""
+
+    code: ClassVar[int] = EVENT_SCHEDULER_SHUTDOWN
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerPaused(SchedulerEvent):
+    """The scheduler was paused: it runs nothing until resumed."""
+
+    code: ClassVar[int] = EVENT_SCHEDULER_PAUSED
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerResumed(SchedulerEvent):
+    """The scheduler was resumed."""
+
+    code: ClassVar[int] = EVENT_SCHEDULER_RESUMED
+
+
+@attrs.frozen(kw_only=True)
+class JobEvent(Event):
+    """Something happened to a job."""
+
+    job_id: str
+
+
+@attrs.frozen(kw_only=True)
+class JobAdded(JobEvent):
+    """A job was added."""
+
+    code: ClassVar[int] = EVENT_JOB_ADDED
+
+
+@attrs.frozen(kw_only=True)
+class JobModified(JobEvent):
+    """A job was changed (options, trigger, paused or resumed)."""
+
+    code: ClassVar[int] = EVENT_JOB_MODIFIED
+
+
+@attrs.frozen(kw_only=True)
+class JobRemoved(JobEvent):
+    """A job was removed (by the user, or because its trigger has no more fire times)."""
+
+    code: ClassVar[int] = EVENT_JOB_REMOVED
+
+
+@attrs.frozen(kw_only=True)
+class AllJobsRemoved(Event):
+    """``remove_all_jobs()`` was called."""
+
+    code: ClassVar[int] = EVENT_ALL_JOBS_REMOVED
+
+
+@attrs.frozen(kw_only=True)
+class RunEvent(JobEvent):
+    """Something happened to one fire time of a job.
+
+    Attributes:
+        run_id: the :class:`~horae.Run`'s id.
+        scheduled_time: the fire time.
+    """
+
+    run_id: UUID
+    scheduled_time: datetime
+
+    @property
+    def scheduled_run_time(self) -> datetime:
+        """The fire time, under APScheduler 3's name."""
+        return self.scheduled_time
+
+
+@attrs.frozen(kw_only=True)
+class JobSubmitted(RunEvent):
+    """A run was handed to an executor.
+
+    Attributes:
+        coalesced: how many earlier fire times this run covers (``coalesce=True``).
+    """
+
+    code: ClassVar[int] = EVENT_JOB_SUBMITTED
+    coalesced: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class JobExecuted(RunEvent):
+    """A run finished and the callable returned ``result``."""
+
+    code: ClassVar[int] = EVENT_JOB_EXECUTED
+    result: Any = None
+
+    @property
+    def retval(self) -> Any:
+        """The return value, under APScheduler 3's name."""
+        return self.result
+
+
+@attrs.frozen(kw_only=True)
+class JobError(RunEvent):
+    """A run raised ``exception``; ``traceback`` is its formatted text.
+
+    Also published, with ``run_id`` of a run that never started, when a job could not be
+    run at all (its trigger raised, its callable could not be imported).
+    """
+
+    code: ClassVar[int] = EVENT_JOB_ERROR
+    exception: BaseException | None = attrs.field(default=None, eq=False)
+    traceback: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class JobTimedOut(RunEvent):
+    """A run exceeded its job's ``timeout`` and was cancelled."""
+
+    code: ClassVar[int] = EVENT_JOB_TIMEOUT
+
+
+@attrs.frozen(kw_only=True)
+class JobMissed(RunEvent):
+    """A fire time could not start within ``misfire_grace_time``."""
+
+    code: ClassVar[int] = EVENT_JOB_MISSED
+    coalesced: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class JobSkipped(RunEvent):
+    """A fire time was skipped: the job had ``max_instances`` runs going already."""
+
+    code: ClassVar[int] = EVENT_JOB_MAX_INSTANCES
+
+
+#: APScheduler 3's name for :class:`JobSkipped`.
+JobMaxInstancesReached = JobSkipped
+
+E = TypeVar("E", bound=Event)
+Listener = Callable[[Event], "Awaitable[None] | None"]
+
+
+class Subscription(AsyncIterator[E]):
+    """An async iterator over the events of one subscriber.
+
+    The buffer is bounded: when the subscriber reads too slowly, new events are dropped
+    for it (never for the scheduler or other subscribers) and counted in :attr:`missed`.
+    """
+
+    def __init__(self, receive: MemoryObjectReceiveStream[E]) -> None:
+        self._receive = receive
+        #: How many events this subscriber lost because its buffer was full.
+        self.missed = 0
+
+    def __aiter__(self) -> Subscription[E]:
+        return self
+
+    async def __anext__(self) -> E:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    def receive_nowait(self) -> E:
+        """Return a buffered event at once; raises ``anyio.WouldBlock`` if there is none."""
+        return self._receive.receive_nowait()
+
+
+class _Subscriber:
+    __slots__ = ("send", "subscription", "types")
+
+    def __init__(
+        self,
+        types: tuple[type[Event], ...],
+        send: MemoryObjectSendStream[Any],
+        subscription: Subscription[Any],
+    ) -> None:
+        self.types = types
+        self.send = send
+        self.subscription = subscription
+
+
+class EventHub:
+    """Delivers published events to listeners (callbacks) and subscriptions (streams).
+
+    Sync listeners are called in the publishing task; async listeners run in the task
+    group given to :meth:`start`. A listener that raises is logged and never stops the
+    scheduler.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[tuple[Listener, int]] = []
+        self._subscribers: list[_Subscriber] = []
+        self._task_group: TaskGroup | None = None
+        self._mask = 0
+
+    def start(self, task_group: TaskGroup) -> None:
+        """Use ``task_group`` (owned by the scheduler) for async listeners."""
+        self._task_group = task_group
+
+    def close(self) -> None:
+        """End every subscription stream (their iterators stop)."""
+        for sub in self._subscribers:
+            sub.send.close()
+        self._subscribers.clear()
+        self._task_group = None
+
+    @property
+    def wanted(self) -> int:
+        """The union of the codes someone listens to (``0``: publishing is free)."""
+        return self._mask
+
+    def _recompute_mask(self) -> None:
+        mask = 0
+        for _, listener_mask in self._listeners:
+            mask |= listener_mask
+        for sub in self._subscribers:
+            for t in sub.types:
+                mask |= t.code if t.code else EVENT_ALL
+        self._mask = mask
+
+    def add_listener(self, callback: Listener, mask: int = EVENT_ALL) -> None:
+        """Call ``callback(event)`` for every event whose ``code`` is in ``mask``."""
+        self._listeners.append((callback, mask))
+        self._recompute_mask()
+
+    def remove_listener(self, callback: Listener) -> None:
+        """Stop calling ``callback``; raises ``ValueError`` if it was not added."""
+        for i, (cb, _) in enumerate(self._listeners):
+            if cb == callback:
+                del self._listeners[i]
+                self._recompute_mask()
+                return
+        raise ValueError(f"{callback!r} is not a listener of this scheduler")
+
+    @asynccontextmanager
+    async def subscribe(
+        self, *event_types: type[E], max_buffer: int = 1000
+    ) -> AsyncIterator[Subscription[E]]:
+        """Stream the events of the given types (all events if none given)."""
+        types: tuple[type[Event], ...] = event_types or (Event,)
+        send, receive = anyio.create_memory_object_stream[Any](max_buffer)
+        subscription: Subscription[E] = Subscription(receive)
+        sub = _Subscriber(types, send, subscription)
+        self._subscribers.append(sub)
+        self._recompute_mask()
+        try:
+            with receive:
+                yield subscription
+        finally:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+                self._recompute_mask()
+            send.close()
+
+    def publish(self, event: Event) -> None:
+        """Deliver ``event``; never blocks and never raises."""
+        if not (self._mask & event.code):
+            return
+        for sub in self._subscribers:
+            if isinstance(event, sub.types):
+                try:
+                    sub.send.send_nowait(event)
+                except anyio.WouldBlock:
+                    if not sub.subscription.missed:
+                        logger.warning(
+                            "an event subscriber is not keeping up; dropping its events "
+                            "(count in subscription.missed)"
+                        )
+                    sub.subscription.missed += 1
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+        for callback, mask in self._listeners:
+            if not (mask & event.code):
+                continue
+            try:
+                outcome = callback(event)
+            except Exception:
+                logger.exception("event listener %r raised on %r", callback, event)
+                continue
+            if inspect.isawaitable(outcome):
+                if self._task_group is None:
+                    logger.error("async listener %r called with no running scheduler", callback)
+                    if inspect.iscoroutine(outcome):
+                        outcome.close()
+                    continue
+                # Owner: the scheduler's task group runs async listeners.
+                self._task_group.start_soon(self._await_listener, callback, outcome)
+
+    @staticmethod
+    async def _await_listener(callback: Listener, outcome: Awaitable[None]) -> None:
+        try:
+            await outcome
+        except Exception:
+            logger.exception("event listener %r raised", callback)
+
+
+__all__ = [
+    "EVENT_ALL",
+    "EVENT_ALL_JOBS_REMOVED",
+    "EVENT_EXECUTOR_ADDED",
+    "EVENT_EXECUTOR_REMOVED",
+    "EVENT_JOBSTORE_ADDED",
+    "EVENT_JOBSTORE_REMOVED",
+    "EVENT_JOB_ABANDONED",
+    "EVENT_JOB_ADDED",
+    "EVENT_JOB_ERROR",
+    "EVENT_JOB_EXECUTED",
+    "EVENT_JOB_MAX_INSTANCES",
+    "EVENT_JOB_MISSED",
+    "EVENT_JOB_MODIFIED",
+    "EVENT_JOB_REMOVED",
+    "EVENT_JOB_SUBMITTED",
+    "EVENT_JOB_TIMEOUT",
+    "EVENT_SCHEDULER_PAUSED",
+    "EVENT_SCHEDULER_RESUMED",
+    "EVENT_SCHEDULER_SHUTDOWN",
+    "EVENT_SCHEDULER_START",
+    "EVENT_SCHEDULER_STARTED",
+    "EVENT_STORE_ERROR",
+    "EVENT_STORE_RECOVERED",
+    "AllJobsRemoved",
+    "Event",
+    "EventHub",
+    "JobAdded",
+    "JobError",
+    "JobEvent",
+    "JobExecuted",
+    "JobMaxInstancesReached",
+    "JobMissed",
+    "JobModified",
+    "JobRemoved",
+    "JobSkipped",
+    "JobSubmitted",
+    "JobTimedOut",
+    "RunEvent",
+    "SchedulerEvent",
+    "SchedulerPaused",
+    "SchedulerResumed",
+    "SchedulerStarted",
+    "SchedulerStopped",
+    "Subscription",
+]

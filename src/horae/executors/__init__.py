@@ -1,0 +1,9 @@
+"""Executors: where a job's callable runs."""
+
+from __future__ import annotations
+
+from horae.executors.async_ import AsyncExecutor
+from horae.executors.base import Executor
+from horae.executors.thread import ThreadExecutor
+
+__all__ = ["AsyncExecutor", "Executor", "ThreadExecutor"]

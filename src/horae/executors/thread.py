@@ -1,0 +1,54 @@
+"""The thread executor: sync callables in worker threads, with a capacity limit."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from horae.errors import JobArgumentError
+
+__all__ = ["ThreadExecutor"]
+
+
+class ThreadExecutor:
+    """Runs sync callables with ``anyio.to_thread.run_sync``, at most ``max_workers`` at once.
+
+    A thread cannot be cancelled: when a run times out or the scheduler stops without
+    waiting, the run is reported at once and the thread finishes on its own.
+
+    Args:
+        max_workers: how many callables may run at the same time (default 10).
+    """
+
+    def __init__(self, max_workers: int = 10) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise JobArgumentError(
+                f"max_workers: {max_workers!r} is not allowed; give a whole number of at least 1"
+            )
+        self.max_workers = max_workers
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(max_workers={self.max_workers})"
+
+    async def start(self) -> None:
+        """Create the capacity limiter (it belongs to the running event loop)."""
+        self._limiter = anyio.CapacityLimiter(self.max_workers)
+
+    async def stop(self) -> None:
+        """Forget the limiter; threads still running finish on their own."""
+        self._limiter = None
+
+    def check(self, func: Callable[..., Any]) -> None:
+        """Any callable can run in a thread."""
+
+    async def run(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Any:
+        """Call ``func`` in a worker thread; the job's context variables go with it."""
+        call = functools.partial(func, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter, abandon_on_cancel=True)

@@ -1,0 +1,236 @@
+"""Jobs, runs and their outcomes: the values the scheduler and the stores exchange."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from horae.errors import JobArgumentError
+
+if TYPE_CHECKING:
+    from horae.scheduler import AsyncScheduler
+    from horae.triggers.base import Trigger
+
+__all__ = ["Job", "JobDefaults", "Run", "RunOutcome"]
+
+
+class RunOutcome(str, enum.Enum):
+    """How one fire time of a job ended."""
+
+    #: The callable returned.
+    SUCCESS = "success"
+    #: The callable raised; ``Run.error`` holds the traceback text.
+    ERROR = "error"
+    #: The run exceeded the job's ``timeout``.
+    TIMEOUT = "timeout"
+    #: The run would have started later than ``misfire_grace_time`` after its fire time.
+    MISSED = "missed"
+    #: The job had ``max_instances`` runs going already.
+    SKIPPED = "skipped"
+    #: The scheduler running it died; another scheduler found its lease expired.
+    ABANDONED = "abandoned"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _check_max_instances(_: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise JobArgumentError(
+            f"{attribute.name}: {value!r} is not allowed; give a whole number of at least 1"
+        )
+
+
+def _to_optional_timedelta(value: float | timedelta | None) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value  # type: ignore[return-value]  # rejected by the validator
+    return timedelta(seconds=value)
+
+
+def _check_optional_duration(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, timedelta):
+        raise JobArgumentError(
+            f"{attribute.name}: {value!r} is not a duration; give seconds (a number), "
+            "a timedelta or None"
+        )
+    if value < timedelta(0):
+        raise JobArgumentError(
+            f"{attribute.name}: {value.total_seconds():g} seconds is negative; "
+            "give zero or more seconds (or None for no limit)"
+        )
+
+
+def _check_bool(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise JobArgumentError(f"{attribute.name}: {value!r} is not True or False")
+
+
+def _check_aware_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (
+        not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None
+    ):
+        raise JobArgumentError(f"{attribute.name}: {value!r} is not a timezone-aware datetime")
+
+
+@attrs.frozen
+class JobDefaults:
+    """Options that jobs take when ``add_job`` does not give them.
+
+    The defaults favour running late over skipping silently: a fire time that could not
+    start on time still runs (``misfire_grace_time=None`` means no limit), and a backlog of
+    fire times collapses into one run (``coalesce=True``).
+    """
+
+    coalesce: bool = attrs.field(default=True, validator=_check_bool)
+    max_instances: int = attrs.field(default=1, validator=_check_max_instances)
+    misfire_grace_time: timedelta | None = attrs.field(
+        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
+    )
+    jitter: timedelta | None = attrs.field(
+        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
+    )
+    timeout: timedelta | None = attrs.field(
+        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
+    )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | JobDefaults | None) -> JobDefaults:
+        """Build defaults from a dict as APScheduler 3 takes ``job_defaults``."""
+        if values is None:
+            return cls()
+        if isinstance(values, JobDefaults):
+            return values
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise JobArgumentError(
+                f"job_defaults: unknown option {unknown[0]!r}; "
+                f"valid options are {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+def _check_id(_: Any, attribute: attrs.Attribute[str], value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise JobArgumentError(f"{attribute.name}: {value!r} is not a valid job id; give a non-empty string")
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """A scheduled job: what to call, when (its trigger) and how (its options).
+
+    Jobs are values. Change one through the scheduler (``modify_job``, ``pause_job``...) or
+    the verbs bound to a job the scheduler returned (``await job.pause()``).
+
+    Attributes:
+        id: unique id within the store.
+        func: the callable.
+        func_ref: its ``"module:qualname"`` reference when it has one (persistent stores
+            need it).
+        trigger: when the job fires.
+        next_run_time: the next fire time, or ``None`` while the job is paused.
+    """
+
+    id: str = attrs.field(validator=_check_id)
+    func: Callable[..., Any] = attrs.field(eq=False)
+    func_ref: str | None = None
+    trigger: Trigger
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+    name: str = ""
+    executor: str = "default"
+    coalesce: bool = attrs.field(default=True, validator=_check_bool)
+    max_instances: int = attrs.field(default=1, validator=_check_max_instances)
+    misfire_grace_time: timedelta | None = attrs.field(
+        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
+    )
+    jitter: timedelta | None = attrs.field(
+        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
+    )
+    timeout: timedelta | None = attrs.field(
+        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
+    )
+    next_run_time: datetime | None = attrs.field(default=None, validator=_check_aware_or_none)
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    _scheduler: AsyncScheduler | None = attrs.field(
+        default=None, eq=False, repr=False, alias="scheduler"
+    )
+
+    @property
+    def paused(self) -> bool:
+        """Whether the job is paused (it has no next run time)."""
+        return self.next_run_time is None
+
+    def _bound(self) -> AsyncScheduler:
+        if self._scheduler is None:
+            from horae.errors import HoraeError
+
+            raise HoraeError(
+                f"job {self.id!r} is not bound to a scheduler; "
+                "use the scheduler's verbs (scheduler.pause_job(job.id), ...)"
+            )
+        return self._scheduler
+
+    async def pause(self) -> Job:
+        """Pause this job (see :meth:`AsyncScheduler.pause_job`)."""
+        return await self._bound().pause_job(self.id)
+
+    async def resume(self) -> Job:
+        """Resume this job (see :meth:`AsyncScheduler.resume_job`)."""
+        return await self._bound().resume_job(self.id)
+
+    async def modify(self, **changes: Any) -> Job:
+        """Change options of this job (see :meth:`AsyncScheduler.modify_job`)."""
+        return await self._bound().modify_job(self.id, **changes)
+
+    async def reschedule(self, trigger: Any = None, **trigger_args: Any) -> Job:
+        """Give this job a new trigger (see :meth:`AsyncScheduler.reschedule_job`)."""
+        return await self._bound().reschedule_job(self.id, trigger, **trigger_args)
+
+    async def remove(self) -> None:
+        """Remove this job (see :meth:`AsyncScheduler.remove_job`)."""
+        await self._bound().remove_job(self.id)
+
+    async def get_runs(self, limit: int = 100) -> list[Run]:
+        """Recent runs of this job, newest first."""
+        return await self._bound().get_runs(self.id, limit=limit)
+
+
+@attrs.frozen(kw_only=True)
+class Run:
+    """One execution (or non-execution) of a job for one fire time.
+
+    Attributes:
+        id: unique id of the run, stable across retries of the same attempt.
+        job_id: the job's id.
+        scheduled_time: the fire time this run is for.
+        started_at: when the callable started (``None`` if it never did).
+        finished_at: when the run ended (``None`` while it runs).
+        outcome: how it ended, ``None`` while running.
+        result: the callable's return value on success.
+        error: the traceback text on error.
+        scheduler_id: the scheduler that ran it.
+        attempt: 1 for the first attempt.
+        coalesced: how many earlier fire times this run covered (``coalesce=True``).
+    """
+
+    id: uuid.UUID = attrs.field(factory=uuid.uuid4)
+    job_id: str
+    scheduled_time: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: RunOutcome | None = None
+    result: Any = None
+    error: str | None = None
+    scheduler_id: str = ""
+    attempt: int = 1
+    coalesced: int = 0

@@ -1,0 +1,140 @@
+"""The store protocol: what every job store (memory, SQLite, PostgreSQL, Redis) provides.
+
+A store keeps jobs and their run history, and hands each due job to exactly one
+scheduler at a time through a *lease*: ``acquire_jobs`` marks up to ``limit`` due jobs as
+held by one scheduler until ``expires_at``; the scheduler decides what to do with the due
+fire times (the misfire, coalescing and max_instances rules live in the scheduler, not in
+the stores) and gives the jobs back with ``release_jobs``, in one call per batch. A lease
+that is not released in time expires and another scheduler may acquire the job.
+
+Runs that are handed to an executor stay *in flight* in the store until
+``finish_run``; the number of in-flight runs of a job is what ``max_instances`` counts,
+so it holds across every scheduler sharing the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from horae.events import Event
+from horae.jobs import Job, Run
+
+__all__ = ["Lease", "Release", "Store", "StoreContext"]
+
+
+@attrs.frozen(kw_only=True)
+class StoreContext:
+    """What a scheduler hands its store when it starts.
+
+    Attributes:
+        scheduler_id: the id of the scheduler using the store.
+        wakeup: call when jobs changed in a way this scheduler did not see (another
+            process added or changed one): the scheduler looks again for due jobs.
+        publish: call with events that happened elsewhere (cross-process events).
+    """
+
+    scheduler_id: str
+    wakeup: Callable[[], None]
+    publish: Callable[[Event], None]
+
+
+@attrs.frozen(kw_only=True)
+class Lease:
+    """A due job held by one scheduler until ``expires_at``.
+
+    Attributes:
+        job: the job as stored when it was acquired.
+        scheduler_id: who holds it.
+        expires_at: when another scheduler may take it over.
+        token: a number that grows with every lease of the job (a fencing token): a
+            release with an older token is refused.
+        running: how many runs of the job were in flight (anywhere) when acquired.
+    """
+
+    job: Job
+    scheduler_id: str
+    expires_at: datetime
+    token: int
+    running: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Release:
+    """What a scheduler did with a leased job.
+
+    Attributes:
+        lease: the lease being given back.
+        next_run_time: the job's next fire time (``None``: no more fire times).
+        started: runs handed to an executor now; in flight until ``finish_run``.
+        finished: runs that ended without executing (missed, skipped).
+        remove: the trigger is exhausted: remove the job.
+    """
+
+    lease: Lease
+    next_run_time: datetime | None
+    started: Sequence[Run] = ()
+    finished: Sequence[Run] = ()
+    remove: bool = False
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A job store. Each method is one round trip's worth of work."""
+
+    async def start(self, context: StoreContext) -> None:
+        """Open connections, create tables; called when the scheduler starts."""
+        ...
+
+    async def stop(self) -> None:
+        """Close what :meth:`start` opened."""
+        ...
+
+    async def add_jobs(self, jobs: Sequence[Job], *, replace: bool) -> None:
+        """Add jobs; raises ``ConflictingIdError`` for an existing id unless ``replace``."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with that id; raises ``JobLookupError``."""
+        ...
+
+    async def get_jobs(self) -> list[Job]:
+        """Every job, by next run time (paused jobs last)."""
+        ...
+
+    async def update_job(self, job: Job) -> None:
+        """Replace the stored job of the same id; raises ``JobLookupError``."""
+        ...
+
+    async def remove_job(self, job_id: str) -> None:
+        """Remove a job; raises ``JobLookupError``."""
+        ...
+
+    async def remove_all_jobs(self) -> None:
+        """Remove every job."""
+        ...
+
+    async def next_run_time(self) -> datetime | None:
+        """The earliest next run time of any job not leased, or ``None``."""
+        ...
+
+    async def acquire_jobs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Lease]:
+        """Lease up to ``limit`` jobs due at ``now`` (earliest first) for ``lease_duration`` s."""
+        ...
+
+    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> None:
+        """Give leased jobs back with their next run times, recording their runs."""
+        ...
+
+    async def finish_run(self, run: Run) -> None:
+        """Record the outcome of an in-flight run; it no longer counts for max_instances."""
+        ...
+
+    async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
+        """The job's recent runs, in flight first, then newest first."""
+        ...

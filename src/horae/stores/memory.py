@@ -1,0 +1,227 @@
+"""The in-memory store: the default, for jobs that need not survive the process."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from horae.errors import ConflictingIdError, JobArgumentError, JobLookupError
+from horae.jobs import Job, Run
+from horae.stores.base import Lease, Release, StoreContext
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Keeps jobs in a heap ordered by next run time: O(log n) per change.
+
+    Acquiring k due jobs costs O(k log n). Nothing survives the process; use
+    ``SQLiteStore`` (one machine) or ``PostgresStore``/``RedisStore`` (many) for that.
+
+    Args:
+        run_retention: how many finished runs to keep per job.
+    """
+
+    def __init__(self, *, run_retention: int = 100) -> None:
+        if isinstance(run_retention, bool) or not isinstance(run_retention, int) or run_retention < 0:
+            raise JobArgumentError(
+                f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
+            )
+        self._run_retention = run_retention
+        self._jobs: dict[str, Job] = {}
+        # Heap entries are (timestamp, sequence, job id); an entry is live only while its
+        # sequence is the job's current one (changes push a new entry, lazily dropping the
+        # old), which keeps every change O(log n).
+        self._heap: list[tuple[float, int, str]] = []
+        self._live_seq: dict[str, int] = {}
+        self._seq = 0
+        self._leases: dict[str, Lease] = {}
+        self._token = 0
+        self._running: dict[str, int] = {}
+        self._in_flight: dict[UUID, Run] = {}
+        self._runs: dict[str, deque[Run]] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(jobs={len(self._jobs)})"
+
+    async def start(self, context: StoreContext) -> None:
+        """Nothing to open."""
+
+    async def stop(self) -> None:
+        """Nothing to close; the jobs stay for a scheduler started on this store again."""
+        self._leases.clear()
+
+    def _schedule(self, job: Job) -> None:
+        self._seq += 1
+        if job.next_run_time is None:
+            self._live_seq.pop(job.id, None)
+            return
+        self._live_seq[job.id] = self._seq
+        heapq.heappush(self._heap, (job.next_run_time.timestamp(), self._seq, job.id))
+
+    async def add_jobs(self, jobs: Sequence[Job], *, replace: bool) -> None:
+        """Add jobs; an existing id is replaced only with ``replace``."""
+        if not replace:
+            seen: set[str] = set()
+            for job in jobs:
+                if job.id in self._jobs or job.id in seen:
+                    raise ConflictingIdError(job.id)
+                seen.add(job.id)
+        for job in jobs:
+            self._jobs[job.id] = job
+            if job.id not in self._leases:
+                self._schedule(job)
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with that id."""
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise JobLookupError(job_id) from None
+
+    async def get_jobs(self) -> list[Job]:
+        """Every job, by next run time, paused jobs last."""
+        return sorted(
+            self._jobs.values(),
+            key=lambda j: (j.next_run_time is None, j.next_run_time.timestamp() if j.next_run_time else 0),
+        )
+
+    async def update_job(self, job: Job) -> None:
+        """Replace the stored job of the same id."""
+        if job.id not in self._jobs:
+            raise JobLookupError(job.id)
+        self._jobs[job.id] = job
+        if job.id not in self._leases:
+            self._schedule(job)
+
+    async def remove_job(self, job_id: str) -> None:
+        """Remove a job (its run history stays readable)."""
+        if self._jobs.pop(job_id, None) is None:
+            raise JobLookupError(job_id)
+        self._live_seq.pop(job_id, None)
+
+    async def remove_all_jobs(self) -> None:
+        """Remove every job."""
+        self._jobs.clear()
+        self._live_seq.clear()
+        self._heap.clear()
+
+    def _pop_stale(self) -> None:
+        heap = self._heap
+        live = self._live_seq
+        while heap and live.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)
+
+    async def next_run_time(self) -> datetime | None:
+        """The earliest next run time of a job that is not leased."""
+        self._pop_stale()
+        if not self._heap:
+            return None
+        job = self._jobs[self._heap[0][2]]
+        return job.next_run_time
+
+    def _expire_leases(self, now: datetime) -> None:
+        for job_id, lease in list(self._leases.items()):
+            if lease.expires_at <= now:
+                del self._leases[job_id]
+                job = self._jobs.get(job_id)
+                if job is not None:
+                    self._schedule(job)
+
+    async def acquire_jobs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Lease]:
+        """Lease up to ``limit`` due jobs, earliest first."""
+        if self._leases:
+            self._expire_leases(now)
+        now_ts = now.timestamp()
+        expires = now + timedelta(seconds=lease_duration)
+        heap = self._heap
+        live = self._live_seq
+        leases: list[Lease] = []
+        while heap and len(leases) < limit and heap[0][0] <= now_ts:
+            _, seq, job_id = heapq.heappop(heap)
+            if live.get(job_id) != seq:
+                continue
+            del live[job_id]
+            self._token += 1
+            lease = Lease(
+                job=self._jobs[job_id],
+                scheduler_id=scheduler_id,
+                expires_at=expires,
+                token=self._token,
+                running=self._running.get(job_id, 0),
+            )
+            self._leases[job_id] = lease
+            leases.append(lease)
+        return leases
+
+    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> None:
+        """Give leased jobs back with their next run times."""
+        for release in releases:
+            lease = release.lease
+            job_id = lease.job.id
+            held = self._leases.get(job_id)
+            if held is None or held.token != lease.token:
+                # The lease expired and someone else took the job: this scheduler's view
+                # is stale and must not overwrite it.
+                continue
+            del self._leases[job_id]
+            for run in release.started:
+                self._in_flight[run.id] = run
+            if release.started:
+                self._running[job_id] = self._running.get(job_id, 0) + len(release.started)
+            for run in release.finished:
+                self._record(run)
+            job = self._jobs.get(job_id)
+            if job is None:
+                continue  # removed while leased
+            if release.remove and job is lease.job:
+                del self._jobs[job_id]
+                continue
+            if job is lease.job or (
+                job.trigger == lease.job.trigger and job.next_run_time == lease.job.next_run_time
+            ):
+                # Unchanged, or changed in ways that do not touch its schedule.
+                job = _with_next_run_time(job, release.next_run_time)
+                self._jobs[job_id] = job
+            self._schedule(job)
+
+    def _record(self, run: Run) -> None:
+        if self._run_retention == 0:
+            return
+        history = self._runs.get(run.job_id)
+        if history is None:
+            history = self._runs[run.job_id] = deque(maxlen=self._run_retention)
+        history.appendleft(run)
+
+    async def finish_run(self, run: Run) -> None:
+        """Record a finished run; it no longer counts for max_instances."""
+        if self._in_flight.pop(run.id, None) is not None:
+            count = self._running.get(run.job_id, 0) - 1
+            if count > 0:
+                self._running[run.job_id] = count
+            else:
+                self._running.pop(run.job_id, None)
+        self._record(run)
+
+    async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
+        """In-flight runs first, then finished ones, newest first."""
+        in_flight = [r for r in self._in_flight.values() if r.job_id == job_id]
+        in_flight.sort(key=lambda r: r.scheduled_time, reverse=True)
+        finished = list(self._runs.get(job_id, ()))
+        return (in_flight + finished)[:limit]
+
+
+def _with_next_run_time(job: Job, next_run_time: datetime | None) -> Job:
+    # attrs.evolve re-runs every converter and validator; this is the hot path of every
+    # fire time, and only one already-validated field changes.
+    new = object.__new__(Job)
+    for name in Job.__slots__:  # type: ignore[attr-defined]
+        if name != "__weakref__":
+            object.__setattr__(new, name, getattr(job, name))
+    object.__setattr__(new, "next_run_time", next_run_time)
+    return new
