@@ -1,7 +1,18 @@
-"""horae: asyncio-native job scheduling."""
+"""horae: asyncio-native job scheduling.
+
+Example::
+
+    from horae import AsyncScheduler
+
+    async with AsyncScheduler() as scheduler:
+        await scheduler.add_job(tick, "interval", seconds=5)
+        await scheduler.add_job(report, "cron", day_of_week="mon-fri", hour=9)
+        await scheduler.run_until_stopped()
+"""
 
 from __future__ import annotations
 
+from horae._clock import Clock, SystemClock
 from horae.errors import (
     ConflictingIdError,
     DeserializationError,
@@ -16,18 +27,125 @@ from horae.errors import (
     StoreError,
     TriggerError,
 )
+from horae.events import (
+    EVENT_ALL,
+    EVENT_ALL_JOBS_REMOVED,
+    EVENT_JOB_ABANDONED,
+    EVENT_JOB_ADDED,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_MODIFIED,
+    EVENT_JOB_REMOVED,
+    EVENT_JOB_SUBMITTED,
+    EVENT_JOB_TIMEOUT,
+    EVENT_SCHEDULER_PAUSED,
+    EVENT_SCHEDULER_RESUMED,
+    EVENT_SCHEDULER_SHUTDOWN,
+    EVENT_SCHEDULER_START,
+    EVENT_SCHEDULER_STARTED,
+    EVENT_STORE_ERROR,
+    EVENT_STORE_RECOVERED,
+    AllJobsRemoved,
+    Event,
+    JobAdded,
+    JobError,
+    JobEvent,
+    JobExecuted,
+    JobMaxInstancesReached,
+    JobMissed,
+    JobModified,
+    JobRemoved,
+    JobSkipped,
+    JobSubmitted,
+    JobTimedOut,
+    RunEvent,
+    SchedulerEvent,
+    SchedulerPaused,
+    SchedulerResumed,
+    SchedulerStarted,
+    SchedulerStopped,
+    Subscription,
+)
+from horae.executors import AsyncExecutor, Executor, ThreadExecutor
+from horae.jobs import Job, JobDefaults, Run, RunOutcome
+from horae.scheduler import AsyncScheduler, current_run
+from horae.stores import MemoryStore, Store
+from horae.sync import Scheduler
+from horae.triggers import DateTrigger, IntervalTrigger, Trigger
 
 __all__ = [
+    "EVENT_ALL",
+    "EVENT_ALL_JOBS_REMOVED",
+    "EVENT_JOB_ABANDONED",
+    "EVENT_JOB_ADDED",
+    "EVENT_JOB_ERROR",
+    "EVENT_JOB_EXECUTED",
+    "EVENT_JOB_MAX_INSTANCES",
+    "EVENT_JOB_MISSED",
+    "EVENT_JOB_MODIFIED",
+    "EVENT_JOB_REMOVED",
+    "EVENT_JOB_SUBMITTED",
+    "EVENT_JOB_TIMEOUT",
+    "EVENT_SCHEDULER_PAUSED",
+    "EVENT_SCHEDULER_RESUMED",
+    "EVENT_SCHEDULER_SHUTDOWN",
+    "EVENT_SCHEDULER_START",
+    "EVENT_SCHEDULER_STARTED",
+    "EVENT_STORE_ERROR",
+    "EVENT_STORE_RECOVERED",
+    "AllJobsRemoved",
+    "AndTrigger",
+    "AsyncExecutor",
+    "AsyncScheduler",
+    "CalendarIntervalTrigger",
+    "Clock",
     "ConflictingIdError",
+    "CronTrigger",
+    "DateTrigger",
     "DeserializationError",
+    "Event",
+    "Executor",
     "ExecutorLookupError",
     "HoraeError",
+    "IntervalTrigger",
     "InvalidCallableError",
+    "Job",
+    "JobAdded",
     "JobArgumentError",
+    "JobDefaults",
+    "JobError",
+    "JobEvent",
+    "JobExecuted",
     "JobLookupError",
+    "JobMaxInstancesReached",
+    "JobMissed",
+    "JobModified",
+    "JobRemoved",
+    "JobSkipped",
+    "JobSubmitted",
+    "JobTimedOut",
+    "MemoryStore",
+    "OrTrigger",
+    "Run",
+    "RunEvent",
+    "RunOutcome",
+    "Scheduler",
+    "SchedulerEvent",
     "SchedulerNotRunningError",
+    "SchedulerPaused",
+    "SchedulerResumed",
     "SchedulerRunningError",
+    "SchedulerStarted",
+    "SchedulerStopped",
     "SerializationError",
+    "Store",
     "StoreError",
+    "Subscription",
+    "SystemClock",
+    "ThreadExecutor",
+    "Trigger",
     "TriggerError",
+    "current_run",
 ]

@@ -94,6 +94,27 @@ def localize(naive: datetime, tz: tzinfo) -> datetime:
     return aware.astimezone(UTC).astimezone(tz)
 
 
+def express(instant: datetime, tz: tzinfo) -> datetime:
+    """An aware datetime as a trigger returns it: same instant, ``tz``'s offset then.
+
+    The result's tzinfo is a fixed offset named by the zone's abbreviation (``CEST``),
+    not ``tz`` itself. A ``ZoneInfo`` datetime in a repeated (fall-back) hour compares
+    unequal to every datetime with another tzinfo, and two ``ZoneInfo`` datetimes of one
+    zone compare by wall time, ignoring ``fold`` (PEP 495); so 01:30 BST and 01:30 GMT
+    would look equal. With a fixed offset, ``==`` and ``<`` always compare instants.
+    """
+    local = instant.astimezone(tz)
+    offset = local.utcoffset()
+    if offset is None:  # only a broken tzinfo returns no offset
+        return local
+    return local.replace(tzinfo=_fixed_offset(offset, local.tzname()), fold=0)
+
+
+@lru_cache(maxsize=256)
+def _fixed_offset(offset: timedelta, name: str | None) -> timezone:
+    return timezone(offset, name) if name else timezone(offset)
+
+
 def to_aware(
     value: datetime | date | str,
     tz: tzinfo,

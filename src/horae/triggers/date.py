@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from horae._time import require_aware
+from horae._time import express, require_aware
 from horae.errors import TriggerError
 from horae.triggers._args import (
     Moment,
@@ -78,7 +78,7 @@ class DateTrigger:
         """``run_date`` if it is strictly after ``after``, else ``None``."""
         require_aware(after)
         if self.run_date.astimezone(timezone.utc) > after.astimezone(timezone.utc):
-            return self.run_date
+            return express(self.run_date, self.timezone)
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from horae._time import require_aware
+from horae._time import express, require_aware
 from horae.errors import TriggerError
 from horae.triggers._args import (
     Moment,
@@ -172,7 +172,7 @@ class IntervalTrigger:
         if self.end_date is not None and candidate > self.end_date.astimezone(_UTC):
             return None
         try:
-            return candidate.astimezone(self.timezone)
+            return express(candidate, self.timezone)
         except OverflowError:
             return None
 

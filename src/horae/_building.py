@@ -1,0 +1,233 @@
+"""Turning ``add_job`` arguments into a validated :class:`~horae.Job`.
+
+Every check here runs when the user calls ``add_job`` (or ``modify_job``), so that a
+mistake is reported by the call that made it, never later when the job fires.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from horae._time import to_aware
+from horae.errors import (
+    ExecutorLookupError,
+    InvalidCallableError,
+    JobArgumentError,
+    TriggerError,
+)
+from horae.executors.base import Executor
+from horae.jobs import Job, JobDefaults
+from horae.refs import ref_to_callable
+from horae.triggers.base import Trigger, create_trigger
+from horae.triggers.date import DateTrigger
+
+
+class _Unset:
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: Marks an ``add_job`` option the caller did not give (``None`` is a meaningful value).
+UNSET: Any = _Unset()
+
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def resolve_callable(func: Callable[..., Any] | str) -> tuple[Callable[..., Any], str | None]:
+    """The callable and, when ``func`` was given as one, its reference string."""
+    if isinstance(func, str):
+        return ref_to_callable(func), func
+    if not callable(func):
+        raise InvalidCallableError(
+            f"func: {func!r} is not callable; give a function, a coroutine function or a "
+            "'package.module:function' reference"
+        )
+    return func, None
+
+
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    """Whether calling ``func`` gives a coroutine (looking through partials)."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004  (callable instances)
+    return call is not None and not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
+
+
+def choose_executor(
+    func: Callable[..., Any], name: str | None, executors: Mapping[str, Executor]
+) -> str:
+    """The executor name for ``func``: the given one, else by what kind of callable it is."""
+    if name is None:
+        if is_async_callable(func):
+            name = "async"
+        else:
+            name = "default" if "default" in executors else "thread"
+    executor = executors.get(name)
+    if executor is None:
+        raise ExecutorLookupError(name, sorted(executors))
+    executor.check(func)
+    return name
+
+
+def build_trigger(
+    trigger: Trigger | str | None,
+    trigger_args: Mapping[str, Any],
+    timezone: tzinfo,
+    now: datetime,
+) -> Trigger:
+    """A trigger from an alias and arguments, an instance, or nothing (run once, now)."""
+    if trigger is None:
+        if trigger_args:
+            names = ", ".join(sorted(trigger_args))
+            raise TriggerError(
+                next(iter(sorted(trigger_args))),
+                f"add_job() got trigger arguments ({names}) but no trigger; "
+                "name one, e.g. add_job(func, 'interval', seconds=5)",
+            )
+        return DateTrigger(run_date=now, timezone=timezone)
+    if isinstance(trigger, str):
+        args = dict(trigger_args)
+        if trigger == "interval" and "start_date" not in args:
+            # The first run comes one interval after the job is added (APScheduler 3's
+            # rule), on the scheduler's clock rather than the system's.
+            args["start_date"] = now
+            first = create_trigger(trigger, args, default_timezone=timezone).next(now)
+            if first is not None:
+                args["start_date"] = first
+        return create_trigger(trigger, args, default_timezone=timezone)
+    if trigger_args:
+        names = ", ".join(sorted(trigger_args))
+        raise TriggerError(
+            next(iter(sorted(trigger_args))),
+            f"add_job() got a trigger instance and trigger arguments ({names}); "
+            "put the arguments in the trigger",
+        )
+    if not callable(getattr(trigger, "next", None)) or not callable(
+        getattr(trigger, "to_dict", None)
+    ):
+        raise TriggerError(
+            "trigger",
+            f"trigger: {trigger!r} is not a trigger; give an alias ('date', 'interval', "
+            "'calendarinterval', 'cron') or a trigger instance",
+        )
+    return trigger
+
+
+def first_fire_time(trigger: Trigger, now: datetime) -> datetime | None:
+    """The first fire time at or after ``now``.
+
+    A date trigger whose date has passed still fires once (late, so the misfire rules
+    decide whether it runs or is reported missed): nothing the user scheduled is
+    dropped without a trace.
+    """
+    first = trigger.next(now - _ONE_MICROSECOND)
+    if first is None and isinstance(trigger, DateTrigger):
+        return trigger.run_date
+    return first
+
+
+def build_job(
+    func: Callable[..., Any] | str,
+    trigger: Trigger | str | None,
+    *,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    id: str | None,
+    name: str | None,
+    executor: str | None,
+    coalesce: Any,
+    max_instances: Any,
+    misfire_grace_time: Any,
+    jitter: Any,
+    timeout: Any,
+    next_run_time: Any,
+    metadata: Mapping[str, Any] | None,
+    trigger_args: Mapping[str, Any],
+    defaults: JobDefaults,
+    executors: Mapping[str, Executor],
+    timezone: tzinfo,
+    now: datetime,
+) -> Job:
+    """Validate everything ``add_job`` was given and build the job."""
+    target, ref = resolve_callable(func)
+    executor_name = choose_executor(target, executor, executors)
+    built_trigger = build_trigger(trigger, trigger_args, timezone, now)
+    if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, Sequence)):
+        raise JobArgumentError(f"args: {args!r} is not a list or tuple of positional arguments")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise JobArgumentError(f"kwargs: {kwargs!r} is not a mapping of keyword arguments")
+    if next_run_time is UNSET:
+        first = first_fire_time(built_trigger, now)
+        if first is None:
+            raise TriggerError(
+                "trigger",
+                f"trigger: {built_trigger!r} has no fire time after {now.isoformat()}; "
+                "the job would never run",
+            )
+    elif next_run_time is None:
+        first = None  # added paused
+    else:
+        first = to_aware(next_run_time, timezone, "next_run_time")
+    job_id = uuid.uuid4().hex if id is None else id
+    return Job(
+        id=job_id,
+        func=target,
+        func_ref=ref,
+        trigger=built_trigger,
+        args=tuple(args or ()),
+        kwargs=dict(kwargs or {}),
+        name=name if name is not None else _default_name(target),
+        executor=executor_name,
+        coalesce=defaults.coalesce if coalesce is UNSET else coalesce,
+        max_instances=defaults.max_instances if max_instances is UNSET else max_instances,
+        misfire_grace_time=(
+            defaults.misfire_grace_time if misfire_grace_time is UNSET else misfire_grace_time
+        ),
+        jitter=defaults.jitter if jitter is UNSET else jitter,
+        timeout=defaults.timeout if timeout is UNSET else timeout,
+        next_run_time=first,
+        metadata=dict(metadata or {}),
+    )
+
+
+def _default_name(func: Callable[..., Any]) -> str:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return getattr(func, "__qualname__", None) or repr(func)
+
+
+#: Options ``modify_job`` may change, and how each is checked.
+MODIFIABLE = frozenset(
+    {
+        "func",
+        "args",
+        "kwargs",
+        "name",
+        "executor",
+        "coalesce",
+        "max_instances",
+        "misfire_grace_time",
+        "jitter",
+        "timeout",
+        "next_run_time",
+        "metadata",
+        "trigger",
+    }
+)

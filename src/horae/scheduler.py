@@ -1,0 +1,1031 @@
+"""AsyncScheduler: the one scheduling loop (acquire due jobs, dispatch, release)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import sys
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextvars import ContextVar
+from datetime import datetime, timedelta, tzinfo
+from types import TracebackType
+from typing import IO, Any, Literal, TypeVar
+
+import anyio
+import anyio.lowlevel
+import attrs
+from anyio.abc import TaskGroup, TaskStatus
+
+from horae._building import MODIFIABLE, UNSET, build_job, build_trigger, first_fire_time
+from horae._building import choose_executor, resolve_callable
+from horae._clock import Clock, SystemClock
+from horae._time import resolve_timezone, to_aware
+from horae.errors import (
+    ConflictingIdError,
+    HoraeError,
+    JobArgumentError,
+    JobLookupError,
+    SchedulerNotRunningError,
+    SchedulerRunningError,
+)
+from horae.events import (
+    EVENT_ALL,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    EVENT_JOB_TIMEOUT,
+    AllJobsRemoved,
+    Event,
+    EventHub,
+    JobAdded,
+    JobError,
+    JobExecuted,
+    JobMissed,
+    JobModified,
+    JobRemoved,
+    JobSkipped,
+    JobSubmitted,
+    JobTimedOut,
+    Listener,
+    SchedulerPaused,
+    SchedulerResumed,
+    SchedulerStarted,
+    SchedulerStopped,
+    Subscription,
+)
+from horae.executors.async_ import AsyncExecutor
+from horae.executors.base import Executor
+from horae.executors.thread import ThreadExecutor
+from horae.jobs import Job, JobDefaults, Run, RunOutcome
+from horae.stores.base import Lease, Release, Store, StoreContext
+from horae.stores.memory import MemoryStore
+from horae.triggers.base import Trigger
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AsyncScheduler", "current_run"]
+
+E = TypeVar("E", bound=Event)
+Role = Literal["scheduler", "client"]
+
+_current_run: ContextVar[Run] = ContextVar("horae_current_run")
+
+#: A job whose trigger raised is looked at again after this long.
+_TRIGGER_ERROR_BACKOFF = timedelta(seconds=60)
+_STORE_ERROR_BACKOFF = (0.5, 30.0)
+
+
+def current_run() -> Run:
+    """The :class:`Run` of the job that is running in this task or thread.
+
+    Raises:
+        HoraeError: called outside a running job.
+    """
+    try:
+        return _current_run.get()
+    except LookupError:
+        raise HoraeError(
+            "current_run() was called outside a running job; call it from the job's code"
+        ) from None
+
+
+def _default_scheduler_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class AsyncScheduler:
+    """Runs jobs at the times their triggers give, on any anyio backend.
+
+    Use it as an async context manager: entering starts it, leaving stops it after the
+    running jobs finish (call :meth:`shutdown` with ``wait=False`` first to cancel them).
+
+    Example::
+
+        async with AsyncScheduler() as scheduler:
+            await scheduler.add_job(tick, "interval", seconds=5)
+            await scheduler.add_job(report, "cron", hour=9, day_of_week="mon-fri")
+            await scheduler.run_until_stopped()
+
+    Args:
+        store: where jobs are kept; a new :class:`MemoryStore` by default.
+        executors: named executors, merged over the built-in ``"async"``
+            (:class:`AsyncExecutor`) and ``"thread"`` (:class:`ThreadExecutor`). Jobs that
+            name no executor go to ``"async"`` for coroutine functions, and to
+            ``"default"`` (if given) or ``"thread"`` for everything else.
+        job_defaults: options jobs take when ``add_job`` omits them (a dict, as in
+            APScheduler 3, or a :class:`JobDefaults`).
+        timezone: the zone for triggers and naive datetimes; the system's zone by default.
+        role: ``"scheduler"`` (runs due jobs) or ``"client"`` (only manages jobs in a
+            shared store).
+        clock: where time comes from; :class:`horae.testing.FakeClock` in tests.
+        scheduler_id: a stable id for this scheduler (hostname-pid-random by default).
+        lease_duration: seconds a scheduler holds a due job before another may take it.
+        batch_size: how many due jobs one store round trip acquires.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        executors: Mapping[str, Executor] | None = None,
+        job_defaults: Mapping[str, Any] | JobDefaults | None = None,
+        timezone: str | tzinfo | None = None,
+        role: Role = "scheduler",
+        clock: Clock | None = None,
+        scheduler_id: str | None = None,
+        lease_duration: float = 30.0,
+        batch_size: int = 100,
+    ) -> None:
+        if role not in ("scheduler", "client"):
+            raise JobArgumentError(f"role: {role!r} is not a role; use 'scheduler' or 'client'")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise JobArgumentError(f"batch_size: {batch_size!r} is not a whole number >= 1")
+        if not lease_duration > 0:
+            raise JobArgumentError(f"lease_duration: {lease_duration!r} must be above 0 seconds")
+        self.store: Store = store if store is not None else MemoryStore()
+        self.executors: dict[str, Executor] = {"async": AsyncExecutor(), "thread": ThreadExecutor()}
+        for name, executor in (executors or {}).items():
+            if not isinstance(executor, Executor):
+                raise JobArgumentError(
+                    f"executors[{name!r}]: {executor!r} is not an executor "
+                    "(AsyncExecutor, ThreadExecutor or one of your own)"
+                )
+            self.executors[name] = executor
+        self.job_defaults = JobDefaults.from_mapping(job_defaults)
+        self.timezone = resolve_timezone(timezone)
+        self.role: Role = role
+        self.id = scheduler_id or _default_scheduler_id()
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._lease_duration = float(lease_duration)
+        self._batch_size = batch_size
+        self._hub = EventHub()
+        self._state: Literal["initial", "starting", "running", "stopping", "stopped"] = "initial"
+        self._paused = False
+        self._pending: list[tuple[Job, bool]] = []
+        self._exit_stack: AsyncExitStack | None = None
+        self._task_group: TaskGroup | None = None
+        self._runs: TaskGroup | None = None
+        self._runs_close = anyio.Event()
+        self._loop_done = anyio.Event()
+        self._stopped = anyio.Event()
+        self._wakeup = anyio.Event()
+        # What wait_idle() looks at.
+        self._loop_waiting = False
+        self._deadline: datetime | None = None
+        self._in_flight = 0
+        self._sleeping_runs = 0
+        self._idle_watchers = 0
+        self._idle_changed = anyio.Event()
+
+    def __repr__(self) -> str:
+        return f"AsyncScheduler(id={self.id!r}, store={self.store!r}, state={self._state!r})"
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler has started and not stopped."""
+        return self._state == "running"
+
+    async def __aenter__(self) -> AsyncScheduler:
+        if self._state in ("starting", "running", "stopping"):
+            raise SchedulerRunningError(
+                "this scheduler is running already; enter it (async with / start()) only once"
+            )
+        self._state = "starting"
+        self._runs_close = anyio.Event()
+        self._loop_done = anyio.Event()
+        self._stopped = anyio.Event()
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self.store.start(
+                StoreContext(scheduler_id=self.id, wakeup=self._wake, publish=self._hub.publish)
+            )
+            stack.push_async_callback(self.store.stop)
+            for executor in self.executors.values():
+                await executor.start()
+                stack.push_async_callback(executor.stop)
+            # Owner of every background task: the loop, the runs and async listeners.
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._hub.start(self._task_group)
+            await self._add_pending()
+            if self.role == "scheduler":
+                self._runs = await self._task_group.start(self._host_runs)
+                self._task_group.start_soon(self._loop, name=f"horae scheduler {self.id}")
+            else:
+                self._loop_done.set()
+                self._runs_close.set()
+        except BaseException:
+            self._state = "stopped"
+            await stack.__aexit__(*sys.exc_info())
+            raise
+        self._exit_stack = stack
+        self._state = "running"
+        self._publish(SchedulerStarted(timestamp=self._clock.now(), scheduler_id=self.id))
+        logger.info("scheduler %s started (store %r)", self.id, self.store)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._state == "running":
+            await self._stop(wait=exc_type is None)
+        stack, self._exit_stack = self._exit_stack, None
+        try:
+            if stack is not None:
+                return await stack.__aexit__(exc_type, exc, tb)
+            return None
+        finally:
+            self._task_group = None
+            self._runs = None
+            self._hub.close()
+            self._state = "stopped"
+            self._stopped.set()
+            self._notify_idle()
+
+    async def _stop(self, wait: bool) -> None:
+        """Stop acquiring, then wait for (or cancel) the runs in progress."""
+        self._state = "stopping"
+        self._wake()
+        if not wait and self._runs is not None:
+            self._runs.cancel_scope.cancel()
+        self._runs_close.set()
+        await self._loop_done.wait()
+        self._publish(SchedulerStopped(timestamp=self._clock.now(), scheduler_id=self.id))
+        logger.info("scheduler %s stopped", self.id)
+
+    async def shutdown(self, wait: bool = True) -> None:
+        """Stop the scheduler: stop acquiring jobs, then wait for running jobs to finish.
+
+        With ``wait=False``, running jobs are cancelled (async jobs at once; threads are
+        left to finish on their own) and reported as ``abandoned``. The ``async with``
+        block (or :meth:`run_until_stopped`) then ends.
+
+        Raises:
+            SchedulerNotRunningError: the scheduler is not running.
+        """
+        if self._state != "running":
+            raise SchedulerNotRunningError("shutdown(): the scheduler is not running")
+        await self._stop(wait)
+        self._stopped.set()
+
+    async def run_until_stopped(self) -> None:
+        """Wait until :meth:`shutdown` is called (from a job, a listener or another task)."""
+        if self._state != "running":
+            raise SchedulerNotRunningError(
+                "run_until_stopped() needs a started scheduler (async with AsyncScheduler() ...)"
+            )
+        await self._stopped.wait()
+
+    async def run_forever(self) -> None:
+        """Start the scheduler and run until it is shut down or the task is cancelled."""
+        async with self:
+            await self._stopped.wait()
+
+    async def pause(self) -> None:
+        """Stop running due jobs until :meth:`resume`; fire times that pass meanwhile are
+        handled by the misfire rules when it resumes."""
+        if not self._paused:
+            self._paused = True
+            self._wake()
+            self._publish(SchedulerPaused(timestamp=self._clock.now(), scheduler_id=self.id))
+
+    async def resume(self) -> None:
+        """Resume running due jobs after :meth:`pause`."""
+        if self._paused:
+            self._paused = False
+            self._wake()
+            self._publish(SchedulerResumed(timestamp=self._clock.now(), scheduler_id=self.id))
+
+    @property
+    def paused(self) -> bool:
+        """Whether :meth:`pause` is in effect."""
+        return self._paused
+
+    # ------------------------------------------------------------------- events
+
+    def add_listener(self, callback: Listener, mask: int = EVENT_ALL) -> None:
+        """Call ``callback(event)`` (sync or async) for events whose code is in ``mask``.
+
+        Example::
+
+            scheduler.add_listener(on_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        """
+        self._hub.add_listener(callback, mask)
+
+    def remove_listener(self, callback: Listener) -> None:
+        """Stop calling a listener added with :meth:`add_listener`."""
+        self._hub.remove_listener(callback)
+
+    def subscribe(
+        self, *event_types: type[E], max_buffer: int = 1000
+    ) -> AbstractAsyncContextManager[Subscription[E]]:
+        """Stream events of the given classes (every event if none given).
+
+        Example::
+
+            async with scheduler.subscribe(JobExecuted, JobError) as events:
+                async for event in events:
+                    print(event)
+
+        A subscriber that reads too slowly loses events past ``max_buffer`` (counted in
+        ``events.missed``); the scheduler never waits for it.
+        """
+        return self._hub.subscribe(*event_types, max_buffer=max_buffer)
+
+    def _publish(self, event: Event) -> None:
+        self._hub.publish(event)
+
+    # ------------------------------------------------------------ job management
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    def _check_usable(self, verb: str) -> None:
+        if self._state in ("stopping", "stopped"):
+            raise SchedulerNotRunningError(
+                f"{verb}(): the scheduler has shut down; start it again (async with) first"
+            )
+
+    def _bind(self, job: Job) -> Job:
+        # Jobs are frozen values; the scheduler reference is not part of their value
+        # (eq=False), so binding it in place changes nothing anyone compares.
+        if job._scheduler is None:
+            object.__setattr__(job, "_scheduler", self)
+        return job
+
+    async def add_job(
+        self,
+        func: Callable[..., Any] | str,
+        trigger: Trigger | str | None = None,
+        *,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        name: str | None = None,
+        replace_existing: bool = False,
+        executor: str | None = None,
+        coalesce: bool = UNSET,
+        max_instances: int = UNSET,
+        misfire_grace_time: float | timedelta | None = UNSET,
+        jitter: float | timedelta | None = UNSET,
+        timeout: float | timedelta | None = UNSET,
+        next_run_time: datetime | str | None = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+        **trigger_args: Any,
+    ) -> Job:
+        """Schedule ``func`` and return the new :class:`Job`.
+
+        Args:
+            func: a coroutine function, a sync callable or a ``"module:function"`` ref.
+            trigger: ``"date"``, ``"interval"``, ``"calendarinterval"``, ``"cron"`` with
+                ``trigger_args``, or a trigger instance; ``None`` runs the job once, now.
+            args: positional arguments for ``func``.
+            kwargs: keyword arguments for ``func``.
+            id: the job's id (a random one by default).
+            name: a display name (the callable's qualified name by default).
+            replace_existing: replace a job that has the same id instead of failing.
+            executor: the executor's name (chosen by the kind of callable by default).
+            coalesce: run a backlog of due fire times once instead of once each.
+            max_instances: how many runs of this job may be in progress at once.
+            misfire_grace_time: seconds after its fire time a run may still start
+                (``None``: no limit); later fire times are reported missed.
+            jitter: delay each run by a random 0..jitter seconds (spreads load).
+            timeout: cancel a run after this many seconds.
+            next_run_time: override the first fire time; ``None`` adds the job paused.
+            metadata: your own JSON-able data, kept with the job.
+            **trigger_args: arguments of the trigger named by ``trigger``.
+
+        Raises:
+            TriggerError: unknown trigger alias, argument or invalid value.
+            InvalidCallableError: ``func`` is not callable or its reference does not import.
+            ExecutorLookupError: no executor has that name.
+            JobArgumentError: an option has an invalid value.
+            ConflictingIdError: the id exists and ``replace_existing`` is false.
+            SchedulerNotRunningError: the scheduler has shut down.
+        """
+        self._check_usable("add_job")
+        job = build_job(
+            func,
+            trigger,
+            args=args,
+            kwargs=kwargs,
+            id=id,
+            name=name,
+            executor=executor,
+            coalesce=coalesce,
+            max_instances=max_instances,
+            misfire_grace_time=misfire_grace_time,
+            jitter=jitter,
+            timeout=timeout,
+            next_run_time=next_run_time,
+            metadata=metadata,
+            trigger_args=trigger_args,
+            defaults=self.job_defaults,
+            executors=self.executors,
+            timezone=self.timezone,
+            now=self._now(),
+        )
+        if self._state == "initial":
+            if not replace_existing and any(p.id == job.id for p, _ in self._pending):
+                raise ConflictingIdError(job.id)
+            self._pending = [(p, r) for p, r in self._pending if p.id != job.id]
+            self._pending.append((job, replace_existing))
+            return self._bind(job)
+        await self.store.add_jobs([job], replace=replace_existing)
+        self._wake()
+        self._publish(JobAdded(timestamp=self._now(), job_id=job.id))
+        return self._bind(job)
+
+    def scheduled_job(
+        self, trigger: Trigger | str | None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorate a function to add it as a job when the scheduler starts.
+
+        Takes the arguments of :meth:`add_job` after ``func``. Example::
+
+            @scheduler.scheduled_job("cron", hour=3)
+            async def nightly() -> None: ...
+        """
+        if self._state != "initial":
+            raise SchedulerRunningError(
+                "scheduled_job() registers jobs for when the scheduler starts; this one has "
+                "started already, so call 'await scheduler.add_job(...)' instead"
+            )
+
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            replace = bool(options.pop("replace_existing", False))
+            job = build_job(
+                func,
+                trigger,
+                args=options.pop("args", None),
+                kwargs=options.pop("kwargs", None),
+                id=options.pop("id", None),
+                name=options.pop("name", None),
+                executor=options.pop("executor", None),
+                coalesce=options.pop("coalesce", UNSET),
+                max_instances=options.pop("max_instances", UNSET),
+                misfire_grace_time=options.pop("misfire_grace_time", UNSET),
+                jitter=options.pop("jitter", UNSET),
+                timeout=options.pop("timeout", UNSET),
+                next_run_time=options.pop("next_run_time", UNSET),
+                metadata=options.pop("metadata", None),
+                trigger_args=options,
+                defaults=self.job_defaults,
+                executors=self.executors,
+                timezone=self.timezone,
+                now=self._now(),
+            )
+            if not replace and any(p.id == job.id for p, _ in self._pending):
+                raise ConflictingIdError(job.id)
+            self._pending.append((job, replace))
+            return func
+
+        return decorator
+
+    async def _add_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for job, replace in pending:
+            await self.store.add_jobs([job], replace=replace)
+            self._publish(JobAdded(timestamp=self._now(), job_id=job.id))
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with that id.
+
+        Raises:
+            JobLookupError: no job has that id.
+        """
+        self._check_usable("get_job")
+        if self._state == "initial":
+            for job, _ in self._pending:
+                if job.id == job_id:
+                    return job
+            raise JobLookupError(job_id)
+        return self._bind(await self.store.get_job(job_id))
+
+    async def get_jobs(self) -> list[Job]:
+        """Every job, by next run time (paused jobs last)."""
+        self._check_usable("get_jobs")
+        if self._state == "initial":
+            return [job for job, _ in self._pending]
+        return [self._bind(job) for job in await self.store.get_jobs()]
+
+    async def _replace(self, job: Job, event: Event | None = None) -> Job:
+        if self._state == "initial":
+            self._pending = [(job if p.id == job.id else p, r) for p, r in self._pending]
+            return job
+        await self.store.update_job(job)
+        self._wake()
+        self._publish(event or JobModified(timestamp=self._now(), job_id=job.id))
+        return self._bind(job)
+
+    async def modify_job(self, job_id: str, **changes: Any) -> Job:
+        """Change options of a job (``name``, ``args``, ``max_instances``, ``trigger``...).
+
+        Raises:
+            JobLookupError: no job has that id.
+            JobArgumentError: an option is unknown or has an invalid value.
+        """
+        unknown = sorted(set(changes) - MODIFIABLE)
+        if unknown:
+            raise JobArgumentError(
+                f"modify_job(): {unknown[0]!r} cannot be changed; "
+                f"changeable options are {', '.join(sorted(MODIFIABLE))}"
+            )
+        job = await self.get_job(job_id)
+        values: dict[str, Any] = dict(changes)
+        if "func" in values:
+            values["func"], values["func_ref"] = resolve_callable(values["func"])
+        func = values.get("func", job.func)
+        if "executor" in values or "func" in values:
+            values["executor"] = choose_executor(func, values.get("executor"), self.executors)
+        if "trigger" in values:
+            values["trigger"] = build_trigger(values["trigger"], {}, self.timezone, self._now())
+            if "next_run_time" not in values and job.next_run_time is not None:
+                values["next_run_time"] = first_fire_time(values["trigger"], self._now())
+        if values.get("next_run_time") is not None:
+            values["next_run_time"] = to_aware(
+                values["next_run_time"], self.timezone, "next_run_time"
+            )
+        if "args" in values:
+            values["args"] = tuple(values["args"])
+        return await self._replace(attrs.evolve(job, **values))
+
+    async def reschedule_job(
+        self, job_id: str, trigger: Trigger | str | None = None, **trigger_args: Any
+    ) -> Job:
+        """Give a job a new trigger; its next run time is the trigger's first fire time.
+
+        Raises:
+            JobLookupError: no job has that id.
+            TriggerError: the trigger or its arguments are invalid.
+        """
+        job = await self.get_job(job_id)
+        now = self._now()
+        new_trigger = build_trigger(trigger or "date", trigger_args, self.timezone, now)
+        first = first_fire_time(new_trigger, now)
+        return await self._replace(attrs.evolve(job, trigger=new_trigger, next_run_time=first))
+
+    async def pause_job(self, job_id: str) -> Job:
+        """Pause a job: it has no next run time until :meth:`resume_job`."""
+        job = await self.get_job(job_id)
+        return await self._replace(attrs.evolve(job, next_run_time=None))
+
+    async def resume_job(self, job_id: str) -> Job:
+        """Resume a paused job from its trigger's next fire time after now.
+
+        A job whose trigger has no more fire times is removed (and ``None``... is never
+        returned: a :class:`JobRemoved` event tells it).
+        """
+        job = await self.get_job(job_id)
+        if job.next_run_time is not None:
+            return job
+        first = first_fire_time(job.trigger, self._now())
+        if first is None:
+            await self.remove_job(job_id)
+            return job
+        return await self._replace(attrs.evolve(job, next_run_time=first))
+
+    async def remove_job(self, job_id: str) -> None:
+        """Remove a job. Runs in progress finish; their outcomes are still recorded.
+
+        Raises:
+            JobLookupError: no job has that id.
+        """
+        self._check_usable("remove_job")
+        if self._state == "initial":
+            before = len(self._pending)
+            self._pending = [(p, r) for p, r in self._pending if p.id != job_id]
+            if len(self._pending) == before:
+                raise JobLookupError(job_id)
+            return
+        await self.store.remove_job(job_id)
+        self._wake()
+        self._publish(JobRemoved(timestamp=self._now(), job_id=job_id))
+
+    async def remove_all_jobs(self) -> None:
+        """Remove every job."""
+        self._check_usable("remove_all_jobs")
+        if self._state == "initial":
+            self._pending.clear()
+            return
+        await self.store.remove_all_jobs()
+        self._wake()
+        self._publish(AllJobsRemoved(timestamp=self._now()))
+
+    async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
+        """The job's recent runs: in progress first, then finished ones, newest first."""
+        self._check_usable("get_runs")
+        if self._state == "initial":
+            return []
+        return await self.store.get_runs(job_id, limit)
+
+    async def print_jobs(self, out: IO[str] | None = None) -> None:
+        """Print a table of the jobs (id, name, trigger, next run time) to ``out``."""
+        from horae._format import format_jobs
+
+        text = format_jobs(await self.get_jobs(), self.timezone, self._now())
+        print(text, file=out if out is not None else sys.stdout)
+
+    async def run_job(
+        self,
+        func: Callable[..., Any] | str,
+        *,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        executor: str | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> Any:
+        """Run ``func`` now, outside any schedule, and return what it returns.
+
+        The run goes through the executor and publishes its events like any other.
+
+        Raises:
+            Exception: whatever ``func`` raised (a ``TimeoutError`` after ``timeout``).
+        """
+        if self._state != "running":
+            raise SchedulerNotRunningError("run_job() needs a running scheduler")
+        now = self._now()
+        job = build_job(
+            func,
+            None,
+            args=args,
+            kwargs=kwargs,
+            id=f"run_job-{uuid.uuid4().hex}",
+            name=None,
+            executor=executor,
+            coalesce=UNSET,
+            max_instances=UNSET,
+            misfire_grace_time=UNSET,
+            jitter=None,
+            timeout=timeout,
+            next_run_time=now,
+            metadata=None,
+            trigger_args={},
+            defaults=self.job_defaults,
+            executors=self.executors,
+            timezone=self.timezone,
+            now=now,
+        )
+        run = Run(job_id=job.id, scheduled_time=now, scheduler_id=self.id)
+        self._submitted(job, run)
+        finished, exc = await self._call(job, run)
+        self._finished(job, finished, exc)
+        if exc is not None:
+            raise exc
+        return finished.result
+
+    # --------------------------------------------------------------- the loop
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    async def _host_runs(self, *, task_status: TaskStatus[TaskGroup]) -> None:
+        # Owner of the runs: a task group of its own, so shutdown(wait=False) can cancel
+        # the runs without cancelling the loop or the listeners.
+        async with anyio.create_task_group() as runs:
+            task_status.started(runs)
+            await self._runs_close.wait()
+
+    async def _loop(self) -> None:
+        clock = self._clock
+        store = self.store
+        backoff = 0.0
+        try:
+            while self._state in ("starting", "running"):
+                wakeup = self._wakeup = anyio.Event()
+                deadline: datetime | None = None
+                if not self._paused:
+                    try:
+                        now = clock.now()
+                        leases = await store.acquire_jobs(
+                            self.id, now, self._batch_size, self._lease_duration
+                        )
+                        if leases:
+                            await self._process(leases, now)
+                            if len(leases) >= self._batch_size:
+                                await anyio.lowlevel.checkpoint()
+                                continue
+                        deadline = await store.next_run_time()
+                        backoff = 0.0
+                    except Exception:
+                        backoff = min(max(backoff * 2, _STORE_ERROR_BACKOFF[0]), _STORE_ERROR_BACKOFF[1])
+                        logger.exception(
+                            "scheduler %s: the store failed; trying again in %.1f s", self.id, backoff
+                        )
+                        deadline = clock.now() + timedelta(seconds=backoff)
+                self._loop_waiting = True
+                self._deadline = deadline
+                self._notify_idle()
+                try:
+                    await clock.wait(deadline, wakeup)
+                finally:
+                    self._loop_waiting = False
+        finally:
+            self._loop_done.set()
+            self._notify_idle()
+
+    async def _process(self, leases: list[Lease], now: datetime) -> None:
+        releases: list[Release] = []
+        to_start: list[tuple[Job, Run]] = []
+        to_report: list[Run] = []
+        errors: list[tuple[Job, BaseException]] = []
+        for lease in leases:
+            job = lease.job
+            try:
+                release = self._plan(lease, now)
+            except Exception as exc:
+                # A trigger that raises must not stop the scheduler: report it, and look
+                # at the job again later rather than spinning on it.
+                errors.append((job, exc))
+                release = Release(lease=lease, next_run_time=now + _TRIGGER_ERROR_BACKOFF)
+            releases.append(release)
+            to_start.extend((job, run) for run in release.started)
+            to_report.extend(release.finished)
+        await self.store.release_jobs(self.id, releases)
+        hub = self._hub
+        for job, exc in errors:
+            logger.error("job %r: its trigger failed", job.id, exc_info=exc)
+            if hub.wanted & EVENT_JOB_ERROR:
+                hub.publish(
+                    JobError(
+                        timestamp=now,
+                        job_id=job.id,
+                        run_id=uuid.uuid4(),
+                        scheduled_time=job.next_run_time or now,
+                        exception=exc,
+                        traceback="".join(traceback.format_exception(exc)),
+                    )
+                )
+        for run in to_report:
+            self._report_not_run(run)
+        for release in releases:
+            if release.remove and hub.wanted & JobRemoved.code:
+                hub.publish(JobRemoved(timestamp=now, job_id=release.lease.job.id))
+        runs = self._runs
+        assert runs is not None
+        for job, run in to_start:
+            self._submitted(job, run)
+            self._in_flight += 1
+            # Owner: the runs task group (see _host_runs).
+            runs.start_soon(self._execute, job, run)
+
+    def _plan(self, lease: Lease, now: datetime) -> Release:
+        """Decide what happens to each due fire time of a leased job."""
+        job = lease.job
+        trigger = job.trigger
+        due: list[datetime] = []
+        t = job.next_run_time
+        while t is not None and t <= now:
+            due.append(t)
+            t = trigger.next(t)
+        if job.coalesce and len(due) > 1:
+            fire_times = [(due[-1], len(due) - 1)]
+        else:
+            fire_times = [(d, 0) for d in due]
+        grace = job.misfire_grace_time
+        available = job.max_instances - lease.running
+        started: list[Run] = []
+        finished: list[Run] = []
+        for scheduled, coalesced in fire_times:
+            if grace is not None and now - scheduled > grace:
+                outcome = RunOutcome.MISSED
+            elif available <= 0:
+                outcome = RunOutcome.SKIPPED
+            else:
+                available -= 1
+                started.append(
+                    Run(job_id=job.id, scheduled_time=scheduled, scheduler_id=self.id, coalesced=coalesced)
+                )
+                continue
+            finished.append(
+                Run(
+                    job_id=job.id,
+                    scheduled_time=scheduled,
+                    finished_at=now,
+                    outcome=outcome,
+                    scheduler_id=self.id,
+                    coalesced=coalesced,
+                )
+            )
+        return Release(
+            lease=lease, next_run_time=t, started=started, finished=finished, remove=t is None
+        )
+
+    def _report_not_run(self, run: Run) -> None:
+        if run.outcome is RunOutcome.MISSED:
+            logger.warning(
+                "job %r missed its fire time %s (misfire_grace_time exceeded)",
+                run.job_id,
+                run.scheduled_time,
+            )
+            if self._hub.wanted & EVENT_JOB_MISSED:
+                self._hub.publish(
+                    JobMissed(
+                        timestamp=run.finished_at or self._now(),
+                        job_id=run.job_id,
+                        run_id=run.id,
+                        scheduled_time=run.scheduled_time,
+                        coalesced=run.coalesced,
+                    )
+                )
+        else:
+            logger.warning(
+                "job %r skipped its fire time %s: max_instances runs are in progress",
+                run.job_id,
+                run.scheduled_time,
+            )
+            if self._hub.wanted & EVENT_JOB_MAX_INSTANCES:
+                self._hub.publish(
+                    JobSkipped(
+                        timestamp=run.finished_at or self._now(),
+                        job_id=run.job_id,
+                        run_id=run.id,
+                        scheduled_time=run.scheduled_time,
+                    )
+                )
+
+    def _submitted(self, job: Job, run: Run) -> None:
+        if self._hub.wanted & EVENT_JOB_SUBMITTED:
+            self._hub.publish(
+                JobSubmitted(
+                    timestamp=self._now(),
+                    job_id=job.id,
+                    run_id=run.id,
+                    scheduled_time=run.scheduled_time,
+                    coalesced=run.coalesced,
+                )
+            )
+
+    async def _execute(self, job: Job, run: Run) -> None:
+        try:
+            if job.jitter:
+                delay = random.uniform(0, job.jitter.total_seconds())
+                self._sleeping_runs += 1
+                try:
+                    await self._clock.wait(self._now() + timedelta(seconds=delay), anyio.Event())
+                finally:
+                    self._sleeping_runs -= 1
+            try:
+                finished, exc = await self._call(job, run)
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    now = self._now()
+                    finished = Run(
+                        id=run.id,
+                        job_id=run.job_id,
+                        scheduled_time=run.scheduled_time,
+                        started_at=now,
+                        finished_at=now,
+                        outcome=RunOutcome.ABANDONED,
+                        error="cancelled: the scheduler shut down without waiting for the run",
+                        scheduler_id=self.id,
+                        attempt=run.attempt,
+                        coalesced=run.coalesced,
+                    )
+                    await self.store.finish_run(finished)
+                raise
+            await self.store.finish_run(finished)
+            self._finished(job, finished, exc)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:
+            logger.exception("job %r: recording the outcome of run %s failed", job.id, run.id)
+        finally:
+            self._in_flight -= 1
+            self._notify_idle()
+
+    async def _call(self, job: Job, run: Run) -> tuple[Run, BaseException | None]:
+        """Run the callable; return the finished Run and the exception it raised, if any."""
+        started_at = self._now()
+        running = Run(
+            id=run.id,
+            job_id=run.job_id,
+            scheduled_time=run.scheduled_time,
+            started_at=started_at,
+            scheduler_id=self.id,
+            attempt=run.attempt,
+            coalesced=run.coalesced,
+        )
+        token = _current_run.set(running)
+        executor = self.executors[job.executor]
+        exc: BaseException | None = None
+        result: Any = None
+        outcome = RunOutcome.SUCCESS
+        error: str | None = None
+        try:
+            if job.timeout is not None:
+                with anyio.move_on_after(job.timeout.total_seconds()) as scope:
+                    result = await executor.run(job.func, job.args, job.kwargs)
+                if scope.cancelled_caught:
+                    outcome = RunOutcome.TIMEOUT
+                    exc = TimeoutError(
+                        f"job {job.id!r} ran longer than its timeout of "
+                        f"{job.timeout.total_seconds():g} s"
+                    )
+                    error = str(exc)
+            else:
+                result = await executor.run(job.func, job.args, job.kwargs)
+        except Exception as e:
+            exc = e
+            outcome = RunOutcome.ERROR
+            error = "".join(traceback.format_exception(e))
+        finally:
+            _current_run.reset(token)
+        return (
+            Run(
+                id=run.id,
+                job_id=run.job_id,
+                scheduled_time=run.scheduled_time,
+                started_at=started_at,
+                finished_at=self._now(),
+                outcome=outcome,
+                result=result,
+                error=error,
+                scheduler_id=self.id,
+                attempt=run.attempt,
+                coalesced=run.coalesced,
+            ),
+            exc,
+        )
+
+    def _finished(self, job: Job, run: Run, exc: BaseException | None) -> None:
+        hub = self._hub
+        outcome = run.outcome
+        if outcome is RunOutcome.SUCCESS:
+            if hub.wanted & EVENT_JOB_EXECUTED:
+                hub.publish(
+                    JobExecuted(
+                        timestamp=run.finished_at or self._now(),
+                        job_id=job.id,
+                        run_id=run.id,
+                        scheduled_time=run.scheduled_time,
+                        result=run.result,
+                    )
+                )
+            return
+        if outcome is RunOutcome.TIMEOUT:
+            logger.error("job %r: run for %s timed out", job.id, run.scheduled_time)
+            if hub.wanted & EVENT_JOB_TIMEOUT:
+                hub.publish(
+                    JobTimedOut(
+                        timestamp=run.finished_at or self._now(),
+                        job_id=job.id,
+                        run_id=run.id,
+                        scheduled_time=run.scheduled_time,
+                    )
+                )
+            return
+        logger.error(
+            "job %r: run for %s raised", job.id, run.scheduled_time, exc_info=exc
+        )
+        if hub.wanted & EVENT_JOB_ERROR:
+            hub.publish(
+                JobError(
+                    timestamp=run.finished_at or self._now(),
+                    job_id=job.id,
+                    run_id=run.id,
+                    scheduled_time=run.scheduled_time,
+                    exception=exc,
+                    traceback=run.error or "",
+                )
+            )
+
+    # ---------------------------------------------------------------- idleness
+
+    def _notify_idle(self) -> None:
+        if self._idle_watchers:
+            event, self._idle_changed = self._idle_changed, anyio.Event()
+            event.set()
+
+    def _is_idle(self) -> bool:
+        if self._state not in ("running", "starting"):
+            return self._in_flight == 0
+        if self._in_flight > self._sleeping_runs:
+            return False
+        if self.role == "client":
+            return True
+        if not self._loop_waiting or self._wakeup.is_set():
+            return False
+        return self._deadline is None or self._deadline > self._clock.now()
+
+    async def _wait_idle(self) -> None:
+        while not self._is_idle():
+            self._idle_watchers += 1
+            try:
+                await self._idle_changed.wait()
+            finally:
+                self._idle_watchers -= 1
+        # Let async listeners started by the last events run.
+        await anyio.wait_all_tasks_blocked()
