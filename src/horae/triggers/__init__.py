@@ -13,12 +13,17 @@ from horae.triggers.base import (
     register_trigger,
     trigger_from_dict,
 )
+from horae.triggers.calendarinterval import CalendarIntervalTrigger
+from horae.triggers.combining import AndTrigger, OrTrigger
 from horae.triggers.date import DateTrigger
 from horae.triggers.interval import IntervalTrigger
 
 __all__ = [
+    "AndTrigger",
+    "CalendarIntervalTrigger",
     "DateTrigger",
     "IntervalTrigger",
+    "OrTrigger",
     "Trigger",
     "create_trigger",
     "register_trigger",

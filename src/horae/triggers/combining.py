@@ -50,9 +50,7 @@ def _children_from_dict(data: Mapping[str, Any]) -> list[Trigger]:
     reject_unknown(str(data.get("kind")), unknown, ("triggers",))
     children = data.get("triggers")
     if not isinstance(children, list) or not all(isinstance(c, Mapping) for c in children):
-        raise TriggerError(
-            "triggers", f"triggers: {children!r} is not a list of trigger dicts"
-        )
+        raise TriggerError("triggers", f"triggers: {children!r} is not a list of trigger dicts")
     return [trigger_from_dict(child) for child in children]
 
 
@@ -106,7 +104,7 @@ class AndTrigger:
                 return latest
             # Fire times have microsecond resolution: the first fire time at or after
             # ``latest`` is the first one strictly after ``latest`` minus a microsecond.
-            just_before = latest - _RESOLUTION
+            just_before = latest_utc - _RESOLUTION
             for index, child in enumerate(self.triggers):
                 if _utc(times[index]) < latest_utc:
                     fire = child.next(just_before)
