@@ -107,6 +107,8 @@ def test_repr_describe_and_dict() -> None:
     )
     assert OrTrigger([a]).describe() == "when any of: every 5 minutes from 2026-01-01 00:00 UTC"
     assert both.to_dict() == {"kind": "and", "triggers": [a.to_dict(), b.to_dict()]}
+    nested = OrTrigger([both, a])
+    assert nested.describe() == f"when any of: ({both.describe()}); {a.describe()}"
 
 
 def test_nested_round_trip() -> None:

@@ -54,6 +54,14 @@ def _children_from_dict(data: Mapping[str, Any]) -> list[Trigger]:
     return [trigger_from_dict(child) for child in children]
 
 
+def _describe_children(children: tuple[Trigger, ...]) -> str:
+    # Parentheses keep nested combinations readable: "all of: A; (any of: B; C)".
+    return "; ".join(
+        f"({child.describe()})" if isinstance(child, (AndTrigger, OrTrigger)) else child.describe()
+        for child in children
+    )
+
+
 def _utc(value: datetime) -> datetime:
     return value.astimezone(_UTC)
 
@@ -124,7 +132,7 @@ class AndTrigger:
 
     def describe(self) -> str:
         """``"when all of: <child>; <child>"``."""
-        return "when all of: " + "; ".join(child.describe() for child in self.triggers)
+        return "when all of: " + _describe_children(self.triggers)
 
     def __repr__(self) -> str:
         return f"AndTrigger({list(self.triggers)!r})"
@@ -175,7 +183,7 @@ class OrTrigger:
 
     def describe(self) -> str:
         """``"when any of: <child>; <child>"``."""
-        return "when any of: " + "; ".join(child.describe() for child in self.triggers)
+        return "when any of: " + _describe_children(self.triggers)
 
     def __repr__(self) -> str:
         return f"OrTrigger({list(self.triggers)!r})"
