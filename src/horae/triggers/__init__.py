@@ -15,12 +15,14 @@ from horae.triggers.base import (
 )
 from horae.triggers.calendarinterval import CalendarIntervalTrigger
 from horae.triggers.combining import AndTrigger, OrTrigger
+from horae.triggers.cron import CronTrigger
 from horae.triggers.date import DateTrigger
 from horae.triggers.interval import IntervalTrigger
 
 __all__ = [
     "AndTrigger",
     "CalendarIntervalTrigger",
+    "CronTrigger",
     "DateTrigger",
     "IntervalTrigger",
     "OrTrigger",
