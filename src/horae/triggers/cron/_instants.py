@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from horae.triggers.cron._schedule import Schedule
 
-__all__ = ["fixed_zone", "next_fire"]
+__all__ = ["ZoneClock", "fixed_zone", "next_fire"]
 
 _SECOND = timedelta(seconds=1)
 _MICROSECOND = timedelta(microseconds=1)
@@ -75,24 +75,20 @@ def _after(wall: datetime) -> datetime:
     return wall.replace(microsecond=0, fold=0) + _SECOND
 
 
-def next_fire(
-    schedule: Schedule, tz: tzinfo, after: datetime, fixed: timedelta | None
-) -> tuple[datetime, timedelta] | None:
+def next_fire(schedule: Schedule, tz: tzinfo, after: datetime) -> tuple[datetime, timedelta] | None:
     """The first fire instant strictly after ``after``, and the UTC offset then.
+
+    The general path, right around any DST change; :class:`ZoneClock` takes a shortcut
+    on days far from one.
 
     Args:
         schedule: the trigger's fields.
         tz: the trigger's zone.
         after: a naive UTC instant.
-        fixed: the zone's offset if it never changes (UTC, Etc/...), else ``None``.
 
     Returns:
         ``(naive UTC instant, offset)``, or ``None`` when the schedule is exhausted.
     """
-    if fixed is not None:
-        wall = schedule.next_wall(_after(after + fixed))
-        return None if wall is None else (wall - fixed, fixed)
-
     local = tz.fromutc(after.replace(tzinfo=tz))
     offset = local.utcoffset()
     assert offset is not None
@@ -156,3 +152,131 @@ def next_fire(
             if in_gap and instant > after and (best is None or instant < best[0]):
                 best = (instant, after_offset)
     return best
+
+
+_DAY = timedelta(days=1)
+_HALF_DAY = timedelta(hours=12)
+_Wall = tuple[int, int, int, int, int, int]
+
+
+def _in_gap(tz: tzinfo, wall: _Wall) -> bool:
+    """Whether a wall time is skipped by a spring-forward (PEP 495: fold 1 reads later)."""
+    first = tz.utcoffset(datetime(*wall, 0, tz))
+    second = tz.utcoffset(datetime(*wall, 0, tz, fold=1))
+    assert first is not None
+    assert second is not None
+    return first < second
+
+
+class ZoneClock:
+    """Fire times of one schedule in one zone, with a shortcut for quiet days.
+
+    A day is *quiet* when the zone's offset is the same from the start of the day before
+    it to the end of the day after it. From a quiet day, a matching wall time on that day
+    or the next one is neither skipped nor repeated, no earlier gap wall can land after
+    it, and it maps to an instant with the offset already known: no search for a DST
+    change is needed. Quietness is cached per day.
+
+    Args:
+        tz: the trigger's zone.
+        fixed: the zone's offset if it never changes (UTC, Etc/GMT-2), else ``None``.
+    """
+
+    __slots__ = ("_fixed_tz", "_quiet", "tz")
+
+    def __init__(self, tz: tzinfo, fixed: timedelta | None) -> None:
+        self.tz = tz
+        self._fixed_tz = None if fixed is None else fixed_zone(fixed, tz.tzname(_EPOCH))
+        self._quiet: dict[int, tuple[int, int, int] | None] = {}
+
+    def _next_day_if_quiet(self, year: int, month: int, day: int) -> tuple[int, int, int] | None:
+        """The day after a quiet day, or ``None`` when the day is not quiet."""
+        key = (year * 16 + month) * 32 + day
+        try:
+            return self._quiet[key]
+        except KeyError:
+            pass
+        tz = self.tz
+        result: tuple[int, int, int] | None = None
+        try:
+            moment = datetime(year, month, day, tzinfo=tz) - _DAY
+            offset = moment.utcoffset()
+            for _ in range(6):
+                moment += _HALF_DAY
+                if moment.utcoffset() != offset:
+                    break
+            else:
+                following = datetime(year, month, day) + _DAY
+                result = (following.year, following.month, following.day)
+        except OverflowError:
+            result = None
+        if len(self._quiet) >= 1024:
+            self._quiet.clear()
+        self._quiet[key] = result
+        return result
+
+    def next(self, schedule: Schedule, after: datetime) -> datetime | None:
+        """The first fire time strictly after the aware ``after``, or ``None``.
+
+        The result is aware, with the fixed offset in force (see :func:`fixed_zone`).
+        """
+        tz = self.tz
+        fixed_tz = self._fixed_tz
+        if fixed_tz is not None:
+            local = after.astimezone(fixed_tz)
+            found = schedule.next_fields(
+                local.year, local.month, local.day, local.hour, local.minute, local.second + 1
+            )
+            return None if found is None else datetime(*found, 0, fixed_tz)
+        local = after.astimezone(tz)
+        if local.fold:
+            # In the second pass of a repeated hour: rare, take the general path.
+            return self._general(schedule, after)
+        year, month, day = local.year, local.month, local.day
+        following = self._next_day_if_quiet(year, month, day)
+        found = schedule.next_fields(year, month, day, local.hour, local.minute, local.second + 1)
+        if found is None:
+            return None
+        offset = tz.utcoffset(local)
+        assert offset is not None
+        if following is not None and (found[:3] == following or found[:3] == (year, month, day)):
+            return datetime(*found, 0, fixed_zone(offset, tz.tzname(local)))
+        wall = datetime(*found, 0, tz)
+        first = tz.utcoffset(wall)
+        second = tz.utcoffset(datetime(*found, 0, tz, fold=1))
+        assert first is not None
+        assert second is not None
+        if first < second:
+            return self._general(schedule, after)  # a gap wall
+        if following is None:
+            # Not a quiet day: if a spring-forward came lately, gap walls a little before
+            # ``after``'s wall time land after ``after`` and may come first.
+            try:
+                earlier = tz.utcoffset(local - _GAP_LOOKBACK)
+            except OverflowError:
+                earlier = None
+            if earlier is not None and earlier < offset:
+                gap = offset - earlier
+                back = local - gap
+                candidate = schedule.next_fields(
+                    back.year, back.month, back.day, back.hour, back.minute, back.second + 1
+                )
+                if (
+                    candidate is not None
+                    and candidate <= (year, month, day, local.hour, local.minute, local.second)
+                    and _in_gap(tz, candidate)
+                ):
+                    return self._general(schedule, after)
+        # Unambiguous, or the first pass of a repeated wall time.
+        return datetime(*found, 0, fixed_zone(first, tz.tzname(wall)))
+
+    def _general(self, schedule: Schedule, after: datetime) -> datetime | None:
+        tz = self.tz
+        offset = after.utcoffset()
+        assert offset is not None
+        result = next_fire(schedule, tz, after.replace(tzinfo=None) - offset)
+        if result is None:
+            return None
+        instant, offset = result
+        wall = instant + offset
+        return wall.replace(tzinfo=fixed_zone(offset, tz.tzname(wall.replace(tzinfo=tz))))

@@ -246,20 +246,38 @@ class Schedule:
                 return None
         return (found_hour, self.first_minute, self.first_second)
 
-    def next_wall(self, start: datetime) -> datetime | None:
-        """The first matching wall time at or after ``start`` (whole seconds), or ``None``."""
-        year, month, day = start.year, start.month, start.day
+    def next_fields(
+        self, year: int, month: int, day: int, hour: int, minute: int, second: int
+    ) -> tuple[int, int, int, int, int, int] | None:
+        """The first matching wall time at or after the given one, as six integers.
+
+        ``second`` may be 60 (the start of the next minute): callers ask for "strictly
+        after h:m:s" as "at or after h:m:s+1".
+
+        Returns:
+            ``(year, month, day, hour, minute, second)``, or ``None`` after year 9999.
+        """
         found = self.next_date(year, month, day)
         if found is None:
             return None
         if found[2] == day and found[1] == month and found[0] == year:
-            time = self.next_time(start.hour, start.minute, start.second)
+            time = self.next_time(hour, minute, second)
             if time is not None:
-                return datetime(year, month, day, *time)
+                return (year, month, day, *time)
             found = self.next_date(year, month, day + 1)
             if found is None:
                 return None
-        return datetime(*found, self.first_hour, self.first_minute, self.first_second)
+        return (*found, self.first_hour, self.first_minute, self.first_second)
+
+    def next_wall(self, start: datetime) -> datetime | None:
+        """The first matching wall time at or after ``start`` (naive), or ``None``.
+
+        Microseconds of ``start`` are ignored: fire times are whole seconds.
+        """
+        found = self.next_fields(
+            start.year, start.month, start.day, start.hour, start.minute, start.second
+        )
+        return None if found is None else datetime(*found)
 
     def matches(self, wall: datetime) -> bool:
         """Whether ``wall`` (naive, whole seconds) matches every field."""

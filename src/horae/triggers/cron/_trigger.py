@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -27,7 +28,7 @@ from horae.triggers.base import register_trigger
 from horae.triggers.cron._crontab import CRONTAB_FIELDS, MACROS, expand_macro, parse_crontab
 from horae.triggers.cron._describe import describe_fields
 from horae.triggers.cron._fields import KEYWORD_SPECS, ParsedField, parse_field
-from horae.triggers.cron._instants import fixed_zone, next_fire
+from horae.triggers.cron._instants import ZoneClock
 from horae.triggers.cron._schedule import Schedule
 
 __all__ = ["CronTrigger"]
@@ -61,6 +62,7 @@ _ALIASES = {
     "end_time": "end_date",
 }
 _MICROSECOND = timedelta(microseconds=1)
+_UTC = dt_timezone.utc
 _FIXED_ZONES = ("UTC", "GMT", "UCT", "Universal", "Zulu", "Greenwich")
 _ZERO = ParsedField(((0, 0, 1),))
 
@@ -112,7 +114,7 @@ def _dates(
 ) -> tuple[datetime | None, datetime | None]:
     start = None if start_date is None else aware_moment(start_date, tz, "start_date")
     end = None if end_date is None else aware_moment(end_date, tz, "end_date")
-    if start is not None and end is not None and _utc(end) < _utc(start):  # type: ignore[operator]
+    if start is not None and end is not None and end.astimezone(_UTC) < start.astimezone(_UTC):
         given = end_date if isinstance(end_date, str) else iso(end)
         raise TriggerError(
             "end_date",
@@ -123,11 +125,8 @@ def _dates(
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    offset = value.utcoffset()
-    assert offset is not None
-    return value.replace(tzinfo=None) - offset
+    # Bounds compare as UTC: two aware datetimes of one ZoneInfo compare by wall time.
+    return None if value is None else value.astimezone(_UTC)
 
 
 def _repr_moment(value: datetime | None) -> str | None:
@@ -187,7 +186,7 @@ class CronTrigger:
     #: The crontab string when the trigger was made by :meth:`from_crontab`.
     crontab: str | None
     _schedule: Schedule = attrs.field(eq=False, repr=False)
-    _fixed: timedelta | None = attrs.field(eq=False, repr=False)
+    _clock: ZoneClock = attrs.field(eq=False, repr=False)
     _start_utc: datetime | None = attrs.field(eq=False, repr=False)
     _end_utc: datetime | None = attrs.field(eq=False, repr=False)
 
@@ -252,7 +251,7 @@ class CronTrigger:
             timezone=tz,
             crontab=crontab,
             schedule=schedule,
-            fixed=_fixed_offset(tz),
+            clock=ZoneClock(tz, _fixed_offset(tz)),
             start_utc=_utc(start),
             end_utc=_utc(end),
         )
@@ -319,23 +318,17 @@ class CronTrigger:
             force then (named like the zone, e.g. ``CEST``), so that comparisons are
             comparisons of instants even in a repeated hour.
         """
-        require_aware(after)
-        offset = after.utcoffset()
-        assert offset is not None
-        instant = after.replace(tzinfo=None) - offset
-        if self._start_utc is not None and instant < self._start_utc:
-            instant = self._start_utc - _MICROSECOND
+        if after.tzinfo is None:
+            require_aware(after)
+        if self._start_utc is not None and after < self._start_utc:
+            after = self._start_utc - _MICROSECOND
         try:
-            found = next_fire(self._schedule, self.timezone, instant, self._fixed)
+            found = self._clock.next(self._schedule, after)
         except OverflowError:  # the search ran past year 9999
             return None
-        if found is None:
+        if found is None or (self._end_utc is not None and found > self._end_utc):
             return None
-        instant, offset = found
-        if self._end_utc is not None and instant > self._end_utc:
-            return None
-        wall = instant + offset
-        return wall.replace(tzinfo=fixed_zone(offset, wall.replace(tzinfo=self.timezone).tzname()))
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: the fields as given (strings), dates as ISO 8601, the zone's key.
