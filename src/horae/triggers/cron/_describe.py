@@ -78,7 +78,7 @@ def _items(
         every = f"every {step} {unit}s" if step else f"every {unit}"
         if body == "*":
             phrases.append(every)
-        elif dash and bare and not step:
+        elif dash and bare and not step:  # "March through May"
             phrases.append(f"{name(first)} through {name(last)}")
         elif dash:
             phrases.append(f"{every} from {name(first)} through {name(last)}")
@@ -149,8 +149,13 @@ def _time(fields: Mapping[str, str]) -> str:
         parts.append("every minute")
     elif minute != "*":
         parts.append(_field(minute, "minute", prefix="at minute"))
-    if hour != "*":
-        parts.append(_field(hour, "hour", prefix="past hour"))
+    if hour == "*":
+        if minute != "*" and "*" not in minute:
+            parts.append("of every hour")
+    elif "/" in hour:
+        parts.append(_field(hour, "hour", prefix="during hour"))
+    else:
+        parts.append(f"during hours {_field(hour, 'hour', prefix='')}")
     return " ".join(parts) or "every second"
 
 
@@ -172,7 +177,7 @@ def describe_fields(fields: Mapping[str, str], *, crontab: bool, day_or: bool) -
     elif day_text or weekday_text:
         words.append(f"on {day_text or weekday_text}")
     if fields["week"] != "*":
-        words.append(f"in {_field(fields['week'], 'week', prefix='ISO week')}")
+        words.append(f"in ISO week {_field(fields['week'], 'week', prefix='')}")
     if fields["month"] != "*":
         words.append(f"in {_field(fields['month'], 'month', _month, prefix='')}")
     if fields["year"] != "*":
