@@ -149,7 +149,8 @@ def _horae(case: Case) -> Step:
 
 
 def _aps(case: Case) -> Step:
-    assert ApsCronTrigger is not None and case.aps is not None
+    assert ApsCronTrigger is not None
+    assert case.aps is not None
     trigger = case.aps(ApsCronTrigger)
 
     def step(t: datetime) -> datetime:
