@@ -95,14 +95,14 @@ def test_none_timezone_means_the_system_zone() -> None:
 )
 def test_unknown_argument_names_the_close_one(name: str, meant: str) -> None:
     with pytest.raises(TriggerError) as info:
-        CronTrigger(**{name: "1"}, timezone="UTC")  # type: ignore[arg-type]
+        CronTrigger(**{name: "1"}, timezone="UTC")
     assert info.value.field == name
     assert f"did you mean {meant!r}?" in str(info.value)
 
 
 def test_unknown_argument_without_a_close_name() -> None:
     with pytest.raises(TriggerError) as info:
-        CronTrigger(frobnicate=1, timezone="UTC")  # type: ignore[call-arg]
+        CronTrigger(frobnicate=1, timezone="UTC")
     assert info.value.field == "frobnicate"
     assert "frobnicate" in str(info.value)
 

@@ -297,7 +297,7 @@ class _Parser:
                     item, "is an incomplete range", "write a range as first-last, e.g. '9-17'"
                 )
             first = self._value(item, first_text)
-            last = self._value(item, last_text, range_end=True)
+            last = self._value(item, last_text, range_end=first > 0)
             if first > last:
                 raise self.fail(
                     item, "is a reversed range", self._reversed_hint(first_text, last_text)
@@ -339,7 +339,7 @@ class _Parser:
         if text in spec.names:
             value = spec.names[text]
             if range_end and spec.crontab and spec.kind == "weekday" and value == 0:
-                return 7  # "fri-sun": Sunday ending a range is 7 (rule 6)
+                return 7  # "fri-sun": Sunday ending a range is 7 (rule 6); "sun-sun" is 0
             return value
         if text in _FULL_WEEKDAYS or text in _FULL_MONTHS:
             raise self.fail(
