@@ -73,7 +73,15 @@ from horae.jobs import Job, JobDefaults, Run, RunOutcome
 from horae.scheduler import AsyncScheduler, current_run
 from horae.stores import MemoryStore, Store
 from horae.sync import Scheduler
-from horae.triggers import DateTrigger, IntervalTrigger, Trigger
+from horae.triggers import (
+    AndTrigger,
+    CalendarIntervalTrigger,
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    OrTrigger,
+    Trigger,
+)
 
 __all__ = [
     "EVENT_ALL",

@@ -873,6 +873,7 @@ class AsyncScheduler:
             if job.jitter:
                 delay = random.uniform(0, job.jitter.total_seconds())
                 self._sleeping_runs += 1
+                self._notify_idle()
                 try:
                     await self._clock.wait(self._now() + timedelta(seconds=delay), anyio.Event())
                 finally:
