@@ -174,6 +174,7 @@ class AsyncScheduler:
         self._runs: TaskGroup | None = None
         self._runs_close = anyio.Event()
         self._loop_done = anyio.Event()
+        self._runs_done = anyio.Event()
         self._stopped = anyio.Event()
         self._wakeup = anyio.Event()
         # What wait_idle() looks at.
@@ -202,6 +203,7 @@ class AsyncScheduler:
         self._state = "starting"
         self._runs_close = anyio.Event()
         self._loop_done = anyio.Event()
+        self._runs_done = anyio.Event()
         self._stopped = anyio.Event()
         stack = AsyncExitStack()
         await stack.__aenter__()
@@ -222,6 +224,7 @@ class AsyncScheduler:
                 self._task_group.start_soon(self._loop, name=f"horae scheduler {self.id}")
             else:
                 self._loop_done.set()
+                self._runs_done.set()
                 self._runs_close.set()
         except BaseException:
             self._state = "stopped"
@@ -262,7 +265,11 @@ class AsyncScheduler:
             self._runs.cancel_scope.cancel()
         self._runs_close.set()
         await self._loop_done.wait()
+        await self._runs_done.wait()
         self._publish(SchedulerStopped(timestamp=self._clock.now(), scheduler_id=self.id))
+        # Subscribers' iterators end here, so that tasks reading them can finish before
+        # the scheduler's own task group is left.
+        self._hub.close()
         logger.info("scheduler %s stopped", self.id)
 
     async def shutdown(self, wait: bool = True) -> None:
@@ -277,6 +284,15 @@ class AsyncScheduler:
         """
         if self._state != "running":
             raise SchedulerNotRunningError("shutdown(): the scheduler is not running")
+        if _current_run.get(None) is not None and self._task_group is not None:
+            # Called by a job: waiting here for the runs to end would wait for itself.
+            # Owner: the scheduler's task group finishes the stop after the job returns.
+            self._state = "stopping"
+            self._task_group.start_soon(self._stop_then_signal, wait)
+            return
+        await self._stop_then_signal(wait)
+
+    async def _stop_then_signal(self, wait: bool) -> None:
         await self._stop(wait)
         self._stopped.set()
 
@@ -583,15 +599,17 @@ class AsyncScheduler:
         return await self._replace(attrs.evolve(job, next_run_time=None))
 
     async def resume_job(self, job_id: str) -> Job:
-        """Resume a paused job from its trigger's next fire time after now.
+        """Resume a paused job from its trigger's first fire time after now.
 
-        A job whose trigger has no more fire times is removed (and ``None``... is never
-        returned: a :class:`JobRemoved` event tells it).
+        Fire times that passed while the job was paused are not run. A job whose trigger
+        has no fire time left is removed (a :class:`JobRemoved` event tells it).
         """
         job = await self.get_job(job_id)
         if job.next_run_time is not None:
             return job
-        first = first_fire_time(job.trigger, self._now())
+        # Strictly after now: a fire time at this very instant may have run just before
+        # the pause, and must not run twice.
+        first = job.trigger.next(self._now())
         if first is None:
             await self.remove_job(job_id)
             return job
@@ -694,9 +712,12 @@ class AsyncScheduler:
     async def _host_runs(self, *, task_status: TaskStatus[TaskGroup]) -> None:
         # Owner of the runs: a task group of its own, so shutdown(wait=False) can cancel
         # the runs without cancelling the loop or the listeners.
-        async with anyio.create_task_group() as runs:
-            task_status.started(runs)
-            await self._runs_close.wait()
+        try:
+            async with anyio.create_task_group() as runs:
+                task_status.started(runs)
+                await self._runs_close.wait()
+        finally:
+            self._runs_done.set()
 
     async def _loop(self) -> None:
         clock = self._clock

@@ -12,6 +12,7 @@ Third-party triggers join the registry through the ``horae.triggers`` entry poin
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
@@ -96,6 +97,22 @@ def _lookup(kind: str, what: str) -> Any:
     return cls
 
 
+@functools.lru_cache(maxsize=None)
+def _parameters(cls: Any) -> tuple[list[str], bool, bool]:
+    """The keyword arguments a trigger class takes, whether it takes ``**kwargs``, and
+    whether it takes ``timezone``.
+
+    Cached per class: ``inspect.signature`` costs more than building the trigger, and
+    ``add_job`` calls this for every job.
+    """
+    params = inspect.signature(cls).parameters
+    takes_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    accepted = [
+        n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return accepted, takes_var_kw, "timezone" in params
+
+
 def create_trigger(
     alias: str, kwargs: Mapping[str, Any], default_timezone: tzinfo | None = None
 ) -> Trigger:
@@ -109,12 +126,8 @@ def create_trigger(
             (naming the closest valid argument), or an argument is invalid.
     """
     cls = _lookup(alias, "trigger")
-    params = inspect.signature(cls).parameters
-    takes_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    accepted, takes_var_kw, takes_timezone = _parameters(cls)
     if not takes_var_kw:
-        accepted = [
-            n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
         for name in kwargs:
             if name not in accepted:
                 close = difflib.get_close_matches(name, accepted, n=1)
@@ -125,7 +138,7 @@ def create_trigger(
                     f"(it takes {', '.join(accepted)})",
                 )
     args = dict(kwargs)
-    if default_timezone is not None and "timezone" in params and "timezone" not in args:
+    if default_timezone is not None and takes_timezone and "timezone" not in args:
         args["timezone"] = default_timezone
     trigger: Trigger = cls(**args)
     return trigger
