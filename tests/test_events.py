@@ -78,7 +78,11 @@ async def test_subscribe_filters_by_type(scheduler: AsyncScheduler) -> None:
         got = [events.receive_nowait() for _ in range(3)]
         with pytest.raises(anyio.WouldBlock):
             events.receive_nowait()
-    assert [(type(e), e.job_id) for e in got] == [(JobAdded, "a"), (JobRemoved, "a"), (JobAdded, "b")]
+    assert [(type(e), e.job_id) for e in got] == [
+        (JobAdded, "a"),
+        (JobRemoved, "a"),
+        (JobAdded, "b"),
+    ]
 
 
 async def test_slow_subscriber_misses_but_never_blocks() -> None:

@@ -188,11 +188,14 @@ async def test_coalesce_collapses_a_backlog(scheduler: AsyncScheduler, clock: Fa
     assert (await scheduler.get_job("c")).next_run_time == at(60)
 
 
-async def test_no_coalesce_runs_each_fire_time(
-    scheduler: AsyncScheduler, clock: FakeClock
-) -> None:
+async def test_no_coalesce_runs_each_fire_time(scheduler: AsyncScheduler, clock: FakeClock) -> None:
     await scheduler.add_job(
-        jobfuncs.async_add, "interval", seconds=10, args=[1], id="n", coalesce=False,
+        jobfuncs.async_add,
+        "interval",
+        seconds=10,
+        args=[1],
+        id="n",
+        coalesce=False,
         max_instances=10,
     )
     await scheduler.pause()
@@ -210,8 +213,14 @@ async def test_misfire_grace_time(scheduler: AsyncScheduler, clock: FakeClock) -
     missed: list[Event] = []
     scheduler.add_listener(missed.append, EVENT_JOB_MISSED)
     await scheduler.add_job(
-        jobfuncs.async_add, "interval", seconds=10, args=[1], id="m",
-        coalesce=False, misfire_grace_time=16, max_instances=10,
+        jobfuncs.async_add,
+        "interval",
+        seconds=10,
+        args=[1],
+        id="m",
+        coalesce=False,
+        misfire_grace_time=16,
+        max_instances=10,
     )
     await scheduler.pause()
     clock.advance(35)  # fire times 10, 20, 30; at 35, only 10 is more than 16 s late
@@ -241,9 +250,7 @@ async def test_coalesced_run_missed_when_latest_is_late(
     assert run.coalesced == 1
 
 
-async def test_past_date_runs_late_not_dropped(
-    scheduler: AsyncScheduler, clock: FakeClock
-) -> None:
+async def test_past_date_runs_late_not_dropped(scheduler: AsyncScheduler, clock: FakeClock) -> None:
     await scheduler.add_job(jobfuncs.async_add, "date", run_date=at(-60), args=[1], id="late")
     await wait_idle(scheduler)
     assert await outcomes(scheduler, "late") == [(at(-60), RunOutcome.SUCCESS)]
@@ -303,8 +310,14 @@ async def test_max_instances_two_allows_overlap(
 
 async def test_jitter_delays_within_bounds(scheduler: AsyncScheduler, clock: FakeClock) -> None:
     await scheduler.add_job(
-        jobfuncs.async_add, "interval", seconds=60, args=[1], id="j", jitter=10,
-        coalesce=False, max_instances=50,
+        jobfuncs.async_add,
+        "interval",
+        seconds=60,
+        args=[1],
+        id="j",
+        jitter=10,
+        coalesce=False,
+        max_instances=50,
     )
     for _ in range(20 * 60 + 10):  # one second at a time, through the last jitter window
         clock.advance(1)
@@ -546,7 +559,7 @@ async def test_named_executors(clock: FakeClock) -> None:
         assert job.executor == "io"
         await wait_idle(scheduler)
         assert (await scheduler.get_runs("io"))[0].result == 1
-        with pytest.raises(ExecutorLookupError, match="'nope'.*'async', 'io', 'thread'"):
+        with pytest.raises(ExecutorLookupError, match=r"'nope'.*'async', 'io', 'thread'"):
             await scheduler.add_job(jobfuncs.sync_add, args=[1], executor="nope")
         with pytest.raises(InvalidCallableError, match="block the event loop"):
             await scheduler.add_job(jobfuncs.sync_add, args=[1], executor="async")
@@ -577,7 +590,11 @@ async def test_job_defaults(clock: FakeClock) -> None:
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda s: s.add_job(jobfuncs.async_add, "weekly"), TriggerError, "unknown trigger 'weekly'"),
+        (
+            lambda s: s.add_job(jobfuncs.async_add, "weekly"),
+            TriggerError,
+            "unknown trigger 'weekly'",
+        ),
         (
             lambda s: s.add_job(jobfuncs.async_add, "interval", secs=5),
             TriggerError,
@@ -656,7 +673,9 @@ async def test_bad_scheduler_arguments() -> None:
 
 async def test_naive_datetimes_use_scheduler_timezone(clock: FakeClock) -> None:
     async with AsyncScheduler(clock=clock, timezone="Europe/Paris") as scheduler:
-        job = await scheduler.add_job(jobfuncs.async_add, "date", run_date="2027-01-01 09:00:00", args=[1])
+        job = await scheduler.add_job(
+            jobfuncs.async_add, "date", run_date="2027-01-01 09:00:00", args=[1]
+        )
         cron = await scheduler.add_job(jobfuncs.async_add, "cron", hour=9, args=[1])
     assert job.next_run_time == datetime(2027, 1, 1, 8, tzinfo=UTC)
     assert cron.next_run_time == datetime(2027, 1, 1, 8, tzinfo=UTC)

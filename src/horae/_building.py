@@ -143,36 +143,51 @@ def first_fire_time(trigger: Trigger, now: datetime) -> datetime | None:
     return first
 
 
+#: The options of ``add_job`` besides the callable, the trigger and its arguments.
+JOB_OPTIONS = frozenset(
+    {
+        "args",
+        "kwargs",
+        "id",
+        "name",
+        "executor",
+        "coalesce",
+        "max_instances",
+        "misfire_grace_time",
+        "jitter",
+        "timeout",
+        "next_run_time",
+        "metadata",
+    }
+)
+
+
 def build_job(
     func: Callable[..., Any] | str,
     trigger: Trigger | str | None,
-    *,
-    args: Sequence[Any] | None,
-    kwargs: Mapping[str, Any] | None,
-    id: str | None,
-    name: str | None,
-    executor: str | None,
-    coalesce: Any,
-    max_instances: Any,
-    misfire_grace_time: Any,
-    jitter: Any,
-    timeout: Any,
-    next_run_time: Any,
-    metadata: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
     trigger_args: Mapping[str, Any],
+    *,
     defaults: JobDefaults,
     executors: Mapping[str, Executor],
     timezone: tzinfo,
     now: datetime,
 ) -> Job:
-    """Validate everything ``add_job`` was given and build the job."""
+    """Validate everything ``add_job`` was given and build the job.
+
+    ``options`` holds the :data:`JOB_OPTIONS` the caller gave; an option that is absent
+    or :data:`UNSET` takes its value from ``defaults``.
+    """
     target, ref = resolve_callable(func)
-    executor_name = choose_executor(target, executor, executors)
+    executor_name = choose_executor(target, options.get("executor"), executors)
     built_trigger = build_trigger(trigger, trigger_args, timezone, now)
+    args = options.get("args")
+    kwargs = options.get("kwargs")
     if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, Sequence)):
         raise JobArgumentError(f"args: {args!r} is not a list or tuple of positional arguments")
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise JobArgumentError(f"kwargs: {kwargs!r} is not a mapping of keyword arguments")
+    next_run_time = options.get("next_run_time", UNSET)
     if next_run_time is UNSET:
         first = first_fire_time(built_trigger, now)
         if first is None:
@@ -185,9 +200,15 @@ def build_job(
         first = None  # added paused
     else:
         first = to_aware(next_run_time, timezone, "next_run_time")
-    job_id = uuid.uuid4().hex if id is None else id
+
+    def option(name: str) -> Any:
+        value = options.get(name, UNSET)
+        return getattr(defaults, name) if value is UNSET else value
+
+    job_id = options.get("id")
+    name = options.get("name")
     return Job(
-        id=job_id,
+        id=uuid.uuid4().hex if job_id is None else job_id,
         func=target,
         func_ref=ref,
         trigger=built_trigger,
@@ -195,15 +216,13 @@ def build_job(
         kwargs=dict(kwargs or {}),
         name=name if name is not None else _default_name(target),
         executor=executor_name,
-        coalesce=defaults.coalesce if coalesce is UNSET else coalesce,
-        max_instances=defaults.max_instances if max_instances is UNSET else max_instances,
-        misfire_grace_time=(
-            defaults.misfire_grace_time if misfire_grace_time is UNSET else misfire_grace_time
-        ),
-        jitter=defaults.jitter if jitter is UNSET else jitter,
-        timeout=defaults.timeout if timeout is UNSET else timeout,
+        coalesce=option("coalesce"),
+        max_instances=option("max_instances"),
+        misfire_grace_time=option("misfire_grace_time"),
+        jitter=option("jitter"),
+        timeout=option("timeout"),
         next_run_time=first,
-        metadata=dict(metadata or {}),
+        metadata=dict(options.get("metadata") or {}),
     )
 
 

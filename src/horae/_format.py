@@ -46,7 +46,8 @@ def format_jobs(jobs: Sequence[Job], tz: tzinfo, now: datetime) -> str:
             next_run = f"{local:%Y-%m-%d %H:%M:%S %Z} ({relative(job.next_run_time, now)})"
         rows.append((job.id, job.name, describe_trigger(job), next_run))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
-        for row in rows
-    )
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        lines.append("  ".join([*cells, row[3]]))
+    return "\n".join(lines)

@@ -121,7 +121,9 @@ class JobDefaults:
 
 def _check_id(_: Any, attribute: attrs.Attribute[str], value: Any) -> None:
     if not isinstance(value, str) or not value:
-        raise JobArgumentError(f"{attribute.name}: {value!r} is not a valid job id; give a non-empty string")
+        raise JobArgumentError(
+            f"{attribute.name}: {value!r} is not a valid job id; give a non-empty string"
+        )
 
 
 @attrs.frozen(kw_only=True)

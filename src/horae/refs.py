@@ -49,7 +49,9 @@ def callable_to_ref(func: Callable[..., Any]) -> str:
         found = ref_to_callable(ref)
     except InvalidCallableError:
         found = None
-    if found is not func and getattr(found, "__func__", found) is not getattr(func, "__func__", func):
+    if found is not func and getattr(found, "__func__", found) is not getattr(
+        func, "__func__", func
+    ):
         raise InvalidCallableError(
             f"{ref!r} does not import back to {func!r}; use a module-level function"
         )
@@ -75,7 +77,9 @@ def ref_to_callable(ref: str) -> Callable[..., Any]:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InvalidCallableError(f"{ref!r}: cannot import module {module_name!r} ({exc})") from exc
+        raise InvalidCallableError(
+            f"{ref!r}: cannot import module {module_name!r} ({exc})"
+        ) from exc
     for part in qualname.split("."):
         try:
             obj = getattr(obj, part)

@@ -7,11 +7,9 @@ import os
 import random
 import socket
 import sys
-import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from contextvars import ContextVar
 from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import IO, Any, Literal, TypeVar
@@ -21,13 +19,23 @@ import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
-from horae._building import MODIFIABLE, UNSET, build_job, build_trigger, first_fire_time
-from horae._building import choose_executor, resolve_callable
+from horae import _reporting
+from horae._building import (
+    JOB_OPTIONS,
+    MODIFIABLE,
+    UNSET,
+    build_job,
+    build_trigger,
+    choose_executor,
+    first_fire_time,
+    resolve_callable,
+)
 from horae._clock import Clock, SystemClock
+from horae._execution import call_job, current_run, ended, in_job
+from horae._planning import plan_release
 from horae._time import resolve_timezone, to_aware
 from horae.errors import (
     ConflictingIdError,
-    HoraeError,
     JobArgumentError,
     JobLookupError,
     SchedulerNotRunningError,
@@ -35,24 +43,12 @@ from horae.errors import (
 )
 from horae.events import (
     EVENT_ALL,
-    EVENT_JOB_ERROR,
-    EVENT_JOB_EXECUTED,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    EVENT_JOB_SUBMITTED,
-    EVENT_JOB_TIMEOUT,
     AllJobsRemoved,
     Event,
     EventHub,
     JobAdded,
-    JobError,
-    JobExecuted,
-    JobMissed,
     JobModified,
     JobRemoved,
-    JobSkipped,
-    JobSubmitted,
-    JobTimedOut,
     Listener,
     SchedulerPaused,
     SchedulerResumed,
@@ -75,25 +71,9 @@ __all__ = ["AsyncScheduler", "current_run"]
 E = TypeVar("E", bound=Event)
 Role = Literal["scheduler", "client"]
 
-_current_run: ContextVar[Run] = ContextVar("horae_current_run")
-
 #: A job whose trigger raised is looked at again after this long.
 _TRIGGER_ERROR_BACKOFF = timedelta(seconds=60)
 _STORE_ERROR_BACKOFF = (0.5, 30.0)
-
-
-def current_run() -> Run:
-    """The :class:`Run` of the job that is running in this task or thread.
-
-    Raises:
-        HoraeError: called outside a running job.
-    """
-    try:
-        return _current_run.get()
-    except LookupError:
-        raise HoraeError(
-            "current_run() was called outside a running job; call it from the job's code"
-        ) from None
 
 
 def _default_scheduler_id() -> str:
@@ -284,7 +264,7 @@ class AsyncScheduler:
         """
         if self._state != "running":
             raise SchedulerNotRunningError("shutdown(): the scheduler is not running")
-        if _current_run.get(None) is not None and self._task_group is not None:
+        if in_job() and self._task_group is not None:
             # Called by a job: waiting here for the runs to end would wait for itself.
             # Owner: the scheduler's task group finishes the stop after the job returns.
             self._state = "stopping"
@@ -432,27 +412,21 @@ class AsyncScheduler:
             SchedulerNotRunningError: the scheduler has shut down.
         """
         self._check_usable("add_job")
-        job = build_job(
-            func,
-            trigger,
-            args=args,
-            kwargs=kwargs,
-            id=id,
-            name=name,
-            executor=executor,
-            coalesce=coalesce,
-            max_instances=max_instances,
-            misfire_grace_time=misfire_grace_time,
-            jitter=jitter,
-            timeout=timeout,
-            next_run_time=next_run_time,
-            metadata=metadata,
-            trigger_args=trigger_args,
-            defaults=self.job_defaults,
-            executors=self.executors,
-            timezone=self.timezone,
-            now=self._now(),
-        )
+        options = {
+            "args": args,
+            "kwargs": kwargs,
+            "id": id,
+            "name": name,
+            "executor": executor,
+            "coalesce": coalesce,
+            "max_instances": max_instances,
+            "misfire_grace_time": misfire_grace_time,
+            "jitter": jitter,
+            "timeout": timeout,
+            "next_run_time": next_run_time,
+            "metadata": metadata,
+        }
+        job = self._build_job(func, trigger, options, trigger_args)
         if self._state == "initial":
             if not replace_existing and any(p.id == job.id for p, _ in self._pending):
                 raise ConflictingIdError(job.id)
@@ -481,34 +455,36 @@ class AsyncScheduler:
             )
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-            replace = bool(options.pop("replace_existing", False))
-            job = build_job(
-                func,
-                trigger,
-                args=options.pop("args", None),
-                kwargs=options.pop("kwargs", None),
-                id=options.pop("id", None),
-                name=options.pop("name", None),
-                executor=options.pop("executor", None),
-                coalesce=options.pop("coalesce", UNSET),
-                max_instances=options.pop("max_instances", UNSET),
-                misfire_grace_time=options.pop("misfire_grace_time", UNSET),
-                jitter=options.pop("jitter", UNSET),
-                timeout=options.pop("timeout", UNSET),
-                next_run_time=options.pop("next_run_time", UNSET),
-                metadata=options.pop("metadata", None),
-                trigger_args=options,
-                defaults=self.job_defaults,
-                executors=self.executors,
-                timezone=self.timezone,
-                now=self._now(),
-            )
+            replace = bool(options.get("replace_existing", False))
+            job_options = {k: v for k, v in options.items() if k in JOB_OPTIONS}
+            trigger_args = {
+                k: v for k, v in options.items() if k not in JOB_OPTIONS and k != "replace_existing"
+            }
+            job = self._build_job(func, trigger, job_options, trigger_args)
             if not replace and any(p.id == job.id for p, _ in self._pending):
                 raise ConflictingIdError(job.id)
             self._pending.append((job, replace))
             return func
 
         return decorator
+
+    def _build_job(
+        self,
+        func: Callable[..., Any] | str,
+        trigger: Trigger | str | None,
+        options: Mapping[str, Any],
+        trigger_args: Mapping[str, Any],
+    ) -> Job:
+        return build_job(
+            func,
+            trigger,
+            options,
+            trigger_args,
+            defaults=self.job_defaults,
+            executors=self.executors,
+            timezone=self.timezone,
+            now=self._now(),
+        )
 
     async def _add_pending(self) -> None:
         pending, self._pending = self._pending, []
@@ -675,31 +651,19 @@ class AsyncScheduler:
         if self._state != "running":
             raise SchedulerNotRunningError("run_job() needs a running scheduler")
         now = self._now()
-        job = build_job(
-            func,
-            None,
-            args=args,
-            kwargs=kwargs,
-            id=f"run_job-{uuid.uuid4().hex}",
-            name=None,
-            executor=executor,
-            coalesce=UNSET,
-            max_instances=UNSET,
-            misfire_grace_time=UNSET,
-            jitter=None,
-            timeout=timeout,
-            next_run_time=now,
-            metadata=None,
-            trigger_args={},
-            defaults=self.job_defaults,
-            executors=self.executors,
-            timezone=self.timezone,
-            now=now,
-        )
+        options = {
+            "args": args,
+            "kwargs": kwargs,
+            "id": f"run_job-{uuid.uuid4().hex}",
+            "executor": executor,
+            "timeout": timeout,
+            "next_run_time": now,
+        }
+        job = self._build_job(func, None, options, {})
         run = Run(job_id=job.id, scheduled_time=now, scheduler_id=self.id)
-        self._submitted(job, run)
-        finished, exc = await self._call(job, run)
-        self._finished(job, finished, exc)
+        _reporting.submitted(self._hub, run, now)
+        finished, exc = await call_job(job, run, self.executors[job.executor], self._now)
+        _reporting.finished(self._hub, job, finished, exc)
         if exc is not None:
             raise exc
         return finished.result
@@ -741,9 +705,13 @@ class AsyncScheduler:
                         deadline = await store.next_run_time()
                         backoff = 0.0
                     except Exception:
-                        backoff = min(max(backoff * 2, _STORE_ERROR_BACKOFF[0]), _STORE_ERROR_BACKOFF[1])
+                        backoff = min(
+                            max(backoff * 2, _STORE_ERROR_BACKOFF[0]), _STORE_ERROR_BACKOFF[1]
+                        )
                         logger.exception(
-                            "scheduler %s: the store failed; trying again in %.1f s", self.id, backoff
+                            "scheduler %s: the store failed; trying again in %.1f s",
+                            self.id,
+                            backoff,
                         )
                         deadline = clock.now() + timedelta(seconds=backoff)
                 self._loop_waiting = True
@@ -759,135 +727,33 @@ class AsyncScheduler:
 
     async def _process(self, leases: list[Lease], now: datetime) -> None:
         releases: list[Release] = []
-        to_start: list[tuple[Job, Run]] = []
-        to_report: list[Run] = []
-        errors: list[tuple[Job, BaseException]] = []
+        failed: list[tuple[Job, BaseException]] = []
         for lease in leases:
-            job = lease.job
             try:
-                release = self._plan(lease, now)
-            except Exception as exc:
+                release = plan_release(lease, now, self.id)
+            except Exception as error:
                 # A trigger that raises must not stop the scheduler: report it, and look
                 # at the job again later rather than spinning on it.
-                errors.append((job, exc))
+                failed.append((lease.job, error))
                 release = Release(lease=lease, next_run_time=now + _TRIGGER_ERROR_BACKOFF)
             releases.append(release)
-            to_start.extend((job, run) for run in release.started)
-            to_report.extend(release.finished)
         await self.store.release_jobs(self.id, releases)
         hub = self._hub
-        for job, exc in errors:
-            logger.error("job %r: its trigger failed", job.id, exc_info=exc)
-            if hub.wanted & EVENT_JOB_ERROR:
-                hub.publish(
-                    JobError(
-                        timestamp=now,
-                        job_id=job.id,
-                        run_id=uuid.uuid4(),
-                        scheduled_time=job.next_run_time or now,
-                        exception=exc,
-                        traceback="".join(traceback.format_exception(exc)),
-                    )
-                )
-        for run in to_report:
-            self._report_not_run(run)
-        for release in releases:
-            if release.remove and hub.wanted & JobRemoved.code:
-                hub.publish(JobRemoved(timestamp=now, job_id=release.lease.job.id))
+        for job, failure in failed:
+            _reporting.trigger_failed(hub, job, failure, now)
         runs = self._runs
         assert runs is not None
-        for job, run in to_start:
-            self._submitted(job, run)
-            self._in_flight += 1
-            # Owner: the runs task group (see _host_runs).
-            runs.start_soon(self._execute, job, run)
-
-    def _plan(self, lease: Lease, now: datetime) -> Release:
-        """Decide what happens to each due fire time of a leased job."""
-        job = lease.job
-        trigger = job.trigger
-        due: list[datetime] = []
-        t = job.next_run_time
-        while t is not None and t <= now:
-            due.append(t)
-            t = trigger.next(t)
-        if job.coalesce and len(due) > 1:
-            fire_times = [(due[-1], len(due) - 1)]
-        else:
-            fire_times = [(d, 0) for d in due]
-        grace = job.misfire_grace_time
-        available = job.max_instances - lease.running
-        started: list[Run] = []
-        finished: list[Run] = []
-        for scheduled, coalesced in fire_times:
-            if grace is not None and now - scheduled > grace:
-                outcome = RunOutcome.MISSED
-            elif available <= 0:
-                outcome = RunOutcome.SKIPPED
-            else:
-                available -= 1
-                started.append(
-                    Run(job_id=job.id, scheduled_time=scheduled, scheduler_id=self.id, coalesced=coalesced)
-                )
-                continue
-            finished.append(
-                Run(
-                    job_id=job.id,
-                    scheduled_time=scheduled,
-                    finished_at=now,
-                    outcome=outcome,
-                    scheduler_id=self.id,
-                    coalesced=coalesced,
-                )
-            )
-        return Release(
-            lease=lease, next_run_time=t, started=started, finished=finished, remove=t is None
-        )
-
-    def _report_not_run(self, run: Run) -> None:
-        if run.outcome is RunOutcome.MISSED:
-            logger.warning(
-                "job %r missed its fire time %s (misfire_grace_time exceeded)",
-                run.job_id,
-                run.scheduled_time,
-            )
-            if self._hub.wanted & EVENT_JOB_MISSED:
-                self._hub.publish(
-                    JobMissed(
-                        timestamp=run.finished_at or self._now(),
-                        job_id=run.job_id,
-                        run_id=run.id,
-                        scheduled_time=run.scheduled_time,
-                        coalesced=run.coalesced,
-                    )
-                )
-        else:
-            logger.warning(
-                "job %r skipped its fire time %s: max_instances runs are in progress",
-                run.job_id,
-                run.scheduled_time,
-            )
-            if self._hub.wanted & EVENT_JOB_MAX_INSTANCES:
-                self._hub.publish(
-                    JobSkipped(
-                        timestamp=run.finished_at or self._now(),
-                        job_id=run.job_id,
-                        run_id=run.id,
-                        scheduled_time=run.scheduled_time,
-                    )
-                )
-
-    def _submitted(self, job: Job, run: Run) -> None:
-        if self._hub.wanted & EVENT_JOB_SUBMITTED:
-            self._hub.publish(
-                JobSubmitted(
-                    timestamp=self._now(),
-                    job_id=job.id,
-                    run_id=run.id,
-                    scheduled_time=run.scheduled_time,
-                    coalesced=run.coalesced,
-                )
-            )
+        for release in releases:
+            job = release.lease.job
+            for run in release.finished:
+                _reporting.not_run(hub, run)
+            if release.remove and hub.wanted & JobRemoved.code:
+                hub.publish(JobRemoved(timestamp=now, job_id=job.id))
+            for run in release.started:
+                _reporting.submitted(hub, run, now)
+                self._in_flight += 1
+                # Owner: the runs task group (see _host_runs).
+                runs.start_soon(self._execute, job, run)
 
     async def _execute(self, job: Job, run: Run) -> None:
         try:
@@ -900,26 +766,22 @@ class AsyncScheduler:
                 finally:
                     self._sleeping_runs -= 1
             try:
-                finished, exc = await self._call(job, run)
+                finished, exc = await call_job(job, run, self.executors[job.executor], self._now)
             except anyio.get_cancelled_exc_class():
                 with anyio.CancelScope(shield=True):
                     now = self._now()
-                    finished = Run(
-                        id=run.id,
-                        job_id=run.job_id,
-                        scheduled_time=run.scheduled_time,
-                        started_at=now,
-                        finished_at=now,
-                        outcome=RunOutcome.ABANDONED,
-                        error="cancelled: the scheduler shut down without waiting for the run",
-                        scheduler_id=self.id,
-                        attempt=run.attempt,
-                        coalesced=run.coalesced,
+                    await self.store.finish_run(
+                        ended(
+                            run,
+                            started_at=now,
+                            finished_at=now,
+                            outcome=RunOutcome.ABANDONED,
+                            error="cancelled: the scheduler shut down without waiting for the run",
+                        )
                     )
-                    await self.store.finish_run(finished)
                 raise
             await self.store.finish_run(finished)
-            self._finished(job, finished, exc)
+            _reporting.finished(self._hub, job, finished, exc)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception:
@@ -927,102 +789,6 @@ class AsyncScheduler:
         finally:
             self._in_flight -= 1
             self._notify_idle()
-
-    async def _call(self, job: Job, run: Run) -> tuple[Run, BaseException | None]:
-        """Run the callable; return the finished Run and the exception it raised, if any."""
-        started_at = self._now()
-        running = Run(
-            id=run.id,
-            job_id=run.job_id,
-            scheduled_time=run.scheduled_time,
-            started_at=started_at,
-            scheduler_id=self.id,
-            attempt=run.attempt,
-            coalesced=run.coalesced,
-        )
-        token = _current_run.set(running)
-        executor = self.executors[job.executor]
-        exc: BaseException | None = None
-        result: Any = None
-        outcome = RunOutcome.SUCCESS
-        error: str | None = None
-        try:
-            if job.timeout is not None:
-                with anyio.move_on_after(job.timeout.total_seconds()) as scope:
-                    result = await executor.run(job.func, job.args, job.kwargs)
-                if scope.cancelled_caught:
-                    outcome = RunOutcome.TIMEOUT
-                    exc = TimeoutError(
-                        f"job {job.id!r} ran longer than its timeout of "
-                        f"{job.timeout.total_seconds():g} s"
-                    )
-                    error = str(exc)
-            else:
-                result = await executor.run(job.func, job.args, job.kwargs)
-        except Exception as e:
-            exc = e
-            outcome = RunOutcome.ERROR
-            error = "".join(traceback.format_exception(e))
-        finally:
-            _current_run.reset(token)
-        return (
-            Run(
-                id=run.id,
-                job_id=run.job_id,
-                scheduled_time=run.scheduled_time,
-                started_at=started_at,
-                finished_at=self._now(),
-                outcome=outcome,
-                result=result,
-                error=error,
-                scheduler_id=self.id,
-                attempt=run.attempt,
-                coalesced=run.coalesced,
-            ),
-            exc,
-        )
-
-    def _finished(self, job: Job, run: Run, exc: BaseException | None) -> None:
-        hub = self._hub
-        outcome = run.outcome
-        if outcome is RunOutcome.SUCCESS:
-            if hub.wanted & EVENT_JOB_EXECUTED:
-                hub.publish(
-                    JobExecuted(
-                        timestamp=run.finished_at or self._now(),
-                        job_id=job.id,
-                        run_id=run.id,
-                        scheduled_time=run.scheduled_time,
-                        result=run.result,
-                    )
-                )
-            return
-        if outcome is RunOutcome.TIMEOUT:
-            logger.error("job %r: run for %s timed out", job.id, run.scheduled_time)
-            if hub.wanted & EVENT_JOB_TIMEOUT:
-                hub.publish(
-                    JobTimedOut(
-                        timestamp=run.finished_at or self._now(),
-                        job_id=job.id,
-                        run_id=run.id,
-                        scheduled_time=run.scheduled_time,
-                    )
-                )
-            return
-        logger.error(
-            "job %r: run for %s raised", job.id, run.scheduled_time, exc_info=exc
-        )
-        if hub.wanted & EVENT_JOB_ERROR:
-            hub.publish(
-                JobError(
-                    timestamp=run.finished_at or self._now(),
-                    job_id=job.id,
-                    run_id=run.id,
-                    scheduled_time=run.scheduled_time,
-                    exception=exc,
-                    traceback=run.error or "",
-                )
-            )
 
     # ---------------------------------------------------------------- idleness
 

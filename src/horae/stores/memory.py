@@ -26,7 +26,11 @@ class MemoryStore:
     """
 
     def __init__(self, *, run_retention: int = 100) -> None:
-        if isinstance(run_retention, bool) or not isinstance(run_retention, int) or run_retention < 0:
+        if (
+            isinstance(run_retention, bool)
+            or not isinstance(run_retention, int)
+            or run_retention < 0
+        ):
             raise JobArgumentError(
                 f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
             )
@@ -86,7 +90,10 @@ class MemoryStore:
         """Every job, by next run time, paused jobs last."""
         return sorted(
             self._jobs.values(),
-            key=lambda j: (j.next_run_time is None, j.next_run_time.timestamp() if j.next_run_time else 0),
+            key=lambda j: (
+                j.next_run_time is None,
+                j.next_run_time.timestamp() if j.next_run_time else 0,
+            ),
         )
 
     async def update_job(self, job: Job) -> None:

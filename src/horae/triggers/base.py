@@ -97,7 +97,7 @@ def _lookup(kind: str, what: str) -> Any:
     return cls
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parameters(cls: Any) -> tuple[list[str], bool, bool]:
     """The keyword arguments a trigger class takes, whether it takes ``**kwargs``, and
     whether it takes ``timezone``.
@@ -107,9 +107,7 @@ def _parameters(cls: Any) -> tuple[list[str], bool, bool]:
     """
     params = inspect.signature(cls).parameters
     takes_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    accepted = [
-        n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    accepted = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return accepted, takes_var_kw, "timezone" in params
 
 

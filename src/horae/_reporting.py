@@ -1,0 +1,137 @@
+"""The events and log lines that tell what happened to each fire time."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from datetime import datetime
+
+from horae.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    EVENT_JOB_TIMEOUT,
+    EventHub,
+    JobError,
+    JobExecuted,
+    JobMissed,
+    JobSkipped,
+    JobSubmitted,
+    JobTimedOut,
+)
+from horae.jobs import Job, Run, RunOutcome
+
+logger = logging.getLogger("horae.scheduler")
+
+# Each function builds its event only when someone listens for it: these run for every
+# fire time.
+
+
+def submitted(hub: EventHub, run: Run, now: datetime) -> None:
+    """A run was handed to its executor."""
+    if hub.wanted & EVENT_JOB_SUBMITTED:
+        hub.publish(
+            JobSubmitted(
+                timestamp=now,
+                job_id=run.job_id,
+                run_id=run.id,
+                scheduled_time=run.scheduled_time,
+                coalesced=run.coalesced,
+            )
+        )
+
+
+def not_run(hub: EventHub, run: Run) -> None:
+    """A fire time ended without running: missed or skipped."""
+    timestamp = run.finished_at or run.scheduled_time
+    if run.outcome is RunOutcome.MISSED:
+        logger.warning(
+            "job %r missed its fire time %s (misfire_grace_time exceeded)",
+            run.job_id,
+            run.scheduled_time,
+        )
+        if hub.wanted & EVENT_JOB_MISSED:
+            hub.publish(
+                JobMissed(
+                    timestamp=timestamp,
+                    job_id=run.job_id,
+                    run_id=run.id,
+                    scheduled_time=run.scheduled_time,
+                    coalesced=run.coalesced,
+                )
+            )
+        return
+    logger.warning(
+        "job %r skipped its fire time %s: max_instances runs are in progress",
+        run.job_id,
+        run.scheduled_time,
+    )
+    if hub.wanted & EVENT_JOB_MAX_INSTANCES:
+        hub.publish(
+            JobSkipped(
+                timestamp=timestamp,
+                job_id=run.job_id,
+                run_id=run.id,
+                scheduled_time=run.scheduled_time,
+            )
+        )
+
+
+def finished(hub: EventHub, job: Job, run: Run, exc: BaseException | None) -> None:
+    """A run ended: succeeded, raised or timed out."""
+    timestamp = run.finished_at or run.scheduled_time
+    if run.outcome is RunOutcome.SUCCESS:
+        if hub.wanted & EVENT_JOB_EXECUTED:
+            hub.publish(
+                JobExecuted(
+                    timestamp=timestamp,
+                    job_id=job.id,
+                    run_id=run.id,
+                    scheduled_time=run.scheduled_time,
+                    result=run.result,
+                )
+            )
+        return
+    if run.outcome is RunOutcome.TIMEOUT:
+        logger.error("job %r: the run for %s timed out", job.id, run.scheduled_time)
+        if hub.wanted & EVENT_JOB_TIMEOUT:
+            hub.publish(
+                JobTimedOut(
+                    timestamp=timestamp,
+                    job_id=job.id,
+                    run_id=run.id,
+                    scheduled_time=run.scheduled_time,
+                )
+            )
+        return
+    logger.error("job %r: the run for %s raised", job.id, run.scheduled_time, exc_info=exc)
+    if hub.wanted & EVENT_JOB_ERROR:
+        hub.publish(
+            JobError(
+                timestamp=timestamp,
+                job_id=job.id,
+                run_id=run.id,
+                scheduled_time=run.scheduled_time,
+                exception=exc,
+                traceback=run.error or "",
+            )
+        )
+
+
+def trigger_failed(hub: EventHub, job: Job, exc: BaseException, now: datetime) -> None:
+    """A job's trigger raised: the job could not be planned."""
+    logger.error("job %r: its trigger failed", job.id, exc_info=exc)
+    if hub.wanted & EVENT_JOB_ERROR:
+        hub.publish(
+            JobError(
+                timestamp=now,
+                job_id=job.id,
+                run_id=uuid.uuid4(),
+                scheduled_time=job.next_run_time or now,
+                exception=exc,
+                traceback="".join(traceback.format_exception(exc)),
+            )
+        )
