@@ -1,0 +1,75 @@
+"""Development sessions: ``python3 -m nox -s tests`` (the whole suite), ``lint``,
+``typecheck``, ``demo``, ``bench``."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def group(name: str) -> list[str]:
+    return nox.project.dependency_groups(PYPROJECT, name)
+
+
+@nox.session(python=False, name="services")
+def services(session: nox.Session) -> None:
+    """Print the PostgreSQL and Redis addresses the store tests use."""
+    for var, default in (
+        ("HORAE_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
+        ("HORAE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    ):
+        session.log(f"{var}={os.environ.get(var, default)}")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (on asyncio and trio)."""
+    session.install("-e", ".[postgres,redis]", *group("test"))
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(*group("lint"))
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src/."""
+    session.install("-e", ".[postgres,redis]", *group("typecheck"))
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """A real scheduler firing a few kinds of jobs for a few seconds, printing its events."""
+    session.install("-e", ".")
+    session.run("python", "examples/demo.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks beside APScheduler 3.11, APScheduler 4.0.0a6 and croniter.
+
+    APScheduler 3 and 4 are both the ``apscheduler`` package, so APScheduler 4 gets an
+    environment of its own, which the benchmark scripts run as a subprocess.
+    """
+    session.install("-e", ".", "apscheduler==3.11.*", "croniter")
+    aps4 = os.path.join(session.create_tmp(), "aps4")
+    session.run("python", "-m", "venv", aps4)
+    aps4_python = os.path.join(aps4, "bin", "python")
+    session.run(
+        aps4_python, "-m", "pip", "install", "-q", "-e", ".", "--pre", "apscheduler==4.0.0a6"
+    )
+    session.run("python", "benchmarks/triggers.py")
+    session.run("python", "benchmarks/scheduler.py", env={"APS4_PYTHON": aps4_python})
