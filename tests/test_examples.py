@@ -19,7 +19,7 @@ async def test_demo_runs_and_exits(capsys: pytest.CaptureFixture[str]) -> None:
     demo = importlib.util.module_from_spec(spec)
     sys.modules["horae_demo"] = demo
     spec.loader.exec_module(demo)
-    await demo.main(seconds=3.2)
+    await demo.main(seconds=3.8)
     out = capsys.readouterr().out
     assert "executed  heartbeat" in out
     assert "executed  crunch" in out
