@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 async def test_demo_runs_and_exits(capsys: pytest.CaptureFixture[str]) -> None:
     spec = importlib.util.spec_from_file_location("horae_demo", ROOT / "examples" / "demo.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     demo = importlib.util.module_from_spec(spec)
     sys.modules["horae_demo"] = demo
     spec.loader.exec_module(demo)
