@@ -710,3 +710,40 @@ async def test_listener_that_raises_does_not_stop_anything(
     scheduler.remove_listener(broken)
     with pytest.raises(ValueError, match="not a listener"):
         scheduler.remove_listener(broken)
+
+
+class BrokenTrigger:
+    """A trigger whose next() raises once its first fire time has come."""
+
+    def next(self, after: datetime) -> datetime | None:
+        if after >= T0:
+            raise ArithmeticError("the trigger is broken")
+        return T0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "broken"}
+
+    def describe(self) -> str:
+        return "broken"
+
+
+async def test_trigger_that_raises_becomes_an_error_event(
+    scheduler: AsyncScheduler, clock: FakeClock
+) -> None:
+    errors: list[Event] = []
+    scheduler.add_listener(errors.append, EVENT_JOB_ERROR)
+    await scheduler.add_job(
+        jobfuncs.async_add, BrokenTrigger(), args=[1], id="broken", next_run_time=at(1)
+    )
+    await scheduler.add_job(jobfuncs.async_add, "interval", seconds=1, args=[1], id="fine")
+    clock.advance(1)
+    await wait_idle(scheduler)
+    (error,) = errors
+    assert isinstance(error, JobError)
+    assert error.job_id == "broken"
+    assert "the trigger is broken" in error.traceback
+    # The broken job stays in the store (backed off), and the others keep running.
+    assert (await scheduler.get_job("broken")).next_run_time == at(61)
+    clock.advance(1)
+    await wait_idle(scheduler)
+    assert len(await scheduler.get_runs("fine")) == 2
