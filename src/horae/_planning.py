@@ -26,6 +26,7 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
         Exception: whatever the trigger's ``next()`` raised.
     """
     job = lease.job
+    assert job is not None, "leases of unreadable jobs are not planned"
     trigger = job.trigger
     due: list[datetime] = []
     t = job.next_run_time

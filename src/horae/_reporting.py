@@ -23,6 +23,7 @@ from horae.events import (
     JobTimedOut,
 )
 from horae.jobs import Job, Run, RunOutcome
+from horae.stores.base import Lease
 
 logger = logging.getLogger("horae.scheduler")
 
@@ -121,16 +122,26 @@ def finished(hub: EventHub, job: Job, run: Run, exc: BaseException | None) -> No
         )
 
 
-def trigger_failed(hub: EventHub, job: Job, exc: BaseException, now: datetime) -> None:
-    """A job's trigger raised: the job could not be planned."""
-    logger.error("job %r: its trigger failed", job.id, exc_info=exc)
+def job_failed(
+    hub: EventHub, lease: Lease, exc: BaseException, now: datetime, retry_at: datetime
+) -> None:
+    """A leased job could not be planned: its trigger raised, or it could not be read."""
+    what = "its trigger failed" if lease.job is not None else "it could not be read"
+    logger.error(
+        "job %r: %s; it stays stored and is tried again at %s",
+        lease.job_id,
+        what,
+        retry_at,
+        exc_info=exc,
+    )
     if hub.wanted & EVENT_JOB_ERROR:
+        scheduled = lease.job.next_run_time if lease.job is not None else None
         hub.publish(
             JobError(
                 timestamp=now,
-                job_id=job.id,
+                job_id=lease.job_id,
                 run_id=uuid.uuid4(),
-                scheduled_time=job.next_run_time or now,
+                scheduled_time=scheduled or now,
                 exception=exc,
                 traceback="".join(traceback.format_exception(exc)),
             )

@@ -36,6 +36,7 @@ from horae._planning import plan_release
 from horae._time import resolve_timezone, to_aware
 from horae.errors import (
     ConflictingIdError,
+    HoraeError,
     JobArgumentError,
     JobLookupError,
     SchedulerNotRunningError,
@@ -71,8 +72,8 @@ __all__ = ["AsyncScheduler", "current_run"]
 E = TypeVar("E", bound=Event)
 Role = Literal["scheduler", "client"]
 
-#: A job whose trigger raised is looked at again after this long.
-_TRIGGER_ERROR_BACKOFF = timedelta(seconds=60)
+#: A job whose trigger raised, or that could not be read, is looked at again after this long.
+_FAILED_JOB_BACKOFF = timedelta(seconds=60)
 _STORE_ERROR_BACKOFF = (0.5, 30.0)
 
 
@@ -727,24 +728,33 @@ class AsyncScheduler:
 
     async def _process(self, leases: list[Lease], now: datetime) -> None:
         releases: list[Release] = []
-        failed: list[tuple[Job, BaseException]] = []
+        failed: list[tuple[Lease, BaseException]] = []
+        backed_off = now + _FAILED_JOB_BACKOFF
         for lease in leases:
+            if lease.job is None:
+                # The store could not read the job back (a corrupted row, a callable that
+                # no longer imports): report it and look again later; never delete it.
+                failed.append((lease, lease.error or HoraeError("unreadable job")))
+                releases.append(Release(lease=lease, next_run_time=backed_off))
+                continue
             try:
                 release = plan_release(lease, now, self.id)
             except Exception as error:
                 # A trigger that raises must not stop the scheduler: report it, and look
                 # at the job again later rather than spinning on it.
-                failed.append((lease.job, error))
-                release = Release(lease=lease, next_run_time=now + _TRIGGER_ERROR_BACKOFF)
+                failed.append((lease, error))
+                release = Release(lease=lease, next_run_time=backed_off)
             releases.append(release)
         await self.store.release_jobs(self.id, releases)
         hub = self._hub
-        for job, failure in failed:
-            _reporting.trigger_failed(hub, job, failure, now)
+        for lease, failure in failed:
+            _reporting.job_failed(hub, lease, failure, now, backed_off)
         runs = self._runs
         assert runs is not None
         for release in releases:
             job = release.lease.job
+            if job is None:
+                continue
             for run in release.finished:
                 _reporting.not_run(hub, run)
             if release.remove and hub.wanted & JobRemoved.code:

@@ -78,10 +78,10 @@ async def test_next_run_time_skips_paused(store: Store) -> None:
 async def test_acquire_leases_due_jobs_once(store: Store) -> None:
     await store.add_jobs([make_job(str(i), i) for i in range(10)], replace=False)
     first = await store.acquire_jobs("s1", at(5), limit=3, lease_duration=30)
-    assert [lease.job.id for lease in first] == ["0", "1", "2"]
+    assert [lease.job_id for lease in first] == ["0", "1", "2"]
     assert len({lease.token for lease in first}) == 3
     second = await store.acquire_jobs("s2", at(5), limit=10, lease_duration=30)
-    assert [lease.job.id for lease in second] == ["3", "4", "5"]  # not 0..2 again, not 6+
+    assert [lease.job_id for lease in second] == ["3", "4", "5"]  # not 0..2 again, not 6+
     assert await store.acquire_jobs("s3", at(5), limit=10, lease_duration=30) == []
     # A leased job is not "next" for anyone.
     assert await store.next_run_time() == at(6)

@@ -47,7 +47,11 @@ class Lease:
     """A due job held by one scheduler until ``expires_at``.
 
     Attributes:
-        job: the job as stored when it was acquired.
+        job_id: the leased job's id.
+        job: the job as stored when it was acquired; ``None`` when the stored job could
+            not be read back (``error`` says why). The scheduler reports such a job and
+            backs it off; the store never deletes it for that.
+        error: why ``job`` is ``None``.
         scheduler_id: who holds it.
         expires_at: when another scheduler may take it over.
         token: a number that grows with every lease of the job (a fencing token): a
@@ -55,11 +59,13 @@ class Lease:
         running: how many runs of the job were in flight (anywhere) when acquired.
     """
 
-    job: Job
+    job_id: str
+    job: Job | None
     scheduler_id: str
     expires_at: datetime
     token: int
     running: int = 0
+    error: Exception | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -156,6 +156,7 @@ class MemoryStore:
             del live[job_id]
             self._token += 1
             lease = Lease(
+                job_id=job_id,
                 job=self._jobs[job_id],
                 scheduler_id=scheduler_id,
                 expires_at=expires,
@@ -170,7 +171,7 @@ class MemoryStore:
         """Give leased jobs back with their next run times."""
         for release in releases:
             lease = release.lease
-            job_id = lease.job.id
+            job_id = lease.job_id
             held = self._leases.get(job_id)
             if held is None or held.token != lease.token:
                 # The lease expired and someone else took the job: this scheduler's view
@@ -189,8 +190,11 @@ class MemoryStore:
             if release.remove and job is lease.job:
                 del self._jobs[job_id]
                 continue
-            if job is lease.job or (
-                job.trigger == lease.job.trigger and job.next_run_time == lease.job.next_run_time
+            held_job = lease.job
+            if (
+                held_job is None
+                or job is held_job
+                or (job.trigger == held_job.trigger and job.next_run_time == held_job.next_run_time)
             ):
                 # Unchanged, or changed in ways that do not touch its schedule.
                 job = _with_next_run_time(job, release.next_run_time)
