@@ -25,6 +25,7 @@ from horae.jobs import Job, JobDefaults
 from horae.refs import ref_to_callable
 from horae.triggers.base import Trigger, create_trigger
 from horae.triggers.date import DateTrigger
+from horae.triggers.interval import IntervalTrigger
 
 
 class _Unset:
@@ -108,9 +109,14 @@ def build_trigger(
             # The first run comes one interval after the job is added (APScheduler 3's
             # rule), on the scheduler's clock rather than the system's.
             args["start_date"] = now
-            first = create_trigger(trigger, args, default_timezone=timezone).next(now)
-            if first is not None:
-                args["start_date"] = first
+            built = create_trigger(trigger, args, default_timezone=timezone)
+            first = built.next(now)
+            if first is None:
+                return built
+            if isinstance(built, IntervalTrigger):
+                # Validated once already; only the start moves (add_job's hot path).
+                return built.starting_at(first)
+            args["start_date"] = first
         return create_trigger(trigger, args, default_timezone=timezone)
     if trigger_args:
         names = ", ".join(sorted(trigger_args))

@@ -142,6 +142,24 @@ class IntervalTrigger:
             )
         self.__attrs_init__(weeks, days, hours, minutes, seconds, microseconds, start, end, tz)
 
+    def starting_at(self, start: datetime) -> IntervalTrigger:
+        """This trigger with ``start`` as its start date, for a ``start`` at or before
+        ``end_date`` (one of this trigger's own fire times, say): what ``__init__`` would
+        build, without checking the other arguments again."""
+        new = object.__new__(IntervalTrigger)
+        new.__attrs_init__(
+            self.weeks,
+            self.days,
+            self.hours,
+            self.minutes,
+            self.seconds,
+            self.microseconds,
+            start.astimezone(self.timezone),
+            self.end_date,
+            self.timezone,
+        )
+        return new
+
     @property
     def interval(self) -> timedelta:
         """The length of time between two fire times."""
