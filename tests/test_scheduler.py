@@ -40,6 +40,8 @@ from horae import (
     TriggerError,
     current_run,
 )
+from horae.stores.base import Lease
+from horae.stores.memory import MemoryStore
 from horae.testing import FakeClock, wait_idle
 
 from . import jobfuncs
@@ -329,6 +331,31 @@ async def test_jitter_delays_within_bounds(scheduler: AsyncScheduler, clock: Fak
     assert len(set(delays)) > 1  # it is random
 
 
+async def test_wait_idle_waits_for_a_run_whose_jitter_has_passed(
+    scheduler: AsyncScheduler, clock: FakeClock
+) -> None:
+    await scheduler.add_job(jobfuncs.sync_add, "interval", seconds=5, args=[1], id="j", jitter=1)
+    clock.advance(5)
+    await wait_idle(scheduler)  # the run waits out its jitter
+    clock.advance(1)  # past any jitter: the run is due, though its task has not woken yet
+    with anyio.fail_after(5):
+        await wait_idle(scheduler)
+    assert await outcomes(scheduler, "j") == [(at(5), RunOutcome.SUCCESS)]
+
+
+async def test_run_cancelled_in_its_jitter_is_abandoned(clock: FakeClock) -> None:
+    scheduler = AsyncScheduler(clock=clock)
+    async with scheduler:
+        await scheduler.add_job(
+            jobfuncs.async_add, "interval", seconds=5, args=[1], id="j", jitter=1
+        )
+        clock.advance(5)
+        await wait_idle(scheduler)  # the run waits out its jitter
+        await scheduler.shutdown(wait=False)
+    (run,) = await scheduler.store.get_runs("j")
+    assert run.outcome is RunOutcome.ABANDONED
+
+
 # --------------------------------------------------------------- job verbs
 
 
@@ -525,6 +552,34 @@ async def test_shutdown_without_waiting_cancels_runs(clock: FakeClock) -> None:
     (run,) = await scheduler.store.get_runs(job.id)
     assert run.outcome is RunOutcome.ABANDONED
     assert "without waiting" in (run.error or "")
+
+
+async def test_jobs_acquired_while_shutting_down_still_run(clock: FakeClock) -> None:
+    class SlowAcquire(MemoryStore):
+        gate: anyio.Event | None = None
+
+        async def acquire_jobs(
+            self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+        ) -> list[Lease]:
+            if self.gate is not None:
+                await self.gate.wait()
+            return await super().acquire_jobs(scheduler_id, now, limit, lease_duration)
+
+    store = SlowAcquire()
+    scheduler = AsyncScheduler(store, clock=clock)
+    with anyio.fail_after(5):
+        async with scheduler:
+            await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1], id="j")
+            await wait_idle(scheduler)
+            store.gate = anyio.Event()
+            clock.advance(5)
+            await anyio.wait_all_tasks_blocked()  # the loop waits inside acquire_jobs
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(scheduler.shutdown)
+                await anyio.wait_all_tasks_blocked()
+                store.gate.set()  # the job comes back due while the scheduler stops
+    (run,) = await store.get_runs("j")
+    assert run.outcome is RunOutcome.SUCCESS
 
 
 async def test_run_until_stopped_returns_after_shutdown(clock: FakeClock) -> None:

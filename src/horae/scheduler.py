@@ -162,7 +162,8 @@ class AsyncScheduler:
         self._loop_waiting = False
         self._deadline: datetime | None = None
         self._in_flight = 0
-        self._sleeping_runs = 0
+        # Runs waiting out their jitter, by run id: when each wait ends.
+        self._jitter_waits: dict[uuid.UUID, datetime] = {}
         self._idle_watchers = 0
         self._idle_changed = anyio.Event()
 
@@ -242,10 +243,13 @@ class AsyncScheduler:
         """Stop acquiring, then wait for (or cancel) the runs in progress."""
         self._state = "stopping"
         self._wake()
+        # The loop may be inside a store call that is about to hand it due jobs: let it
+        # finish dispatching them before the runs' task group closes, or they would be
+        # recorded in flight and never run.
+        await self._loop_done.wait()
         if not wait and self._runs is not None:
             self._runs.cancel_scope.cancel()
         self._runs_close.set()
-        await self._loop_done.wait()
         await self._runs_done.wait()
         self._publish(SchedulerStopped(timestamp=self._clock.now(), scheduler_id=self.id))
         # Subscribers' iterators end here, so that tasks reading them can finish before
@@ -745,7 +749,7 @@ class AsyncScheduler:
                 failed.append((lease, error))
                 release = Release(lease=lease, next_run_time=backed_off)
             releases.append(release)
-        await self.store.release_jobs(self.id, releases)
+        rejected = await self.store.release_jobs(self.id, releases)
         hub = self._hub
         for lease, failure in failed:
             _reporting.job_failed(hub, lease, failure, now, backed_off)
@@ -754,6 +758,13 @@ class AsyncScheduler:
         for release in releases:
             job = release.lease.job
             if job is None:
+                continue
+            if job.id in rejected:
+                logger.warning(
+                    "job %r: the lease expired before this scheduler released it, and "
+                    "another scheduler owns it now; its fire times are left to that one",
+                    job.id,
+                )
                 continue
             for run in release.finished:
                 _reporting.not_run(hub, run)
@@ -767,17 +778,13 @@ class AsyncScheduler:
 
     async def _execute(self, job: Job, run: Run) -> None:
         try:
-            if job.jitter:
-                delay = random.uniform(0, job.jitter.total_seconds())
-                self._sleeping_runs += 1
-                self._notify_idle()
-                try:
-                    await self._clock.wait(self._now() + timedelta(seconds=delay), anyio.Event())
-                finally:
-                    self._sleeping_runs -= 1
             try:
+                if job.jitter:
+                    await self._wait_jitter(job.jitter, run)
                 finished, exc = await call_job(job, run, self.executors[job.executor], self._now)
             except anyio.get_cancelled_exc_class():
+                # Also while waiting out the jitter: the run is in flight in the store
+                # from the moment it was released, and must end there.
                 with anyio.CancelScope(shield=True):
                     now = self._now()
                     await self.store.finish_run(
@@ -800,6 +807,15 @@ class AsyncScheduler:
             self._in_flight -= 1
             self._notify_idle()
 
+    async def _wait_jitter(self, jitter: timedelta, run: Run) -> None:
+        until = self._now() + timedelta(seconds=random.uniform(0, jitter.total_seconds()))
+        self._jitter_waits[run.id] = until
+        self._notify_idle()
+        try:
+            await self._clock.wait(until, anyio.Event())
+        finally:
+            del self._jitter_waits[run.id]
+
     # ---------------------------------------------------------------- idleness
 
     def _notify_idle(self) -> None:
@@ -810,8 +826,14 @@ class AsyncScheduler:
     def _is_idle(self) -> bool:
         if self._state not in ("running", "starting"):
             return self._in_flight == 0
-        if self._in_flight > self._sleeping_runs:
-            return False
+        if self._in_flight:
+            # A run waiting out its jitter is idle until its time comes; once the clock
+            # has reached it, it is busy even before its task has woken up.
+            now = self._clock.now()
+            if any(until <= now for until in self._jitter_waits.values()):
+                return False
+            if self._in_flight > len(self._jitter_waits):
+                return False
         if self.role == "client":
             return True
         if not self._loop_waiting or self._wakeup.is_set():

@@ -1,29 +1,61 @@
-"""The store fixture of the conformance suite: every store must pass every test here.
+"""Fixtures of the conformance suite: every store must pass every test in tests/stores.
 
-Persistent stores join the ``params`` list as they are built; each gets its own schema or
-key prefix so that parallel runs do not collide.
+Each store has a *target* module here, ``target_<name>.py``, with an async context
+manager ``target()`` that prepares an empty place for one test (a temporary SQLite file,
+a PostgreSQL schema, a Redis key prefix), yields a factory making new store instances on
+that place, and cleans the place up afterwards. Stores sharing one place is how the suite
+checks persistence across restarts and processes.
+
+Store tests that need a server skip when it is unreachable, unless
+``HORAE_REQUIRE_SERVICES=1`` (as in CI), where they fail.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from horae.stores.base import Store, StoreContext
-from horae.stores.memory import MemoryStore
 
-STORES: dict[str, Callable[[], Store]] = {
-    "memory": MemoryStore,
-}
+STORE_NAMES = ["memory", "sqlite", "postgres", "redis"]
+StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=sorted(STORES))
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    store = STORES[request.param]()
-    await store.start(
-        StoreContext(scheduler_id="test", wakeup=lambda: None, publish=lambda e: None)
-    )
+def _available() -> list[str]:
+    names = []
+    for name in STORE_NAMES:
+        try:
+            importlib.import_module(f"tests.stores.target_{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tests.stores.target_{name}":
+                raise
+            continue
+        names.append(name)
+    return names
+
+
+@pytest.fixture(params=_available())
+def store_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def store_factory(store_name: str) -> AsyncIterator[StoreFactory]:
+    module = importlib.import_module(f"tests.stores.target_{store_name}")
+    async with module.target() as factory:
+        yield factory
+
+
+def context(scheduler_id: str = "test") -> StoreContext:
+    return StoreContext(scheduler_id=scheduler_id, wakeup=lambda: None, publish=lambda e: None)
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> AsyncIterator[Store]:
+    store = store_factory()
+    await store.start(context())
     try:
         yield store
     finally:

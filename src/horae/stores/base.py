@@ -133,8 +133,18 @@ class Store(Protocol):
         """Lease up to ``limit`` jobs due at ``now`` (earliest first) for ``lease_duration`` s."""
         ...
 
-    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> None:
-        """Give leased jobs back with their next run times, recording their runs."""
+    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
+        """Give leased jobs back with their next run times, recording their runs.
+
+        A release whose lease is no longer held (it expired and another scheduler took
+        the job: its token is older than the job's) changes nothing; its job id is in the
+        returned set, and the scheduler then starts none of its runs.
+
+        While a job was leased, :meth:`update_job` may have changed it. If its stored
+        next run time still equals the leased job's, the release's next run time (and
+        ``remove``) applies, whatever else changed; otherwise the user rescheduled or
+        paused it, and the stored next run time stays (the job is not removed).
+        """
         ...
 
     async def finish_run(self, run: Run) -> None:

@@ -167,8 +167,9 @@ class MemoryStore:
             leases.append(lease)
         return leases
 
-    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> None:
+    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
         """Give leased jobs back with their next run times."""
+        rejected: set[str] = set()
         for release in releases:
             lease = release.lease
             job_id = lease.job_id
@@ -176,6 +177,7 @@ class MemoryStore:
             if held is None or held.token != lease.token:
                 # The lease expired and someone else took the job: this scheduler's view
                 # is stale and must not overwrite it.
+                rejected.add(job_id)
                 continue
             del self._leases[job_id]
             for run in release.started:
@@ -187,19 +189,21 @@ class MemoryStore:
             job = self._jobs.get(job_id)
             if job is None:
                 continue  # removed while leased
-            if release.remove and job is lease.job:
+            if (
+                release.remove
+                and lease.job is not None
+                and job.next_run_time == lease.job.next_run_time
+            ):
                 del self._jobs[job_id]
                 continue
             held_job = lease.job
-            if (
-                held_job is None
-                or job is held_job
-                or (job.trigger == held_job.trigger and job.next_run_time == held_job.next_run_time)
-            ):
-                # Unchanged, or changed in ways that do not touch its schedule.
+            if held_job is None or job.next_run_time == held_job.next_run_time:
+                # Its next run time is the one acquired: unchanged, or changed in ways
+                # that do not touch its schedule (a new name, new arguments).
                 job = _with_next_run_time(job, release.next_run_time)
                 self._jobs[job_id] = job
             self._schedule(job)
+        return rejected
 
     def _record(self, run: Run) -> None:
         if self._run_retention == 0:
