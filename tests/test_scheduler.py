@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -334,7 +335,10 @@ async def test_jitter_delays_within_bounds(scheduler: AsyncScheduler, clock: Fak
 async def test_wait_idle_waits_for_a_run_whose_jitter_has_passed(
     scheduler: AsyncScheduler, clock: FakeClock
 ) -> None:
-    await scheduler.add_job(jobfuncs.sync_add, "interval", seconds=5, args=[1], id="j", jitter=1)
+    def takes_a_while() -> None:  # in a thread: a run still going when wait_idle looks
+        time.sleep(0.05)
+
+    await scheduler.add_job(takes_a_while, "interval", seconds=5, id="j", jitter=1)
     clock.advance(5)
     await wait_idle(scheduler)  # the run waits out its jitter
     clock.advance(1)  # past any jitter: the run is due, though its task has not woken yet
