@@ -112,6 +112,23 @@ def test_run_forever_blocks_until_shutdown() -> None:
     assert done.is_set()
 
 
+def test_a_job_may_shut_the_blocking_scheduler_down() -> None:
+    scheduler = Scheduler(timezone="UTC")
+    returned = threading.Event()
+
+    def stop() -> None:
+        scheduler.shutdown()  # as APScheduler 3 users do, from the job's own thread
+        returned.set()
+
+    scheduler.add_job(stop, id="stop")
+    runner = threading.Thread(target=scheduler.run_forever, daemon=True)
+    runner.start()
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    assert returned.is_set()
+    assert not scheduler.running
+
+
 def test_run_job_needs_start() -> None:
     with pytest.raises(SchedulerNotRunningError, match="start"):
         Scheduler().run_job(jobfuncs.sync_add, args=[1])

@@ -19,6 +19,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from horae._building import UNSET
 from horae._clock import Clock
+from horae._execution import in_job
 from horae.errors import SchedulerNotRunningError, SchedulerRunningError
 from horae.events import EVENT_ALL, Listener
 from horae.executors.base import Executor
@@ -138,6 +139,25 @@ class Scheduler:
             if portal is None or scheduler_cm is None or portal_cm is None:
                 raise SchedulerNotRunningError("shutdown(): this scheduler is not running")
             self._portal = self._scheduler_cm = self._portal_cm = None
+        if in_job():
+            # Called by a job in one of the scheduler's threads: waiting here for the runs
+            # to end would wait for this very job. Another thread finishes the shutdown
+            # once the job has returned.
+            threading.Thread(
+                target=self._finish_shutdown,
+                args=(portal, scheduler_cm, portal_cm, wait),
+                name="horae-shutdown",
+            ).start()
+            return
+        self._finish_shutdown(portal, scheduler_cm, portal_cm, wait)
+
+    def _finish_shutdown(
+        self,
+        portal: BlockingPortal,
+        scheduler_cm: AbstractContextManager[AsyncScheduler],
+        portal_cm: AbstractContextManager[BlockingPortal],
+        wait: bool,
+    ) -> None:
         try:
             if self.async_scheduler.running:
                 portal.call(self.async_scheduler.shutdown, wait)
