@@ -75,16 +75,9 @@ async def call_job(
     Cancellation (a shutdown without waiting) propagates; everything else is caught.
     """
     started_at = now()
-    running = Run(
-        id=run.id,
-        job_id=run.job_id,
-        scheduled_time=run.scheduled_time,
-        started_at=started_at,
-        scheduler_id=run.scheduler_id,
-        attempt=run.attempt,
-        coalesced=run.coalesced,
-    )
-    token = _current_run.set(running)
+    # current_run() gives the run as planned (id, job, fire time, attempt, scheduler);
+    # building a second Run with started_at would cost more than many jobs do.
+    token = _current_run.set(run)
     exc: BaseException | None = None
     result: Any = None
     outcome = RunOutcome.SUCCESS

@@ -8,7 +8,8 @@ import random
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
@@ -440,7 +441,8 @@ class AsyncScheduler:
             return self._bind(job)
         await self.store.add_jobs([job], replace=replace_existing)
         self._wake()
-        self._publish(JobAdded(timestamp=self._now(), job_id=job.id))
+        if self._hub.wanted & JobAdded.code:
+            self._publish(JobAdded(timestamp=self._now(), job_id=job.id))
         return self._bind(job)
 
     def scheduled_job(
@@ -753,8 +755,7 @@ class AsyncScheduler:
         hub = self._hub
         for lease, failure in failed:
             _reporting.job_failed(hub, lease, failure, now, backed_off)
-        runs = self._runs
-        assert runs is not None
+        to_start: deque[tuple[Job, Run]] = deque()
         for release in releases:
             job = release.lease.job
             if job is None:
@@ -772,9 +773,48 @@ class AsyncScheduler:
                 hub.publish(JobRemoved(timestamp=now, job_id=job.id))
             for run in release.started:
                 _reporting.submitted(hub, run, now)
-                self._in_flight += 1
-                # Owner: the runs task group (see _host_runs).
-                runs.start_soon(self._execute, job, run)
+                to_start.append((job, run))
+        if to_start:
+            runs = self._runs
+            assert runs is not None
+            self._in_flight += len(to_start)
+            # Owner: the runs task group (see _host_runs).
+            runs.start_soon(self._drain, to_start)
+
+    async def _drain(self, queue: deque[tuple[Job, Run]]) -> None:
+        """Run queued runs in this task while they finish without suspending.
+
+        A task per run costs more than a no-op coroutine job itself, so a batch of runs
+        starts as one task. Each run's coroutine is stepped here; the first run that
+        suspends (awaits real I/O, sleeps, goes to a thread) keeps this task, and the rest
+        of the queue moves on to a new task at once: no run waits for another. Every run
+        still starts and ends in one task, so its cancel scopes stay valid.
+        """
+        inline = 0
+        try:
+            while queue:
+                job, run = queue.popleft()
+                coro = self._execute(job, run)
+                try:
+                    suspended_on = coro.send(None)
+                except StopIteration:
+                    inline += 1
+                    if inline % 64 == 0:
+                        await anyio.lowlevel.checkpoint()  # let the event loop breathe
+                    continue
+                if queue:
+                    assert self._runs is not None
+                    self._runs.start_soon(self._drain, queue)
+                    queue = deque()
+                await _Resume(coro, suspended_on)
+        finally:
+            if queue:
+                # Cancelled (shutdown without waiting) before these runs started.
+                with anyio.CancelScope(shield=True):
+                    for _job, run in queue:
+                        await self._abandon(run)
+                        self._in_flight -= 1
+                self._notify_idle()
 
     async def _execute(self, job: Job, run: Run) -> None:
         try:
@@ -786,16 +826,7 @@ class AsyncScheduler:
                 # Also while waiting out the jitter: the run is in flight in the store
                 # from the moment it was released, and must end there.
                 with anyio.CancelScope(shield=True):
-                    now = self._now()
-                    await self.store.finish_run(
-                        ended(
-                            run,
-                            started_at=now,
-                            finished_at=now,
-                            outcome=RunOutcome.ABANDONED,
-                            error="cancelled: the scheduler shut down without waiting for the run",
-                        )
-                    )
+                    await self._abandon(run)
                 raise
             await self.store.finish_run(finished)
             _reporting.finished(self._hub, job, finished, exc)
@@ -806,6 +837,18 @@ class AsyncScheduler:
         finally:
             self._in_flight -= 1
             self._notify_idle()
+
+    async def _abandon(self, run: Run) -> None:
+        now = self._now()
+        await self.store.finish_run(
+            ended(
+                run,
+                started_at=None,
+                finished_at=now,
+                outcome=RunOutcome.ABANDONED,
+                error="cancelled: the scheduler shut down without waiting for the run",
+            )
+        )
 
     async def _wait_jitter(self, jitter: timedelta, run: Run) -> None:
         until = self._now() + timedelta(seconds=random.uniform(0, jitter.total_seconds()))
@@ -849,3 +892,37 @@ class AsyncScheduler:
                 self._idle_watchers -= 1
         # Let async listeners started by the last events run.
         await anyio.wait_all_tasks_blocked()
+
+
+class _Resume:
+    """Awaiting this goes on with a coroutine that was stepped by hand once.
+
+    It forwards what the event loop sends or throws, exactly as ``await coro`` would
+    have, had the coroutine not been started already (see ``AsyncScheduler._drain``).
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self._coro
+        value = self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
