@@ -1,0 +1,740 @@
+"""The SQLite store: jobs that survive restarts, shared by the processes of one machine.
+
+Every statement runs in a worker thread (``anyio.to_thread.run_sync`` behind a capacity
+limiter of 1, so one statement at a time per store and never on the event loop). Writes
+are ``BEGIN IMMEDIATE`` transactions: SQLite lets one writer at a time into a database
+file, across processes, so acquiring due jobs is exclusive without any row locking. The
+file is in WAL mode, so readers never wait for the writer; writers wait up to ``timeout``
+seconds for each other (SQLite's busy timeout).
+
+See ``docs/store-sqlite.md`` for the schema, the upgrade path and the limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+
+from horae.errors import (
+    ConflictingIdError,
+    DeserializationError,
+    JobArgumentError,
+    JobLookupError,
+    StoreError,
+)
+from horae.jobs import Job, Run
+from horae.serializers import JSONSerializer, Serializer
+from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
+from horae.stores.base import Lease, Release, StoreContext
+
+__all__ = ["SQLiteStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Version of the tables' layout, kept in ``meta``; see docs/store-sqlite.md for upgrades.
+SCHEMA_VERSION = 1
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+# SQLite allows 32766 host parameters per statement (since 3.32); stay well below.
+_CHUNK = 500
+
+# Instants are whole microseconds since the epoch (UTC) in INTEGER columns: exact (no
+# float rounding) and ordered, so the due-job query is a range scan of one index.
+#
+# jobs.due is when the job next needs a scheduler's attention: its next run time while
+# no one holds it, the lease's expiry while someone does, NULL when paused. Acquiring
+# is then "due <= now, earliest first" on one index, and the earliest due is what a
+# scheduler sleeps until, which wakes it to take over a crashed scheduler's jobs.
+#
+# runs.seq is NULL while a run is in flight and, once it finished, its place in the
+# job's history (1, 2, 3, ...), which makes retention a range delete.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY,
+        next_run_time INTEGER,
+        due INTEGER,
+        payload TEXT NOT NULL,
+        lease_holder TEXT,
+        lease_expires INTEGER,
+        lease_token INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        seq INTEGER,
+        scheduled_time INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        outcome TEXT,
+        result TEXT,
+        error TEXT,
+        scheduler_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        coalesced INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id, seq)",
+)
+_RUN_COLUMNS = (
+    "id, job_id, seq, scheduled_time, started_at, finished_at, outcome, result, error, "
+    "scheduler_id, attempt, coalesced"
+)
+_INSERT_RUN = f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+_NEXT_SEQ = "SELECT COALESCE(MAX(seq), 0) + 1 FROM runs WHERE job_id = ?"
+
+
+def _us(value: datetime) -> int:
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _us_or_none(value: datetime | None) -> int | None:
+    return None if value is None else (value - _EPOCH) // _MICROSECOND
+
+
+def _instant(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _run_row(record: RunRecord, seq: int | None) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.job_id,
+        seq,
+        _us(record.scheduled_time),
+        _us_or_none(record.started_at),
+        _us_or_none(record.finished_at),
+        record.outcome,
+        record.result,
+        record.error,
+        record.scheduler_id,
+        record.attempt,
+        record.coalesced,
+    )
+
+
+def _bump(conn: sqlite3.Connection) -> int:
+    """Count a change other schedulers should see; the counter's previous value."""
+    (old,) = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'changes'", (old + 1,))
+    return int(old)
+
+
+@contextmanager
+def _writing(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the database's write lock up front (waiting up to the busy
+    # timeout), so two processes can never both read "due and free" and lease one job.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class SQLiteStore:
+    """Keeps jobs and their run history in a SQLite database file.
+
+    The embedded persistent store: nothing to install, jobs survive restarts, and several
+    scheduler processes *on one machine* may share the file (each due job still runs
+    once). For processes on several machines, use ``PostgresStore`` or ``RedisStore``:
+    SQLite's locking is not reliable over network file systems.
+
+    Example::
+
+        from horae import AsyncScheduler
+        from horae.stores.sqlite import SQLiteStore
+
+        async with AsyncScheduler(SQLiteStore("jobs.sqlite")) as scheduler:
+            await scheduler.add_job(tick, "interval", seconds=5, id="tick")
+
+    Schedulers in other processes sharing the file are noticed by polling a change counter
+    every ``poll_interval`` seconds (SQLite has no notifications); schedulers in this
+    process are woken at once.
+
+    Args:
+        path: the database file (created if missing; its directory must exist).
+            ``":memory:"`` gives a private database that lives until :meth:`stop`:
+            use ``MemoryStore`` instead.
+        serializer: how arguments and results are stored (``JSONSerializer()`` by
+            default).
+        run_retention: how many finished runs to keep per job.
+        timeout: seconds a write waits for another process's write to end before
+            failing (SQLite's busy timeout).
+        poll_interval: seconds between looks for changes made by other processes.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        serializer: Serializer | None = None,
+        run_retention: int = 100,
+        timeout: float = 5.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise JobArgumentError(f"path: {path!r} is not a file path; give a str or pathlib.Path")
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise JobArgumentError(
+                f"serializer: {serializer!r} is not a serializer (JSONSerializer, "
+                "PickleSerializer or an object with dumps() and loads())"
+            )
+        if (
+            isinstance(run_retention, bool)
+            or not isinstance(run_retention, int)
+            or run_retention < 0
+        ):
+            raise JobArgumentError(
+                f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
+            )
+        for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise JobArgumentError(f"{name}: {value!r} is not allowed; give seconds > 0")
+        self.path = os.fspath(path)
+        self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self._run_retention = run_retention
+        self._timeout = float(timeout)
+        self._poll_interval = float(poll_interval)
+        self._conn: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._context: StoreContext | None = None
+        self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
+        # The last value of meta.changes this instance knows of (written or seen).
+        self._seen_changes = 0
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # check_same_thread=False: the pool thread that runs a call may differ from
+            # call to call; the limiter guarantees one call at a time.
+            conn = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open the SQLite database {self.path!r} ({exc}); check that its "
+                "directory exists and is writable"
+            ) from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL loses no integrity on power loss, only the last commits.
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _call(self, func: Callable[..., T], *args: Any) -> T:
+        def run() -> T:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(
+                    f"{self!r} is not started; use it through a scheduler, or await "
+                    "store.start(context) first"
+                )
+            return func(conn, *args)
+
+        # Not cancellable (the default): a statement under way finishes and its
+        # transaction commits or rolls back before the caller sees the cancellation.
+        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+
+    def _bumped(self, old: int | None) -> None:
+        """After a commit that bumped the counter from ``old``: wake up for others' changes."""
+        if old is None:
+            return
+        # A counter that moved since this instance last saw it means another writer
+        # changed jobs; the poller may not have noticed yet.
+        foreign = old != self._seen_changes
+        self._seen_changes = old + 1
+        if foreign and self._context is not None:
+            self._context.wakeup()
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def start(self, context: StoreContext) -> None:
+        """Open the database, create the tables if missing and watch for other writers."""
+        if self._conn is not None:
+            raise StoreError(f"{self!r} is started already; stop it before starting it again")
+        self._limiter = anyio.CapacityLimiter(1)
+        self._conn = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+        try:
+            self._seen_changes = await self._call(self._create_schema)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+            raise
+        self._context = context
+        if self.path != ":memory:" and not self.path.startswith("file::memory:"):
+            self._stop_polling = threading.Event()
+            self._poller = threading.Thread(
+                target=self._poll,
+                args=(context.wakeup, anyio.lowlevel.current_token(), self._stop_polling),
+                name=f"horae sqlite poller {self.path}",
+                daemon=True,
+            )
+            self._poller.start()
+
+    def _create_schema(self, conn: sqlite3.Connection) -> int:
+        # One write transaction: processes starting at once create the tables once.
+        with _writing(conn):
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES "
+                "('schema_version', ?), ('changes', 0), ('lease_token', 0)",
+                (SCHEMA_VERSION,),
+            )
+            (version,) = conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path!r} holds horae tables of schema version {version}, newer "
+                    f"than this horae's ({SCHEMA_VERSION}); upgrade horae"
+                )
+            # Version 1 is the first; upgrades from older versions go here, in this
+            # transaction, one version step at a time.
+            (changes,) = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()
+        return int(changes)
+
+    async def stop(self) -> None:
+        """Stop watching for other writers and close the database; the jobs stay in it."""
+        with anyio.CancelScope(shield=True):
+            poller, self._poller = self._poller, None
+            if poller is not None:
+                self._stop_polling.set()
+                # Joined off the event loop: the poller may be waiting for the loop to
+                # run a wake-up.
+                await anyio.to_thread.run_sync(poller.join)
+            self._context = None
+            await self._close()
+
+    async def _close(self) -> None:
+        def close() -> None:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+        await anyio.to_thread.run_sync(close, limiter=self._limiter)
+
+    def _poll(
+        self,
+        wakeup: Callable[[], None],
+        token: anyio.lowlevel.EventLoopToken,
+        stop: threading.Event,
+    ) -> None:
+        # A thread of its own, owned by this store (started in start(), joined in stop()):
+        # SQLite has no notifications, so another process's change is seen by reading the
+        # change counter now and then. A connection of its own: reading in WAL mode never
+        # waits for writers.
+        conn: sqlite3.Connection | None = None
+        failing = False
+        try:
+            while not stop.wait(self._poll_interval):
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(self.path, timeout=self._timeout)
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()
+                except sqlite3.Error as exc:
+                    if not failing:
+                        logger.warning(
+                            "%r: cannot look for changes by other processes (%s); "
+                            "trying again every %.1f s",
+                            self,
+                            exc,
+                            self._poll_interval,
+                        )
+                        failing = True
+                    continue
+                if failing:
+                    logger.warning("%r: looking for changes by other processes again", self)
+                    failing = False
+                changes = int(row[0]) if row is not None else 0
+                if changes != self._seen_changes:
+                    self._seen_changes = changes
+                    try:
+                        anyio.from_thread.run_sync(wakeup, token=token)
+                    except RuntimeError:
+                        return  # the event loop is gone
+        finally:
+            if conn is not None:
+                conn.close()
+
+    # -------------------------------------------------------------------- jobs
+
+    async def add_jobs(self, jobs: Sequence[Job], *, replace: bool) -> None:
+        """Add jobs in one transaction; an existing id is replaced only with ``replace``."""
+        rows = []
+        seen: set[str] = set()
+        for job in jobs:
+            if not replace and job.id in seen:
+                raise ConflictingIdError(job.id)
+            seen.add(job.id)
+            next_run = _us_or_none(job.next_run_time)
+            rows.append((job.id, next_run, next_run, encode_job(job, self._serializer)))
+        if rows:
+            self._bumped(await self._call(self._add_jobs, rows, replace))
+
+    @staticmethod
+    def _add_jobs(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], replace: bool) -> int:
+        with _writing(conn):
+            if replace:
+                # A job leased right now keeps its lease (due = the lease's expiry); the
+                # release then sees the new next run time and keeps it.
+                conn.executemany(
+                    "INSERT INTO jobs (id, next_run_time, due, payload) VALUES (?,?,?,?) "
+                    "ON CONFLICT (id) DO UPDATE SET next_run_time = excluded.next_run_time, "
+                    "payload = excluded.payload, "
+                    "due = CASE WHEN lease_holder IS NULL THEN excluded.due ELSE due END",
+                    rows,
+                )
+            else:
+                for start in range(0, len(rows), _CHUNK):
+                    ids = [row[0] for row in rows[start : start + _CHUNK]]
+                    marks = ",".join("?" * len(ids))
+                    taken = conn.execute(
+                        f"SELECT id FROM jobs WHERE id IN ({marks}) LIMIT 1", ids
+                    ).fetchone()
+                    if taken is not None:
+                        raise ConflictingIdError(taken[0])
+                conn.executemany(
+                    "INSERT INTO jobs (id, next_run_time, due, payload) VALUES (?,?,?,?)", rows
+                )
+            return _bump(conn)
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with that id.
+
+        Raises:
+            JobLookupError: no job has that id.
+            DeserializationError: its stored row cannot be read back.
+        """
+        row = await self._call(
+            lambda conn: conn.execute(
+                "SELECT next_run_time, payload FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        )
+        if row is None:
+            raise JobLookupError(job_id)
+        return decode_job(job_id, _instant(row[0]), row[1], self._serializer)
+
+    async def get_jobs(self) -> list[Job]:
+        """Every readable job, by next run time, paused jobs last; unreadable ones are
+        logged and left in place."""
+        return await self._call(self._get_jobs)
+
+    def _get_jobs(self, conn: sqlite3.Connection) -> list[Job]:
+        jobs = []
+        for job_id, next_run, payload in conn.execute(
+            "SELECT id, next_run_time, payload FROM jobs "
+            "ORDER BY next_run_time IS NULL, next_run_time, id"
+        ):
+            try:
+                jobs.append(decode_job(job_id, _instant(next_run), payload, self._serializer))
+            except DeserializationError as exc:
+                logger.error(
+                    "%r: skipping job %r, which cannot be read back: %s", self, job_id, exc
+                )
+        return jobs
+
+    async def update_job(self, job: Job) -> None:
+        """Replace the stored job of the same id.
+
+        Raises:
+            JobLookupError: no job has that id.
+        """
+        next_run = _us_or_none(job.next_run_time)
+        row = (encode_job(job, self._serializer), next_run, next_run, job.id)
+        self._bumped(await self._call(self._update_job, row))
+
+    def _update_job(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> int:
+        with _writing(conn):
+            cursor = conn.execute(
+                "UPDATE jobs SET payload = ?, next_run_time = ?, "
+                "due = CASE WHEN lease_holder IS NULL THEN ? ELSE due END WHERE id = ?",
+                row,
+            )
+            if cursor.rowcount == 0:
+                raise JobLookupError(row[-1])
+            return _bump(conn)
+
+    async def remove_job(self, job_id: str) -> None:
+        """Remove a job (its run history stays readable).
+
+        Raises:
+            JobLookupError: no job has that id.
+        """
+
+        def remove(conn: sqlite3.Connection) -> int:
+            with _writing(conn):
+                if conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 0:
+                    raise JobLookupError(job_id)
+                return _bump(conn)
+
+        self._bumped(await self._call(remove))
+
+    async def remove_all_jobs(self) -> None:
+        """Remove every job."""
+
+        def remove_all(conn: sqlite3.Connection) -> int:
+            with _writing(conn):
+                conn.execute("DELETE FROM jobs")
+                return _bump(conn)
+
+        self._bumped(await self._call(remove_all))
+
+    async def next_run_time(self) -> datetime | None:
+        """The earliest next run time of a job not leased, or lease expiry of one leased."""
+        row = await self._call(lambda conn: conn.execute("SELECT MIN(due) FROM jobs").fetchone())
+        return _instant(row[0])
+
+    # ------------------------------------------------------------------ leases
+
+    async def acquire_jobs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Lease]:
+        """Lease up to ``limit`` due jobs, earliest first, in one write transaction."""
+        if limit < 1:
+            return []
+        expires = now + timedelta(seconds=lease_duration)
+        return await self._call(self._acquire, scheduler_id, _us(now), limit, expires, _us(expires))
+
+    def _acquire(
+        self,
+        conn: sqlite3.Connection,
+        scheduler_id: str,
+        now: int,
+        limit: int,
+        expires: datetime,
+        expires_us: int,
+    ) -> list[Lease]:
+        taken: list[tuple[str, int, str, int]] = []
+        with _writing(conn):
+            (token,) = conn.execute("SELECT value FROM meta WHERE key = 'lease_token'").fetchone()
+            while len(taken) < limit:
+                rows = conn.execute(
+                    "SELECT id, next_run_time, payload FROM jobs WHERE due <= ? "
+                    "ORDER BY due LIMIT ?",
+                    (now, limit - len(taken)),
+                ).fetchall()
+                # An expired lease of a job paused or rescheduled meanwhile: not due any
+                # more, so it only loses its lease.
+                idle = [
+                    (job_id,) for job_id, next_run, _ in rows if next_run is None or next_run > now
+                ]
+                leases = []
+                for job_id, next_run, payload in rows:
+                    if next_run is not None and next_run <= now:
+                        token += 1
+                        leases.append((scheduler_id, expires_us, token, expires_us, job_id))
+                        taken.append((job_id, next_run, payload, token))
+                conn.executemany(
+                    "UPDATE jobs SET lease_holder = ?, lease_expires = ?, lease_token = ?, "
+                    "due = ? WHERE id = ?",
+                    leases,
+                )
+                if not idle:
+                    break
+                conn.executemany(
+                    "UPDATE jobs SET lease_holder = NULL, lease_expires = NULL, "
+                    "due = next_run_time WHERE id = ?",
+                    idle,
+                )
+            if not taken:
+                return []
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'lease_token'", (token,))
+            running: dict[str, int] = {}
+            for start in range(0, len(taken), _CHUNK):
+                ids = [t[0] for t in taken[start : start + _CHUNK]]
+                running.update(
+                    conn.execute(
+                        f"SELECT job_id, COUNT(*) FROM runs WHERE seq IS NULL AND job_id IN "
+                        f"({','.join('?' * len(ids))}) GROUP BY job_id",
+                        ids,
+                    ).fetchall()
+                )
+        # Decoded after the commit: other processes need not wait for it.
+        result = []
+        for job_id, next_run, payload, job_token in taken:
+            job: Job | None = None
+            error: Exception | None = None
+            try:
+                job = decode_job(job_id, _instant(next_run), payload, self._serializer)
+            except DeserializationError as exc:
+                error = exc
+            result.append(
+                Lease(
+                    job_id=job_id,
+                    job=job,
+                    error=error,
+                    scheduler_id=scheduler_id,
+                    expires_at=expires,
+                    token=job_token,
+                    running=running.get(job_id, 0),
+                )
+            )
+        return result
+
+    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
+        """Give leased jobs back with their next run times, in one write transaction."""
+        if not releases:
+            return set()
+        serializer = self._serializer
+        work = [
+            (
+                release,
+                [encode_run(run, serializer) for run in release.started],
+                [encode_run(run, serializer) for run in release.finished],
+            )
+            for release in releases
+        ]
+        rejected, old = await self._call(self._release, work)
+        self._bumped(old)
+        return rejected
+
+    def _release(
+        self,
+        conn: sqlite3.Connection,
+        work: list[tuple[Release, list[RunRecord], list[RunRecord]]],
+    ) -> tuple[set[str], int | None]:
+        rejected: set[str] = set()
+        earlier = False
+        with _writing(conn):
+            for release, started, finished in work:
+                lease = release.lease
+                job_id = lease.job_id
+                row = conn.execute(
+                    "SELECT next_run_time, lease_holder, lease_token, lease_expires FROM jobs "
+                    "WHERE id = ?",
+                    (job_id,),
+                ).fetchone()
+                if row is not None and (row[1] is None or row[2] != lease.token):
+                    # The lease expired and someone else took the job (or took it and
+                    # gave it back): this scheduler's view is stale.
+                    rejected.add(job_id)
+                    continue
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [_run_row(record, None) for record in started],
+                )
+                for record in finished:
+                    self._record_finished(conn, record)
+                if row is None:
+                    continue  # removed while leased
+                stored_next, _, _, lease_expires = row
+                next_run = stored_next
+                if lease.job is None or stored_next == _us_or_none(lease.job.next_run_time):
+                    # Its next run time is the one acquired: unchanged, or changed in ways
+                    # that do not touch its schedule (a new name, new arguments).
+                    if release.remove and lease.job is not None:
+                        conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                        continue
+                    next_run = _us_or_none(release.next_run_time)
+                conn.execute(
+                    "UPDATE jobs SET next_run_time = ?, due = ?, lease_holder = NULL, "
+                    "lease_expires = NULL WHERE id = ?",
+                    (next_run, next_run, job_id),
+                )
+                if next_run is not None and next_run < lease_expires:
+                    earlier = True
+            # Others sleep until the lease's expiry at the latest; tell them only when
+            # the job is due before that.
+            old = _bump(conn) if earlier else None
+        return rejected, old
+
+    def _record_finished(self, conn: sqlite3.Connection, record: RunRecord) -> None:
+        keep = self._run_retention
+        if keep == 0:
+            conn.execute("DELETE FROM runs WHERE id = ?", (record.id,))
+            return
+        (seq,) = conn.execute(_NEXT_SEQ, (record.job_id,)).fetchone()
+        conn.execute(_INSERT_RUN, _run_row(record, seq))
+        if seq > keep:
+            conn.execute(
+                "DELETE FROM runs WHERE job_id = ? AND seq <= ?", (record.job_id, seq - keep)
+            )
+
+    # -------------------------------------------------------------------- runs
+
+    async def finish_run(self, run: Run) -> None:
+        """Record a finished run; it no longer counts for max_instances."""
+        record = encode_run(run, self._serializer)
+
+        def finish(conn: sqlite3.Connection) -> None:
+            with _writing(conn):
+                self._record_finished(conn, record)
+
+        await self._call(finish)
+
+    async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
+        """In-flight runs first, then finished ones, newest first."""
+        if limit < 1:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            in_flight = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? AND seq IS NULL "
+                "ORDER BY scheduled_time DESC LIMIT ?",
+                (job_id, limit),
+            ).fetchall()
+            finished = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? AND seq IS NOT NULL "
+                "ORDER BY seq DESC LIMIT ?",
+                (job_id, limit),
+            ).fetchall()
+            return (in_flight + finished)[:limit]
+
+        rows = await self._call(read)
+        return [decode_run(_run_record(row), self._serializer) for row in rows]
+
+
+def _run_record(row: Sequence[Any]) -> RunRecord:
+    (
+        run_id,
+        job_id,
+        _,
+        scheduled,
+        started,
+        finished,
+        outcome,
+        result,
+        error,
+        scheduler_id,
+        attempt,
+        coalesced,
+    ) = row
+    return RunRecord(
+        id=run_id,
+        job_id=job_id,
+        scheduled_time=_EPOCH + timedelta(microseconds=scheduled),
+        started_at=_instant(started),
+        finished_at=_instant(finished),
+        outcome=outcome,
+        result=result,
+        error=error,
+        scheduler_id=scheduler_id,
+        attempt=attempt,
+        coalesced=coalesced,
+    )
