@@ -1,0 +1,528 @@
+"""The Redis store: jobs in hashes, due jobs in a sorted set, Lua scripts for atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from contextlib import AsyncExitStack, suppress
+from datetime import datetime, timedelta, timezone
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+from anyio.abc import TaskStatus
+
+from horae.errors import ConflictingIdError, JobArgumentError, JobLookupError, StoreError
+from horae.jobs import Job, Run
+from horae.serializers import JSONSerializer, Serializer
+from horae.stores import _redis_lua as lua
+from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
+from horae.stores.base import Lease, Release, StoreContext
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the key layout; see docs/store-redis.md for what each version holds.
+LAYOUT_VERSION = 1
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+_RUN_TIMES = ("scheduled_time", "started_at", "finished_at")
+_RUN_FIELDS = tuple(field.name for field in attrs.fields(RunRecord))
+
+
+def _import_redis() -> tuple[ModuleType, ModuleType]:
+    try:
+        import redis.asyncio
+        import redis.exceptions
+    except ImportError as exc:
+        raise ImportError(
+            "RedisStore needs the redis package (redis-py >= 5): pip install horae[redis]",
+            name="redis",
+        ) from exc
+    return redis.asyncio, redis.exceptions
+
+
+def _us(moment: datetime) -> str:
+    # Exact integer microseconds: floats would round, and Lua would round them again.
+    return str((moment - _EPOCH) // _US)
+
+
+def _moment(us: str | bytes) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _text(value: str | bytes) -> str:
+    # A client given by the user may or may not decode responses.
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class _Script:
+    __slots__ = ("name", "sha", "text")
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
+_ADD = _Script("add", lua.ADD)
+_UPDATE = _Script("update", lua.UPDATE)
+_REMOVE = _Script("remove", lua.REMOVE)
+_REMOVE_ALL = _Script("remove_all", lua.REMOVE_ALL)
+_LIST = _Script("list", lua.LIST)
+_ACQUIRE = _Script("acquire", lua.ACQUIRE)
+_RELEASE = _Script("release", lua.RELEASE)
+_FINISH = _Script("finish", lua.FINISH)
+_SCRIPTS = (_ADD, _UPDATE, _REMOVE, _REMOVE_ALL, _LIST, _ACQUIRE, _RELEASE, _FINISH)
+
+
+class RedisStore:
+    """Keeps jobs in Redis, shared safely by any number of scheduler processes.
+
+    Due jobs sit in a sorted set by next run time; acquiring a batch of them, releasing a
+    batch and recording a run are each one Lua script call (atomic on the server, one
+    round trip). Leases carry a fencing token, so a scheduler whose lease expired cannot
+    overwrite the job another scheduler took over. Schedulers wake each other through
+    pub/sub when jobs change. Every key starts with ``prefix``; see docs/store-redis.md
+    for the layout.
+
+    Runs on the asyncio backend only: redis-py's asyncio client does not run on trio.
+
+    Args:
+        url_or_client: a Redis URL (``redis://host:6379/0``, ``rediss://...``,
+            ``unix:///path``), for which the store opens a client when it starts and
+            closes it when it stops; or a ``redis.asyncio.Redis`` client, which the store
+            uses and never closes.
+        prefix: the start of every key name (``{prefix}:due``, ``{prefix}:job:<id>``...).
+            Schedulers share jobs when they use the same server and prefix.
+        serializer: how arguments and results are stored; ``JSONSerializer()`` by default.
+        run_retention: how many finished runs to keep per job.
+
+    Example::
+
+        from horae import AsyncScheduler
+        from horae.stores.redis import RedisStore
+
+        async with AsyncScheduler(RedisStore("redis://localhost:6379/0")) as scheduler:
+            await scheduler.add_job("myapp.tasks:cleanup", "cron", hour=3, id="cleanup")
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | Redis,
+        *,
+        prefix: str = "horae",
+        serializer: Serializer | None = None,
+        run_retention: int = 100,
+    ) -> None:
+        redis_asyncio, self._errors = _import_redis()
+        if isinstance(url_or_client, str):
+            try:
+                redis_asyncio.connection.parse_url(url_or_client)
+            except ValueError as exc:
+                raise ValueError(
+                    f"url_or_client: {url_or_client!r} is not a Redis URL: {exc}"
+                ) from None
+            self._url: str | None = url_or_client
+            self._client: Redis | None = None
+        elif isinstance(url_or_client, redis_asyncio.Redis):
+            self._url = None
+            self._client = url_or_client
+        else:
+            raise TypeError(
+                f"url_or_client: {url_or_client!r} is neither a Redis URL "
+                "('redis://host:6379/0') nor a redis.asyncio.Redis client"
+            )
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"prefix: {prefix!r} is not allowed; give a non-empty string")
+        if (
+            isinstance(run_retention, bool)
+            or not isinstance(run_retention, int)
+            or run_retention < 0
+        ):
+            raise JobArgumentError(
+                f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
+            )
+        self._prefix = prefix
+        self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self._run_retention = run_retention
+        self._retention_arg = str(run_retention)
+        self._due = f"{prefix}:due"
+        self._jobs = f"{prefix}:jobs"
+        self._leases = f"{prefix}:leases"
+        self._token = f"{prefix}:token"
+        self._version = f"{prefix}:version"
+        self._channel = f"{prefix}:wakeup"
+        # Identifies this store's own wake-up messages, which it ignores: its scheduler
+        # knows about its own changes.
+        self._sender = uuid.uuid4().hex
+        self._context: StoreContext | None = None
+        self._exit_stack: AsyncExitStack | None = None
+
+    def __repr__(self) -> str:
+        where = self._url if self._url is not None else repr(self._client)
+        return f"RedisStore({where!r}, prefix={self._prefix!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, context: StoreContext) -> None:
+        """Connect, check or write the key layout version, load the scripts, and start
+        listening for other schedulers' wake-ups.
+
+        Raises:
+            StoreError: on trio (use the asyncio backend), when Redis cannot be reached,
+                or when the keys under the prefix have a layout this horae does not know.
+        """
+        if self._exit_stack is not None:
+            raise StoreError(f"{self!r} is started already; stop() it first")
+        backend = _current_backend()
+        if backend != "asyncio":
+            raise StoreError(
+                f"RedisStore needs the asyncio backend; this is {backend}. redis-py's "
+                "asyncio client does not run on trio: run the scheduler with "
+                "anyio.run(..., backend='asyncio'), or use SQLiteStore or PostgresStore"
+            )
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            if self._url is not None:
+                # Made here, in the running event loop, and closed by stop().
+                redis_asyncio, _ = _import_redis()
+                client: Redis = redis_asyncio.Redis.from_url(self._url)
+                self._client = client
+                stack.push_async_callback(self._close_client, client)
+            await self._prepare()
+            self._context = context
+            # Owner of the pub/sub listener: this task group, entered here and left by
+            # stop() (which must run in the task that ran start(), as the scheduler does).
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(task_group.cancel_scope.cancel)
+            await task_group.start(self._listen, name=f"horae redis listener {self._prefix}")
+        except BaseException as exc:
+            self._context = None
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._exit_stack = stack
+
+    async def stop(self) -> None:
+        """Stop listening and close the client the store opened (not one given to it)."""
+        stack, self._exit_stack = self._exit_stack, None
+        self._context = None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _close_client(self, client: Redis) -> None:
+        self._client = None
+        with anyio.CancelScope(shield=True):
+            await client.aclose()
+
+    async def _prepare(self) -> None:
+        client = self._client
+        assert client is not None
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                # SET NX: several processes starting at once agree on one version.
+                pipe.set(self._version, str(LAYOUT_VERSION), nx=True)
+                pipe.get(self._version)
+                for script in _SCRIPTS:
+                    pipe.script_load(script.text)
+                replies = await pipe.execute()
+        except self._errors.RedisError as exc:
+            raise StoreError(f"{self!r}: cannot prepare the store ({exc})") from exc
+        version = _text(replies[1])
+        if version != str(LAYOUT_VERSION):
+            raise StoreError(
+                f"{self!r}: the keys under prefix {self._prefix!r} have layout version "
+                f"{version}, and this horae knows version {LAYOUT_VERSION}; upgrade horae, "
+                "or use another prefix (docs/store-redis.md describes the upgrade path)"
+            )
+
+    async def _listen(self, *, task_status: TaskStatus[None]) -> None:
+        client = self._client
+        assert client is not None
+        subscribed = False
+        failures = 0
+        while True:
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                while True:
+                    # Only once the server confirms is no wake-up missed.
+                    message = await pubsub.get_message(timeout=10.0)
+                    if message is None:
+                        raise self._errors.TimeoutError("no reply to SUBSCRIBE in 10 s")
+                    if message["type"] == b"subscribe" or message["type"] == "subscribe":
+                        break
+                if subscribed:
+                    logger.warning("%r: listening for wake-ups again", self)
+                    # Messages sent while the connection was down are lost: look again.
+                    self._wake()
+                else:
+                    subscribed = True
+                    task_status.started()
+                failures = 0
+                sender = self._sender
+                while True:
+                    # A timeout of our own (not the client's socket_timeout) to wait long.
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=60)
+                    if message is not None and _text(message["data"]) != sender:
+                        self._wake()
+            except self._errors.RedisError as exc:
+                if not subscribed:
+                    raise StoreError(f"{self!r}: cannot subscribe to wake-ups ({exc})") from exc
+                if failures == 0:
+                    # One line per outage, not per retry.
+                    logger.warning(
+                        "%r: lost the pub/sub connection (%s); other schedulers' changes "
+                        "are seen at the next due time until it is back",
+                        self,
+                        exc,
+                    )
+                failures += 1
+            finally:
+                # The connection may be gone already: then there is nothing left to close.
+                with anyio.CancelScope(shield=True), suppress(self._errors.RedisError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await anyio.sleep(min(0.1 * 2**failures, 5.0))
+
+    def _wake(self) -> None:
+        context = self._context
+        if context is not None:
+            context.wakeup()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _started_client(self) -> Redis:
+        client = self._client
+        if client is None:
+            raise StoreError(f"{self!r} is not started; start() it (the scheduler does)")
+        return client
+
+    async def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[str]) -> Any:
+        client = self._started_client()
+        errors = self._errors
+        try:
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except errors.NoScriptError:
+                # SCRIPT FLUSH or a server restart dropped it: load it again, once.
+                await client.script_load(script.text)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except errors.RedisError as exc:
+            raise StoreError(f"{self!r}: the {script.name} script failed ({exc})") from exc
+
+    def _decode_job(self, job_id: str, nrt: str | bytes, payload: str | bytes) -> Job:
+        next_run_time = _moment(nrt) if nrt else None
+        return decode_job(job_id, next_run_time, payload, self._serializer)
+
+    def _encode_run(self, run: Run) -> str:
+        record = encode_run(run, self._serializer)
+        values: dict[str, Any] = {}
+        for name in _RUN_FIELDS:
+            value = getattr(record, name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            values[name] = value
+        return json.dumps(values, separators=(",", ":"))
+
+    def _decode_run(self, text: str | bytes) -> Run:
+        values = json.loads(text)
+        for name in _RUN_TIMES:
+            if values[name] is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        return decode_run(RunRecord(**values), self._serializer)
+
+    # ------------------------------------------------------------------ jobs
+
+    async def add_jobs(self, jobs: Sequence[Job], *, replace: bool) -> None:
+        """Add jobs, all or none; an existing id is replaced only with ``replace``.
+
+        Raises:
+            ConflictingIdError: an id exists already or comes twice in ``jobs``.
+            InvalidCallableError, SerializationError: a job cannot be stored (nothing is
+                written then).
+        """
+        args = [self._prefix, self._sender, "1" if replace else "0"]
+        seen: set[str] = set()
+        for job in jobs:
+            if not replace and job.id in seen:
+                raise ConflictingIdError(job.id)
+            seen.add(job.id)
+            nrt = "" if job.next_run_time is None else _us(job.next_run_time)
+            args += (job.id, nrt, encode_job(job, self._serializer))
+        if not jobs:
+            return
+        conflict = await self._eval(_ADD, (self._due, self._jobs), args)
+        if conflict is not None:
+            raise ConflictingIdError(_text(conflict))
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with that id.
+
+        Raises:
+            JobLookupError: there is no such job.
+            DeserializationError: the stored job cannot be read back.
+        """
+        client = self._started_client()
+        try:
+            nrt, payload = await client.hmget(f"{self._prefix}:job:{job_id}", ["nrt", "payload"])
+        except self._errors.RedisError as exc:
+            raise StoreError(f"{self!r}: cannot read job {job_id!r} ({exc})") from exc
+        if nrt is None:
+            raise JobLookupError(job_id)
+        return self._decode_job(job_id, nrt, payload if payload is not None else "")
+
+    async def get_jobs(self) -> list[Job]:
+        """Every readable job, by next run time, paused jobs last; jobs that cannot be
+        read back are logged and left out (and left in Redis)."""
+        reply = await self._eval(_LIST, (self._jobs,), (self._prefix,))
+        entries: list[tuple[bool, int, str, Job]] = []
+        for i in range(0, len(reply), 3):
+            job_id, nrt = _text(reply[i]), _text(reply[i + 1])
+            try:
+                job = self._decode_job(job_id, nrt, reply[i + 2])
+            except Exception as exc:
+                logger.error("%r: job %r is left out of get_jobs(): %s", self, job_id, exc)
+                continue
+            entries.append((not nrt, int(nrt) if nrt else 0, job_id, job))
+        entries.sort(key=lambda entry: entry[:3])
+        return [entry[3] for entry in entries]
+
+    async def update_job(self, job: Job) -> None:
+        """Replace the stored job of the same id.
+
+        Raises:
+            JobLookupError: there is no such job.
+        """
+        nrt = "" if job.next_run_time is None else _us(job.next_run_time)
+        args = (self._prefix, self._sender, job.id, nrt, encode_job(job, self._serializer))
+        if not await self._eval(_UPDATE, (self._due,), args):
+            raise JobLookupError(job.id)
+
+    async def remove_job(self, job_id: str) -> None:
+        """Remove a job (its run history stays readable).
+
+        Raises:
+            JobLookupError: there is no such job.
+        """
+        args = (self._prefix, self._sender, job_id)
+        if not await self._eval(_REMOVE, (self._due, self._jobs), args):
+            raise JobLookupError(job_id)
+
+    async def remove_all_jobs(self) -> None:
+        """Remove every job."""
+        await self._eval(_REMOVE_ALL, (self._due, self._jobs), (self._prefix, self._sender))
+
+    async def next_run_time(self) -> datetime | None:
+        """The earliest next run time of a job not leased, or the earliest lease expiry
+        if sooner (when a crashed scheduler's job can be taken over)."""
+        client = self._started_client()
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.zrange(self._due, 0, 0, withscores=True)
+                pipe.zrange(self._leases, 0, 0, withscores=True)
+                due, leases = await pipe.execute()
+        except self._errors.RedisError as exc:
+            raise StoreError(f"{self!r}: cannot read the next run time ({exc})") from exc
+        times = [int(score) for _, score in (*due, *leases)]
+        return _moment(str(min(times))) if times else None
+
+    # ------------------------------------------------------------------ leases
+
+    async def acquire_jobs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Lease]:
+        """Lease up to ``limit`` due jobs, earliest first, in one script call."""
+        expires = now + timedelta(seconds=lease_duration)
+        args = (self._prefix, _us(now), _us(expires), str(limit), scheduler_id)
+        reply = await self._eval(_ACQUIRE, (self._due, self._leases, self._token), args)
+        leases: list[Lease] = []
+        for i in range(0, len(reply), 5):
+            job_id = _text(reply[i])
+            job: Job | None
+            error: Exception | None = None
+            try:
+                job = self._decode_job(job_id, reply[i + 2], reply[i + 1])
+            except Exception as exc:
+                # The scheduler reports it and backs it off; the job stays stored.
+                job, error = None, exc
+            leases.append(
+                Lease(
+                    job_id=job_id,
+                    job=job,
+                    scheduler_id=scheduler_id,
+                    expires_at=expires,
+                    token=int(reply[i + 3]),
+                    running=int(reply[i + 4]),
+                    error=error,
+                )
+            )
+        return leases
+
+    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
+        """Give leased jobs back and record their runs, in one script call; returns the
+        ids of releases whose lease was no longer held (nothing of those is written)."""
+        if not releases:
+            return set()
+        args = [self._prefix, self._sender, self._retention_arg]
+        encode = self._encode_run
+        for release in releases:
+            lease = release.lease
+            nrt = release.next_run_time
+            args += (
+                lease.job_id,
+                str(lease.token),
+                "" if nrt is None else _us(nrt),
+                "1" if release.remove else "0",
+                str(len(release.started)),
+                str(len(release.finished)),
+            )
+            for run in release.started:
+                args += (str(run.id), encode(run))
+            args.extend(encode(run) for run in release.finished)
+        rejected = await self._eval(_RELEASE, (self._due, self._leases, self._jobs), args)
+        return {_text(job_id) for job_id in rejected}
+
+    # ------------------------------------------------------------------ runs
+
+    async def finish_run(self, run: Run) -> None:
+        """Record a finished run; it no longer counts for max_instances."""
+        args = (self._prefix, run.job_id, str(run.id), self._encode_run(run), self._retention_arg)
+        await self._eval(_FINISH, (), args)
+
+    async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
+        """In-flight runs first, then finished ones, newest first."""
+        client = self._started_client()
+        if limit <= 0:
+            return []
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hvals(f"{self._prefix}:inflight:{job_id}")
+                pipe.lrange(f"{self._prefix}:runs:{job_id}", 0, limit - 1)
+                in_flight_texts, finished_texts = await pipe.execute()
+        except self._errors.RedisError as exc:
+            raise StoreError(f"{self!r}: cannot read the runs of {job_id!r} ({exc})") from exc
+        in_flight = [self._decode_run(text) for text in in_flight_texts]
+        in_flight.sort(key=lambda run: run.scheduled_time, reverse=True)
+        finished = [self._decode_run(text) for text in finished_texts]
+        return (in_flight + finished)[:limit]
+
+
+def _current_backend() -> str:
+    try:
+        import sniffio
+    except ImportError:
+        return "asyncio"  # trio needs sniffio: without it, this is asyncio
+    try:
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return "no async library"
