@@ -1,0 +1,383 @@
+"""The SQL text of :class:`~horae.stores.postgres.PostgresStore`, one schema at a time.
+
+Every statement is a template over ``{s}`` (the quoted schema name) and the quoted
+names of the schema's sequences; :func:`statements` fills them in once per store. The
+schema name is validated by the store before it gets here, and quoted all the same.
+
+Tables (see ``docs/store-postgres.md``):
+
+- ``jobs``: one row per job. ``due_at`` is when the row may next be acquired: its
+  ``next_run_time`` while nobody holds it, its ``lease_expires`` while a scheduler
+  does. The due-job query and ``next_run_time()`` read only that column, through a
+  partial index, so both stay O(log n) however many jobs are leased or paused.
+- ``runs``: in-flight runs (``outcome IS NULL``, counted for ``max_instances``) and
+  finished ones, ordered by ``seq`` (taken when the run was recorded as finished).
+- ``schema_version``: one row, the layout version; :data:`MIGRATIONS` upgrades it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+__all__ = ["CURRENT_VERSION", "MIGRATIONS", "SCHEMA_NAME", "Statements", "quote_ident"]
+
+#: A schema name the store accepts: a plain PostgreSQL identifier (at most 63 bytes,
+#: the server's limit), so that it also names the LISTEN/NOTIFY channel unchanged.
+SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+#: The layout this code reads and writes.
+CURRENT_VERSION = 1
+
+#: ``MIGRATIONS[v]`` takes a schema from layout ``v - 1`` to ``v`` (0: nothing there).
+#: Each runs in the start-up transaction, under the schema's advisory lock, so several
+#: processes starting at once upgrade it exactly once.
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE SEQUENCE {s}.lease_tokens;
+CREATE SEQUENCE {s}.run_order;
+CREATE TABLE {s}.jobs (
+    id            text PRIMARY KEY,
+    next_run_time timestamptz,
+    due_at        timestamptz,
+    payload       text NOT NULL,
+    lease_holder  text,
+    lease_expires timestamptz,
+    lease_token   bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_due_at ON {s}.jobs (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX jobs_lease_holder ON {s}.jobs (lease_holder) WHERE lease_holder IS NOT NULL;
+CREATE TABLE {s}.runs (
+    id             uuid PRIMARY KEY,
+    job_id         text NOT NULL,
+    seq            bigint NOT NULL DEFAULT nextval({run_order}),
+    scheduled_time timestamptz NOT NULL,
+    started_at     timestamptz,
+    finished_at    timestamptz,
+    outcome        text,
+    result         text,
+    error          text,
+    scheduler_id   text NOT NULL,
+    attempt        integer NOT NULL,
+    coalesced      integer NOT NULL
+);
+CREATE INDEX runs_in_flight ON {s}.runs (job_id) WHERE outcome IS NULL;
+CREATE INDEX runs_finished ON {s}.runs (job_id, seq) WHERE outcome IS NOT NULL;
+""",
+}
+
+_PREPARE = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.schema_version (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    version  integer NOT NULL
+);
+"""
+
+# Serializes schema creation and upgrades between processes; released at commit.
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+_VERSION = "SELECT version FROM {s}.schema_version"
+_SET_VERSION = """
+INSERT INTO {s}.schema_version (version) VALUES ($1)
+ON CONFLICT (only_row) DO UPDATE SET version = excluded.version
+"""
+
+_RUN_COLUMNS = (
+    "id, job_id, scheduled_time, started_at, finished_at, outcome, result, error, "
+    "scheduler_id, attempt, coalesced"
+)
+
+# $1 ids, $2 next run times, $3 payloads, $4 channel, $5 scheduler id. A duplicate id
+# fails the whole statement (unique violation): nothing of the batch is written.
+_INSERT_JOBS = """
+WITH added AS (
+    INSERT INTO {s}.jobs (id, next_run_time, due_at, payload)
+    SELECT id, nrt, nrt, payload
+    FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, nrt, payload)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM added) AS added, pg_notify($4, $5) AS notified
+"""
+
+# A replaced job that is leased keeps its lease (and due_at): the holder's release
+# decides with the "updated while leased" rule.
+_UPSERT_JOBS = """
+WITH added AS (
+    INSERT INTO {s}.jobs (id, next_run_time, due_at, payload)
+    SELECT id, nrt, nrt, payload
+    FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, nrt, payload)
+    ON CONFLICT (id) DO UPDATE SET
+        payload = excluded.payload,
+        next_run_time = excluded.next_run_time,
+        due_at = CASE WHEN jobs.lease_holder IS NULL THEN excluded.next_run_time
+                      ELSE jobs.due_at END
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM added) AS added, pg_notify($4, $5) AS notified
+"""
+
+_EXISTING_IDS = "SELECT id FROM {s}.jobs WHERE id = ANY($1::text[]) ORDER BY id"
+
+_GET_JOB = "SELECT next_run_time, payload FROM {s}.jobs WHERE id = $1"
+
+_GET_JOBS = """
+SELECT id, next_run_time, payload FROM {s}.jobs ORDER BY next_run_time NULLS LAST, id
+"""
+
+# $1 id, $2 payload, $3 next run time, $4 channel, $5 scheduler id.
+_UPDATE_JOB = """
+WITH changed AS (
+    UPDATE {s}.jobs SET
+        payload = $2,
+        next_run_time = $3,
+        due_at = CASE WHEN lease_holder IS NULL THEN $3 ELSE due_at END
+    WHERE id = $1
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM changed) AS changed,
+       (SELECT pg_notify($4, $5) WHERE EXISTS (SELECT FROM changed)) AS notified
+"""
+
+_REMOVE_JOB = """
+WITH removed AS (DELETE FROM {s}.jobs WHERE id = $1 RETURNING 1)
+SELECT (SELECT count(*) FROM removed) AS removed,
+       (SELECT pg_notify($2, $3) WHERE EXISTS (SELECT FROM removed)) AS notified
+"""
+
+_REMOVE_ALL_JOBS = """
+WITH removed AS (DELETE FROM {s}.jobs RETURNING 1)
+SELECT (SELECT count(*) FROM removed) AS removed, pg_notify($1, $2) AS notified
+"""
+
+# A leased job counts at its lease expiry: a scheduler sleeping until then takes over
+# the job of one that crashed.
+_NEXT_RUN_TIME = "SELECT min(due_at) FROM {s}.jobs"
+
+# $1 now, $2 limit, $3 scheduler id, $4 lease expiry. One round trip: the due rows are
+# locked with SKIP LOCKED (concurrent acquirers take disjoint rows, nobody waits) and
+# leased in the same statement. A row whose lease expired but whose job was paused or
+# rescheduled later meanwhile (update_job keeps due_at at the lease expiry) is not
+# leased: its lease is cleared and it goes back to its own next run time.
+_ACQUIRE = """
+WITH due AS (
+    SELECT id, due_at, next_run_time IS NOT NULL AND next_run_time <= $1 AS take
+    FROM {s}.jobs
+    WHERE due_at <= $1
+    ORDER BY due_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {s}.jobs j SET
+    lease_holder = CASE WHEN due.take THEN $3 END,
+    lease_expires = CASE WHEN due.take THEN $4::timestamptz END,
+    due_at = CASE WHEN due.take THEN $4::timestamptz ELSE j.next_run_time END,
+    lease_token = CASE WHEN due.take THEN nextval({lease_tokens}) ELSE j.lease_token END
+FROM due
+WHERE j.id = due.id
+RETURNING j.id, j.next_run_time, j.payload, j.lease_token, due.due_at, due.take,
+    (SELECT count(*) FROM {s}.runs r WHERE r.job_id = j.id AND r.outcome IS NULL) AS running
+"""
+
+# One round trip for a batch of releases.
+#   $1..$6: one element per release: job id, token, released next run time, the
+#           leased job's next run time (NULL for an unreadable job), whether the lease
+#           carried a readable job, remove.
+#   $7..$17: one element per run to record (started ones with outcome NULL).
+#   $18, $19: jobs whose old finished runs to trim, and how many of them to keep.
+#   $20 channel, $21 scheduler id, $22 whether to notify.
+# Only releases whose token is the job's current one (and still held) are applied;
+# their ids come back, every other one was stale.
+_RELEASE = (
+    """
+WITH r AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
+        $5::boolean[], $6::boolean[]
+    ) AS r(id, token, next_run_time, leased_nrt, has_job, remove)
+),
+held AS (
+    SELECT j.id,
+        r.remove AND r.has_job
+            AND j.next_run_time IS NOT DISTINCT FROM r.leased_nrt AS drop,
+        CASE WHEN NOT r.has_job OR j.next_run_time IS NOT DISTINCT FROM r.leased_nrt
+             THEN r.next_run_time ELSE j.next_run_time END AS nrt
+    FROM {s}.jobs j JOIN r ON j.id = r.id
+    WHERE j.lease_token = r.token AND j.lease_holder IS NOT NULL
+    FOR UPDATE OF j
+),
+dropped AS (
+    DELETE FROM {s}.jobs j USING held h WHERE j.id = h.id AND h.drop
+),
+kept AS (
+    UPDATE {s}.jobs j SET
+        next_run_time = h.nrt, due_at = h.nrt, lease_holder = NULL, lease_expires = NULL
+    FROM held h
+    WHERE j.id = h.id AND NOT h.drop
+),
+trimmed AS (
+    DELETE FROM {s}.runs x USING (
+        SELECT ranked.id FROM (
+            SELECT ru.id, t.keep,
+                row_number() OVER (PARTITION BY ru.job_id ORDER BY ru.seq DESC) AS n
+            FROM unnest($18::text[], $19::integer[]) AS t(job_id, keep)
+            JOIN {s}.runs ru ON ru.job_id = t.job_id AND ru.outcome IS NOT NULL
+            WHERE t.job_id IN (SELECT id FROM held)
+        ) ranked
+        WHERE ranked.n > ranked.keep
+    ) old
+    WHERE x.id = old.id
+),
+recorded AS (
+    INSERT INTO {s}.runs ("""
+    + _RUN_COLUMNS
+    + """)
+    SELECT id, job_id, scheduled_time, started_at, finished_at, outcome, result, error,
+        scheduler_id, attempt, coalesced
+    FROM unnest(
+        $7::uuid[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
+        $12::text[], $13::text[], $14::text[], $15::text[], $16::integer[], $17::integer[]
+    ) WITH ORDINALITY AS u(
+        id, job_id, scheduled_time, started_at, finished_at, outcome, result, error,
+        scheduler_id, attempt, coalesced, ord
+    )
+    WHERE u.job_id IN (SELECT id FROM held)
+    ORDER BY u.ord
+)
+SELECT array(SELECT id FROM held) AS accepted,
+       (SELECT pg_notify($20, $21) WHERE $22 AND EXISTS (SELECT FROM held)) AS notified
+"""
+)
+
+# $1..$11 the run (as in _RUN_COLUMNS), $12 how many older finished runs to keep.
+# The run's in-flight row becomes finished (a new row if it had none, as for run_job);
+# the statement's snapshot does not see that row as finished, so "keep" is the
+# retention minus one.
+_FINISH_RUN = (
+    """
+WITH finished AS (
+    UPDATE {s}.runs SET
+        scheduled_time = $3, started_at = $4, finished_at = $5, outcome = $6,
+        result = $7, error = $8, scheduler_id = $9, attempt = $10, coalesced = $11,
+        seq = nextval({run_order})
+    WHERE id = $1 AND outcome IS NULL
+    RETURNING 1
+),
+inserted AS (
+    INSERT INTO {s}.runs ("""
+    + _RUN_COLUMNS
+    + """)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    WHERE NOT EXISTS (SELECT FROM finished)
+    ON CONFLICT (id) DO NOTHING
+),
+trimmed AS (
+    DELETE FROM {s}.runs WHERE id IN (
+        SELECT id FROM {s}.runs
+        WHERE job_id = $2 AND outcome IS NOT NULL
+        ORDER BY seq DESC
+        OFFSET $12
+    )
+)
+SELECT 1
+"""
+)
+
+# run_retention = 0: nothing finished is kept, the run's in-flight row goes too.
+_FORGET_RUN = """
+DELETE FROM {s}.runs WHERE id = $1 OR (job_id = $2 AND outcome IS NOT NULL)
+"""
+
+_GET_RUNS = (
+    "SELECT "
+    + _RUN_COLUMNS
+    + """
+FROM {s}.runs
+WHERE job_id = $1
+ORDER BY outcome IS NOT NULL,
+    CASE WHEN outcome IS NULL THEN scheduled_time END DESC,
+    seq DESC
+LIMIT $2
+"""
+)
+
+# Leases this scheduler still holds when its store stops: given back at once rather
+# than left to expire, so another scheduler need not wait out lease_duration.
+_DROP_LEASES = """
+UPDATE {s}.jobs SET lease_holder = NULL, lease_expires = NULL, due_at = next_run_time
+WHERE lease_holder = $1
+"""
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@attrs.frozen
+class Statements:
+    """The store's statements for one schema."""
+
+    prepare: str
+    lock: str
+    version: str
+    set_version: str
+    migrations: dict[int, str]
+    insert_jobs: str
+    upsert_jobs: str
+    existing_ids: str
+    get_job: str
+    get_jobs: str
+    update_job: str
+    remove_job: str
+    remove_all_jobs: str
+    next_run_time: str
+    acquire: str
+    release: str
+    finish_run: str
+    forget_run: str
+    get_runs: str
+    drop_leases: str
+    jobs_table: str
+
+    @classmethod
+    def for_schema(cls, schema: str) -> Statements:
+        """The statements of ``schema`` (a name :data:`SCHEMA_NAME` accepts)."""
+        s = quote_ident(schema)
+        names = {
+            "s": s,
+            "lease_tokens": _quote_literal(f"{s}.lease_tokens") + "::regclass",
+            "run_order": _quote_literal(f"{s}.run_order") + "::regclass",
+        }
+
+        def fill(template: str) -> str:
+            return template.format(**names)
+
+        return cls(
+            prepare=fill(_PREPARE),
+            lock=_LOCK,
+            version=fill(_VERSION),
+            set_version=fill(_SET_VERSION),
+            migrations={v: fill(sql) for v, sql in MIGRATIONS.items()},
+            insert_jobs=fill(_INSERT_JOBS),
+            upsert_jobs=fill(_UPSERT_JOBS),
+            existing_ids=fill(_EXISTING_IDS),
+            get_job=fill(_GET_JOB),
+            get_jobs=fill(_GET_JOBS),
+            update_job=fill(_UPDATE_JOB),
+            remove_job=fill(_REMOVE_JOB),
+            remove_all_jobs=fill(_REMOVE_ALL_JOBS),
+            next_run_time=fill(_NEXT_RUN_TIME),
+            acquire=fill(_ACQUIRE),
+            release=fill(_RELEASE),
+            finish_run=fill(_FINISH_RUN),
+            forget_run=fill(_FORGET_RUN),
+            get_runs=fill(_GET_RUNS),
+            drop_leases=fill(_DROP_LEASES),
+            jobs_table=f"{s}.jobs",
+        )

@@ -1,0 +1,524 @@
+"""The PostgreSQL store: many scheduler processes, on many machines, sharing one database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from horae.errors import (
+    ConflictingIdError,
+    DeserializationError,
+    JobArgumentError,
+    JobLookupError,
+    StoreError,
+)
+from horae.jobs import Job, Run
+from horae.serializers import JSONSerializer, Serializer
+from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
+from horae.stores._postgres_sql import CURRENT_VERSION, SCHEMA_NAME, Statements
+from horae.stores.base import Lease, Release, StoreContext
+
+__all__ = ["PostgresStore"]
+
+logger = logging.getLogger(__name__)
+
+# How long to wait between attempts to bring a lost LISTEN connection back.
+_LISTENER_RETRY = 5.0
+
+
+def _import_asyncpg() -> Any:
+    # asyncpg ships no type information, hence Any for its objects in this module.
+    try:
+        return importlib.import_module("asyncpg")
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        raise StoreError(
+            "PostgresStore needs asyncpg, which is not installed; "
+            "install it with: pip install horae[postgres]"
+        ) from None
+
+
+async def _no_reset(connection: Any) -> None:
+    # The store's own pool keeps no session state (its only lock is transaction-level),
+    # so the reset round trip asyncpg makes on every release by default is pure cost.
+    return None
+
+
+class PostgresStore:
+    """Keeps jobs and runs in PostgreSQL, shared safely by any number of schedulers.
+
+    Due jobs are leased in batches by one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP
+    LOCKED)`` statement, so concurrent schedulers take disjoint jobs without waiting
+    for each other; a scheduler that dies leaves leases that expire, and another takes
+    its jobs over. Changes wake the other schedulers through ``LISTEN``/``NOTIFY`` on a
+    channel named after the schema. The tables are created on :meth:`start` if missing;
+    see ``docs/store-postgres.md`` for the layout and its upgrade path.
+
+    asyncpg runs on asyncio only: this store does not work under trio.
+
+    Args:
+        dsn_or_pool: a connection string (the store opens a pool in :meth:`start` and
+            closes it in :meth:`stop`), or an ``asyncpg.Pool`` that the store uses and
+            never closes. With a pool, one of its connections is held for listening
+            while the store runs.
+        schema: the PostgreSQL schema holding the tables (a plain identifier: letters,
+            digits and ``_``, at most 63 characters). Schedulers sharing jobs use the same.
+        serializer: how arguments and results are stored (``JSONSerializer()`` by
+            default).
+        run_retention: how many finished runs to keep per job.
+
+    Example::
+
+        from horae import AsyncScheduler
+        from horae.stores.postgres import PostgresStore
+
+        store = PostgresStore("postgresql://app@db.example/app", schema="jobs")
+        async with AsyncScheduler(store) as scheduler:
+            await scheduler.add_job(tick, "interval", seconds=5, id="tick")
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | Any,
+        *,
+        schema: str = "horae",
+        serializer: Serializer | None = None,
+        run_retention: int = 100,
+    ) -> None:
+        asyncpg = _import_asyncpg()
+        if isinstance(dsn_or_pool, str):
+            if not dsn_or_pool:
+                raise JobArgumentError("dsn_or_pool: give a PostgreSQL DSN or an asyncpg Pool")
+        elif not isinstance(dsn_or_pool, asyncpg.Pool):
+            raise JobArgumentError(
+                f"dsn_or_pool: {dsn_or_pool!r} is neither a DSN string nor an asyncpg.Pool"
+            )
+        if not isinstance(schema, str) or not SCHEMA_NAME.fullmatch(schema):
+            raise JobArgumentError(
+                f"schema: {schema!r} is not allowed; use letters, digits and '_' "
+                "(not starting with a digit), at most 63 characters"
+            )
+        if (
+            isinstance(run_retention, bool)
+            or not isinstance(run_retention, int)
+            or run_retention < 0
+        ):
+            raise JobArgumentError(
+                f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
+            )
+        if serializer is not None and not (
+            callable(getattr(serializer, "dumps", None))
+            and callable(getattr(serializer, "loads", None))
+        ):
+            raise JobArgumentError(
+                f"serializer: {serializer!r} has no dumps()/loads(); "
+                "give a JSONSerializer, a PickleSerializer or None"
+            )
+        self._asyncpg = asyncpg
+        self._dsn = dsn_or_pool if isinstance(dsn_or_pool, str) else None
+        self._given_pool: Any = None if isinstance(dsn_or_pool, str) else dsn_or_pool
+        self._schema = schema
+        self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self._run_retention = run_retention
+        self._sql = Statements.for_schema(schema)
+        self._pool: Any = None
+        self._listener: Any = None
+        self._listener_lost = False
+        self._listener_retry_at = 0.0
+        self._context: StoreContext | None = None
+        # Notifications carry the sender's scheduler id, so a scheduler skips its own.
+        self._sender = ""
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(schema={self._schema!r})"
+
+    @property
+    def schema(self) -> str:
+        """The schema holding this store's tables (also its NOTIFY channel)."""
+        return self._schema
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool in use (``None`` before :meth:`start`)."""
+        return self._pool
+
+    # ------------------------------------------------------------ life cycle
+
+    async def start(self, context: StoreContext) -> None:
+        """Open the pool (for a DSN), create or upgrade the tables, start listening."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise StoreError(
+                "PostgresStore runs on asyncio only (asyncpg does not support trio); "
+                "run the scheduler under asyncio, or use SQLiteStore or RedisStore"
+            ) from None
+        if self._pool is not None:
+            raise StoreError("this PostgresStore is already started; stop it first")
+        self._context = context
+        self._sender = context.scheduler_id
+        if self._given_pool is not None:
+            pool = self._given_pool
+        else:
+            pool = await self._asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=10, reset=_no_reset
+            )
+        try:
+            await self._prepare(pool)
+            self._pool = pool
+            await self._listen()
+        except BaseException:
+            self._pool = None
+            if self._given_pool is None:
+                await pool.close()
+            raise
+
+    async def _prepare(self, pool: Any) -> None:
+        sql = self._sql
+        async with pool.acquire() as conn, conn.transaction():
+            # Several processes may start at once: one creates or upgrades the tables,
+            # the others wait here and then find them ready.
+            await conn.execute(sql.lock, f"horae.schema:{self._schema}")
+            await conn.execute(sql.prepare)
+            version = await conn.fetchval(sql.version)
+            version = 0 if version is None else int(version)
+            if version > CURRENT_VERSION:
+                raise StoreError(
+                    f"schema {self._schema!r} has layout version {version}, newer than "
+                    f"this horae reads ({CURRENT_VERSION}); upgrade horae in this process"
+                )
+            if version < CURRENT_VERSION:
+                for step in range(version + 1, CURRENT_VERSION + 1):
+                    await conn.execute(sql.migrations[step])
+                await conn.execute(sql.set_version, CURRENT_VERSION)
+
+    async def stop(self) -> None:
+        """Stop listening, give back leases still held, close what :meth:`start` opened."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await self._unlisten(pool)
+            if self._context is not None:
+                try:
+                    await pool.execute(self._sql.drop_leases, self._context.scheduler_id)
+                except (OSError, self._asyncpg.PostgresError) as exc:
+                    logger.warning(
+                        "PostgresStore(schema=%r): could not give back leases at stop "
+                        "(they expire by themselves): %s",
+                        self._schema,
+                        exc,
+                    )
+        finally:
+            if self._given_pool is None:
+                await pool.close()
+
+    # -------------------------------------------------------------- listening
+
+    async def _listen(self) -> None:
+        if self._given_pool is not None:
+            conn = await self._given_pool.acquire()
+        else:
+            conn = await self._asyncpg.connect(self._dsn)
+        try:
+            await conn.add_listener(self._schema, self._notified)
+            conn.add_termination_listener(self._listener_terminated)
+        except BaseException:
+            await self._close_listener(conn)
+            raise
+        self._listener = conn
+        self._listener_lost = False
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if payload != self._sender and self._context is not None:
+            self._context.wakeup()
+
+    def _listener_terminated(self, conn: Any) -> None:
+        if conn is not self._listener or self._pool is None:
+            return
+        # One line per outage; schedulers still run their jobs on their own timers,
+        # they only stop being woken early by other processes until it is back.
+        logger.warning(
+            "PostgresStore(schema=%r): the LISTEN connection was lost; changes made by "
+            "other schedulers wake this one only at its next timer until it is back",
+            self._schema,
+        )
+        self._listener_lost = True
+        self._listener_retry_at = time.monotonic()
+
+    async def _close_listener(self, conn: Any) -> None:
+        if self._given_pool is not None:
+            await self._given_pool.release(conn)
+        else:
+            await conn.close()
+
+    async def _unlisten(self, pool: Any) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        try:
+            conn.remove_termination_listener(self._listener_terminated)
+            if not conn.is_closed():
+                await conn.remove_listener(self._schema, self._notified)
+        except (OSError, self._asyncpg.PostgresError, self._asyncpg.InterfaceError):
+            pass  # the connection is going away; closing it below is what matters
+        finally:
+            await self._close_listener(conn)
+
+    async def _relisten(self) -> None:
+        # Called from the scheduler's own calls (no background task to own): bring a
+        # lost LISTEN connection back, at most every _LISTENER_RETRY seconds.
+        if not self._listener_lost or time.monotonic() < self._listener_retry_at:
+            return
+        self._listener_retry_at = time.monotonic() + _LISTENER_RETRY
+        old, self._listener = self._listener, None
+        if old is not None:
+            # Already dead: that is why we are here; closing only frees what is left.
+            with contextlib.suppress(
+                OSError, self._asyncpg.PostgresError, self._asyncpg.InterfaceError
+            ):
+                await self._close_listener(old)
+        try:
+            await self._listen()
+        except (OSError, self._asyncpg.PostgresError, self._asyncpg.InterfaceError):
+            self._listener_lost = True
+            return
+        logger.warning("PostgresStore(schema=%r): listening again", self._schema)
+        if self._context is not None:
+            self._context.wakeup()  # what was notified meanwhile was missed
+
+    def _require_pool(self) -> Any:
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the PostgresStore is not started; start() it first")
+        return pool
+
+    # ------------------------------------------------------------------- jobs
+
+    async def add_jobs(self, jobs: Sequence[Job], *, replace: bool) -> None:
+        """Add jobs in one statement; an existing id is replaced only with ``replace``."""
+        pool = self._require_pool()
+        by_id: dict[str, tuple[datetime | None, str]] = {}
+        for job in jobs:
+            if not replace and job.id in by_id:
+                raise ConflictingIdError(job.id)
+            # Encoding first: an unstorable job refuses the batch before anything is
+            # written. With replace, the last of duplicate ids wins.
+            by_id[job.id] = (job.next_run_time, encode_job(job, self._serializer))
+        if not by_id:
+            return
+        ids = list(by_id)
+        times = [value[0] for value in by_id.values()]
+        payloads = [value[1] for value in by_id.values()]
+        statement = self._sql.upsert_jobs if replace else self._sql.insert_jobs
+        try:
+            await pool.execute(statement, ids, times, payloads, self._schema, self._sender)
+        except self._asyncpg.UniqueViolationError:
+            existing = await pool.fetch(self._sql.existing_ids, ids)
+            taken = existing[0]["id"] if existing else ids[0]
+            raise ConflictingIdError(taken) from None
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with that id; raises ``DeserializationError`` for an unreadable row."""
+        row = await self._require_pool().fetchrow(self._sql.get_job, job_id)
+        if row is None:
+            raise JobLookupError(job_id)
+        return decode_job(job_id, row["next_run_time"], row["payload"], self._serializer)
+
+    async def get_jobs(self) -> list[Job]:
+        """Every readable job, by next run time, paused jobs last.
+
+        A row that cannot be read back is logged and skipped, never deleted.
+        """
+        jobs: list[Job] = []
+        for row in await self._require_pool().fetch(self._sql.get_jobs):
+            try:
+                jobs.append(
+                    decode_job(row["id"], row["next_run_time"], row["payload"], self._serializer)
+                )
+            except DeserializationError as exc:
+                logger.error("job %r is left out of the job list: %s", row["id"], exc)
+        return jobs
+
+    async def update_job(self, job: Job) -> None:
+        """Replace the stored job of the same id."""
+        payload = encode_job(job, self._serializer)
+        changed = await self._require_pool().fetchval(
+            self._sql.update_job, job.id, payload, job.next_run_time, self._schema, self._sender
+        )
+        if not changed:
+            raise JobLookupError(job.id)
+
+    async def remove_job(self, job_id: str) -> None:
+        """Remove a job (its run history stays readable)."""
+        removed = await self._require_pool().fetchval(
+            self._sql.remove_job, job_id, self._schema, self._sender
+        )
+        if not removed:
+            raise JobLookupError(job_id)
+
+    async def remove_all_jobs(self) -> None:
+        """Remove every job."""
+        await self._require_pool().execute(self._sql.remove_all_jobs, self._schema, self._sender)
+
+    async def next_run_time(self) -> datetime | None:
+        """The earliest next run time of a job not leased (a lease counts at its expiry)."""
+        pool = self._require_pool()
+        if self._listener_lost:
+            await self._relisten()
+        value: datetime | None = await pool.fetchval(self._sql.next_run_time)
+        return value
+
+    # ----------------------------------------------------------------- leases
+
+    async def acquire_jobs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Lease]:
+        """Lease up to ``limit`` due jobs, earliest first, in one statement."""
+        pool = self._require_pool()
+        if limit <= 0:
+            return []
+        expires = now + timedelta(seconds=lease_duration)
+        rows = await pool.fetch(self._sql.acquire, now, limit, scheduler_id, expires)
+        rows = sorted((row for row in rows if row["take"]), key=lambda row: row["due_at"])
+        leases: list[Lease] = []
+        serializer = self._serializer
+        for row in rows:
+            job_id = row["id"]
+            job: Job | None
+            error: Exception | None = None
+            try:
+                job = decode_job(job_id, row["next_run_time"], row["payload"], serializer)
+            except DeserializationError as exc:
+                job, error = None, exc
+            leases.append(
+                Lease(
+                    job_id=job_id,
+                    job=job,
+                    error=error,
+                    scheduler_id=scheduler_id,
+                    expires_at=expires,
+                    token=row["lease_token"],
+                    running=row["running"],
+                )
+            )
+        return leases
+
+    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
+        """Give leased jobs back and record their runs, in one statement per batch."""
+        pool = self._require_pool()
+        if not releases:
+            return set()
+        ids: list[str] = []
+        tokens: list[int] = []
+        next_times: list[datetime | None] = []
+        leased_times: list[datetime | None] = []
+        has_job: list[bool] = []
+        removes: list[bool] = []
+        runs: list[RunRecord] = []
+        trim_ids: list[str] = []
+        trim_keep: list[int] = []
+        retention = self._run_retention
+        notify = False
+        serializer = self._serializer
+        for release in releases:
+            lease = release.lease
+            ids.append(lease.job_id)
+            tokens.append(lease.token)
+            next_times.append(release.next_run_time)
+            leased_times.append(None if lease.job is None else lease.job.next_run_time)
+            has_job.append(lease.job is not None)
+            removes.append(release.remove)
+            if release.next_run_time is not None and release.next_run_time < lease.expires_at:
+                # Others may sleep until this lease expires: wake them for the earlier time.
+                notify = True
+            runs.extend(encode_run(run, serializer) for run in release.started)
+            if release.finished:
+                # Only the newest `retention` of them would survive the trim anyway.
+                finished = release.finished[max(len(release.finished) - retention, 0) :]
+                runs.extend(encode_run(run, serializer) for run in finished)
+                trim_ids.append(lease.job_id)
+                trim_keep.append(max(retention - len(finished), 0))
+        row = await pool.fetchrow(
+            self._sql.release,
+            ids,
+            tokens,
+            next_times,
+            leased_times,
+            has_job,
+            removes,
+            [r.id for r in runs],
+            [r.job_id for r in runs],
+            [r.scheduled_time for r in runs],
+            [r.started_at for r in runs],
+            [r.finished_at for r in runs],
+            [r.outcome for r in runs],
+            [r.result for r in runs],
+            [r.error for r in runs],
+            [r.scheduler_id for r in runs],
+            [r.attempt for r in runs],
+            [r.coalesced for r in runs],
+            trim_ids,
+            trim_keep,
+            self._schema,
+            self._sender,
+            notify,
+        )
+        accepted = set(row["accepted"])
+        return {job_id for job_id in ids if job_id not in accepted}
+
+    # ------------------------------------------------------------------- runs
+
+    async def finish_run(self, run: Run) -> None:
+        """Record a run's outcome; it no longer counts for max_instances."""
+        pool = self._require_pool()
+        if self._run_retention == 0:
+            await pool.execute(self._sql.forget_run, run.id, run.job_id)
+            return
+        r = encode_run(run, self._serializer)
+        await pool.execute(
+            self._sql.finish_run,
+            r.id,
+            r.job_id,
+            r.scheduled_time,
+            r.started_at,
+            r.finished_at,
+            r.outcome,
+            r.result,
+            r.error,
+            r.scheduler_id,
+            r.attempt,
+            r.coalesced,
+            self._run_retention - 1,
+        )
+
+    async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
+        """In-flight runs first, then finished ones, newest first."""
+        rows = await self._require_pool().fetch(self._sql.get_runs, job_id, limit)
+        serializer = self._serializer
+        return [
+            decode_run(
+                RunRecord(
+                    id=str(row["id"]),
+                    job_id=row["job_id"],
+                    scheduled_time=row["scheduled_time"],
+                    started_at=row["started_at"],
+                    finished_at=row["finished_at"],
+                    outcome=row["outcome"],
+                    result=row["result"],
+                    error=row["error"],
+                    scheduler_id=row["scheduler_id"],
+                    attempt=row["attempt"],
+                    coalesced=row["coalesced"],
+                ),
+                serializer,
+            )
+            for row in rows
+        ]

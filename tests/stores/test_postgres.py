@@ -1,0 +1,294 @@
+"""What only the PostgreSQL store does: schemas, pools, concurrent acquisition, NOTIFY."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import anyio
+import pytest
+
+from horae import IntervalTrigger, Job, JobArgumentError, Run, RunOutcome, StoreError
+from horae.stores._postgres_sql import CURRENT_VERSION
+from horae.stores.base import Release, StoreContext
+from horae.stores.postgres import PostgresStore
+from tests.services import POSTGRES_DSN
+
+from .. import jobfuncs
+from .target_postgres import connect, fresh_schema
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # asyncpg runs on asyncio only
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_job(job_id: str, next_run: float | None) -> Job:
+    return Job(
+        id=job_id,
+        func=jobfuncs.async_add,
+        func_ref="tests.jobfuncs:async_add",
+        trigger=IntervalTrigger(seconds=10, start_date=T0, timezone="UTC"),
+        args=(1, 2),
+        next_run_time=None if next_run is None else at(next_run),
+    )
+
+
+class Wakeups:
+    """A StoreContext whose wake-ups can be awaited."""
+
+    def __init__(self, scheduler_id: str) -> None:
+        self.count = 0
+        self.event = anyio.Event()
+        self.context = StoreContext(
+            scheduler_id=scheduler_id, wakeup=self._wake, publish=lambda event: None
+        )
+
+    def _wake(self) -> None:
+        self.count += 1
+        self.event.set()
+
+    async def wait(self, seconds: float = 5) -> None:
+        with anyio.fail_after(seconds):
+            await self.event.wait()
+        self.event = anyio.Event()
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    async with fresh_schema() as name:
+        yield name
+
+
+@pytest.fixture
+async def open_store(schema: str) -> AsyncIterator[Callable[..., Any]]:
+    """Starts stores on the test's schema; stops them all at the end."""
+    started: list[PostgresStore] = []
+
+    async def open_(scheduler_id: str = "test", context: StoreContext | None = None) -> Any:
+        store = PostgresStore(POSTGRES_DSN, schema=schema)
+        await store.start(context or Wakeups(scheduler_id).context)
+        started.append(store)
+        return store
+
+    yield open_
+    for store in started:
+        await store.stop()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['horae"; DROP SCHEMA public; --', "1starts_with_digit", "", "a" * 64, "has space", "dé"],
+)
+def test_invalid_schema_names_are_refused(name: str) -> None:
+    with pytest.raises(JobArgumentError, match="schema"):
+        PostgresStore(POSTGRES_DSN, schema=name)
+
+
+def test_invalid_arguments_are_refused() -> None:
+    with pytest.raises(JobArgumentError, match="dsn_or_pool"):
+        PostgresStore(42)
+    with pytest.raises(JobArgumentError, match="run_retention"):
+        PostgresStore(POSTGRES_DSN, run_retention=-1)
+    with pytest.raises(JobArgumentError, match="serializer"):
+        PostgresStore(POSTGRES_DSN, serializer="json")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_is_refused_with_a_clear_error(anyio_backend: str) -> None:
+    store = PostgresStore(POSTGRES_DSN, schema="unused")
+    with pytest.raises(StoreError, match="asyncio only"):
+        await store.start(Wakeups("t").context)
+
+
+async def test_schemas_are_isolated(open_store: Callable[..., Any]) -> None:
+    async with fresh_schema() as other_schema:
+        other = PostgresStore(POSTGRES_DSN, schema=other_schema)
+        await other.start(Wakeups("other").context)
+        try:
+            store = await open_store()
+            await store.add_jobs([make_job("a", 1)], replace=False)
+            await other.add_jobs([make_job("b", 2)], replace=False)
+            assert [j.id for j in await store.get_jobs()] == ["a"]
+            assert [j.id for j in await other.get_jobs()] == ["b"]
+            assert await other.acquire_jobs("s", at(10), 10, 30) != []
+            assert [lease.job_id for lease in await store.acquire_jobs("s", at(10), 10, 30)] == [
+                "a"
+            ]
+        finally:
+            await other.stop()
+
+
+async def test_schema_version_row_and_newer_layouts_refused(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    await open_store()
+    await open_store()  # a second start on existing tables changes nothing
+    conn = await connect()
+    try:
+        rows = await conn.fetch(f'SELECT version FROM "{schema}".schema_version')
+        assert [r["version"] for r in rows] == [CURRENT_VERSION]
+        await conn.execute(f'UPDATE "{schema}".schema_version SET version = 999')
+    finally:
+        await conn.close()
+    newer = PostgresStore(POSTGRES_DSN, schema=schema)
+    with pytest.raises(StoreError, match="newer"):
+        await newer.start(Wakeups("x").context)
+    assert newer.pool is None
+
+
+async def test_concurrent_starts_create_the_tables_once(schema: str) -> None:
+    stores = [PostgresStore(POSTGRES_DSN, schema=schema) for _ in range(5)]
+    try:
+        async with anyio.create_task_group() as tg:
+            for i, store in enumerate(stores):
+                tg.start_soon(store.start, Wakeups(f"s{i}").context)
+        await stores[0].add_jobs([make_job("a", 1)], replace=False)
+        assert [j.id for j in await stores[4].get_jobs()] == ["a"]
+    finally:
+        for store in stores:
+            await store.stop()
+
+
+async def test_a_given_pool_is_used_and_left_open(schema: str) -> None:
+    import asyncpg
+
+    pool = await asyncpg.create_pool(POSTGRES_DSN, min_size=1, max_size=3)
+    try:
+        store = PostgresStore(pool, schema=schema)
+        await store.start(Wakeups("p").context)
+        assert store.pool is pool
+        await store.add_jobs([make_job("a", 1)], replace=False)
+        await store.stop()
+        assert not pool.is_closing()
+        assert await pool.fetchval(f'SELECT count(*) FROM "{schema}".jobs') == 1
+    finally:
+        await pool.close()
+
+
+async def test_two_concurrent_acquirers_get_disjoint_jobs(
+    open_store: Callable[..., Any],
+) -> None:
+    first = await open_store("a")
+    second = await open_store("b")
+    await first.add_jobs([make_job(f"j{i}", i % 7) for i in range(600)], replace=False)
+    taken: dict[str, list[str]] = {"a": [], "b": []}
+
+    async def drain(store: PostgresStore, name: str) -> None:
+        while leases := await store.acquire_jobs(name, at(10), 25, 30):
+            taken[name].extend(lease.job_id for lease in leases)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drain, first, "a")
+        tg.start_soon(drain, second, "b")
+    everything = taken["a"] + taken["b"]
+    assert len(everything) == 600
+    assert len(set(everything)) == 600
+    assert taken["a"]
+    assert taken["b"]
+
+
+async def test_notify_wakes_another_store_not_itself(open_store: Callable[..., Any]) -> None:
+    mine = Wakeups("mine")
+    store = await open_store(context=mine.context)
+    theirs = Wakeups("theirs")
+    other = await open_store(context=theirs.context)
+    await store.add_jobs([make_job("a", 1)], replace=False)  # only `other` hears this
+    await other.update_job(make_job("a", 5))  # only `store` hears this
+    await mine.wait()
+    await theirs.wait()
+    assert mine.count == 1
+    assert theirs.count == 1
+    # A release that brings a job forward (before its lease expiry) wakes the others.
+    (lease,) = await store.acquire_jobs("mine", at(5), 10, 30)
+    await store.release_jobs("mine", [Release(lease=lease, next_run_time=at(15))])
+    await theirs.wait()
+    await other.remove_job("a")
+    await mine.wait()
+
+
+async def test_lost_listener_is_logged_once_and_comes_back(
+    open_store: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "horae.stores.postgres")
+    mine = Wakeups("mine")
+    store = await open_store(context=mine.context)
+    other = await open_store("other")
+    listener = store._listener
+    terminated = anyio.Event()
+    # Registered after the store's own: called after it.
+    listener.add_termination_listener(lambda conn: terminated.set())
+    conn = await connect()
+    try:
+        await conn.execute("SELECT pg_terminate_backend($1)", listener.get_server_pid())
+    finally:
+        await conn.close()
+    with anyio.fail_after(5):
+        await terminated.wait()
+    assert store._listener_lost
+    # The store still works; its next call brings the listener back (and wakes, since
+    # notifications may have been missed meanwhile).
+    await other.add_jobs([make_job("a", 1)], replace=False)
+    assert await store.next_run_time() == at(1)
+    await mine.wait()
+    await other.add_jobs([make_job("b", 2)], replace=False)
+    await mine.wait()
+    lost = [r for r in caplog.records if "LISTEN connection was lost" in r.getMessage()]
+    assert len(lost) == 1
+
+
+async def test_stop_gives_back_held_leases(open_store: Callable[..., Any]) -> None:
+    store = await open_store("holder")
+    await store.add_jobs([make_job("a", 1)], replace=False)
+    assert len(await store.acquire_jobs("holder", at(1), 10, 30)) == 1
+    await store.stop()
+    other = await open_store("next")
+    assert [lease.job_id for lease in await other.acquire_jobs("next", at(1), 10, 30)] == ["a"]
+
+
+async def test_run_retention_trims_finished_runs(schema: str) -> None:
+    store = PostgresStore(POSTGRES_DSN, schema=schema, run_retention=2)
+    await store.start(Wakeups("r").context)
+    try:
+        await store.add_jobs([make_job("h", 0)], replace=False)
+        for i in range(5):
+            await store.finish_run(
+                Run(job_id="h", scheduled_time=at(i), finished_at=at(i), outcome=RunOutcome.SUCCESS)
+            )
+        assert [r.scheduled_time for r in await store.get_runs("h")] == [at(4), at(3)]
+        # Runs finished at release time (missed, skipped) are trimmed too.
+        (lease,) = await store.acquire_jobs("r", at(10), 10, 30)
+        missed = [
+            Run(job_id="h", scheduled_time=at(t), finished_at=at(10), outcome=RunOutcome.MISSED)
+            for t in (5, 6, 7)
+        ]
+        started = Run(job_id="h", scheduled_time=at(10))
+        await store.release_jobs(
+            "r", [Release(lease=lease, next_run_time=at(20), started=[started], finished=missed)]
+        )
+        assert [r.scheduled_time for r in await store.get_runs("h")] == [at(10), at(7), at(6)]
+    finally:
+        await store.stop()
+
+
+async def test_expired_lease_of_a_paused_job_is_not_handed_out(
+    open_store: Callable[..., Any],
+) -> None:
+    store = await open_store()
+    await store.add_jobs([make_job("p", 1)], replace=False)
+    (lease,) = await store.acquire_jobs("s1", at(1), 10, 5)
+    assert lease.job is not None
+    await store.update_job(make_job("p", None))  # paused while leased; s1 never releases
+    assert await store.acquire_jobs("s2", at(10), 10, 5) == []
+    assert (await store.get_job("p")).next_run_time is None
+    assert await store.next_run_time() is None
