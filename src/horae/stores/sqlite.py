@@ -127,27 +127,6 @@ def _run_row(record: RunRecord, seq: int | None) -> tuple[Any, ...]:
     )
 
 
-def _bump(conn: sqlite3.Connection) -> int:
-    """Count a change other schedulers should see; the counter's previous value."""
-    (old,) = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'changes'", (old + 1,))
-    return int(old)
-
-
-@contextmanager
-def _writing(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the database's write lock up front (waiting up to the busy
-    # timeout), so two processes can never both read "due and free" and lease one job.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
 class SQLiteStore:
     """Keeps jobs and their run history in a SQLite database file.
 
@@ -217,8 +196,10 @@ class SQLiteStore:
         self._context: StoreContext | None = None
         self._poller: threading.Thread | None = None
         self._stop_polling = threading.Event()
-        # The last value of meta.changes this instance knows of (written or seen).
-        self._seen_changes = 0
+        # The highest value of meta.changes this instance wrote or saw (see _bump).
+        self._seen_changes = -1
+        self._seen_lock = threading.Lock()
+        self._bumping = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -260,14 +241,43 @@ class SQLiteStore:
         # transaction commits or rolls back before the caller sees the cancellation.
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
-    def _bumped(self, old: int | None) -> None:
-        """After a commit that bumped the counter from ``old``: wake up for others' changes."""
-        if old is None:
-            return
-        # A counter that moved since this instance last saw it means another writer
-        # changed jobs; the poller may not have noticed yet.
-        foreign = old != self._seen_changes
-        self._seen_changes = old + 1
+    @contextmanager
+    def _writing(self, conn: sqlite3.Connection) -> Iterator[None]:
+        # IMMEDIATE takes the database's write lock up front (waiting up to the busy
+        # timeout), so two processes can never both read "due and free" and lease one job.
+        conn.execute("BEGIN IMMEDIATE")
+        self._bumping = False
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if self._bumping:
+                # The counter this instance recorded as its own was not written: forget
+                # it, or another writer's change to the same value would go unnoticed.
+                with self._seen_lock:
+                    self._seen_changes = -1
+            raise
+
+    def _bump(self, conn: sqlite3.Connection) -> bool:
+        """Count a change that other schedulers should look at (in a write transaction).
+
+        Returns whether the counter shows a change by another writer that this instance
+        has not seen yet (the poller may not have noticed it).
+        """
+        old: int = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()[0]
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'changes'", (old + 1,))
+        self._bumping = True
+        # Recorded before the commit, under the lock the poller takes: the poller never
+        # sees this change as someone else's. The counter only grows, so a value above
+        # the recorded one always is someone else's.
+        with self._seen_lock:
+            foreign = old > self._seen_changes
+            self._seen_changes = old + 1
+        return foreign
+
+    def _bumped(self, foreign: bool) -> None:
         if foreign and self._context is not None:
             self._context.wakeup()
 
@@ -298,7 +308,7 @@ class SQLiteStore:
 
     def _create_schema(self, conn: sqlite3.Connection) -> int:
         # One write transaction: processes starting at once create the tables once.
-        with _writing(conn):
+        with self._writing(conn):
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(
@@ -372,8 +382,11 @@ class SQLiteStore:
                     logger.warning("%r: looking for changes by other processes again", self)
                     failing = False
                 changes = int(row[0]) if row is not None else 0
-                if changes != self._seen_changes:
-                    self._seen_changes = changes
+                with self._seen_lock:
+                    foreign = changes > self._seen_changes
+                    if foreign:
+                        self._seen_changes = changes
+                if foreign:
                     try:
                         anyio.from_thread.run_sync(wakeup, token=token)
                     except RuntimeError:
@@ -397,9 +410,10 @@ class SQLiteStore:
         if rows:
             self._bumped(await self._call(self._add_jobs, rows, replace))
 
-    @staticmethod
-    def _add_jobs(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], replace: bool) -> int:
-        with _writing(conn):
+    def _add_jobs(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], replace: bool
+    ) -> bool:
+        with self._writing(conn):
             if replace:
                 # A job leased right now keeps its lease (due = the lease's expiry); the
                 # release then sees the new next run time and keeps it.
@@ -422,7 +436,7 @@ class SQLiteStore:
                 conn.executemany(
                     "INSERT INTO jobs (id, next_run_time, due, payload) VALUES (?,?,?,?)", rows
                 )
-            return _bump(conn)
+            return self._bump(conn)
 
     async def get_job(self, job_id: str) -> Job:
         """The job with that id.
@@ -469,8 +483,8 @@ class SQLiteStore:
         row = (encode_job(job, self._serializer), next_run, next_run, job.id)
         self._bumped(await self._call(self._update_job, row))
 
-    def _update_job(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> int:
-        with _writing(conn):
+    def _update_job(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> bool:
+        with self._writing(conn):
             cursor = conn.execute(
                 "UPDATE jobs SET payload = ?, next_run_time = ?, "
                 "due = CASE WHEN lease_holder IS NULL THEN ? ELSE due END WHERE id = ?",
@@ -478,7 +492,7 @@ class SQLiteStore:
             )
             if cursor.rowcount == 0:
                 raise JobLookupError(row[-1])
-            return _bump(conn)
+            return self._bump(conn)
 
     async def remove_job(self, job_id: str) -> None:
         """Remove a job (its run history stays readable).
@@ -487,21 +501,21 @@ class SQLiteStore:
             JobLookupError: no job has that id.
         """
 
-        def remove(conn: sqlite3.Connection) -> int:
-            with _writing(conn):
+        def remove(conn: sqlite3.Connection) -> bool:
+            with self._writing(conn):
                 if conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 0:
                     raise JobLookupError(job_id)
-                return _bump(conn)
+                return self._bump(conn)
 
         self._bumped(await self._call(remove))
 
     async def remove_all_jobs(self) -> None:
         """Remove every job."""
 
-        def remove_all(conn: sqlite3.Connection) -> int:
-            with _writing(conn):
+        def remove_all(conn: sqlite3.Connection) -> bool:
+            with self._writing(conn):
                 conn.execute("DELETE FROM jobs")
-                return _bump(conn)
+                return self._bump(conn)
 
         self._bumped(await self._call(remove_all))
 
@@ -531,7 +545,7 @@ class SQLiteStore:
         expires_us: int,
     ) -> list[Lease]:
         taken: list[tuple[str, int, str, int]] = []
-        with _writing(conn):
+        with self._writing(conn):
             (token,) = conn.execute("SELECT value FROM meta WHERE key = 'lease_token'").fetchone()
             while len(taken) < limit:
                 rows = conn.execute(
@@ -610,18 +624,18 @@ class SQLiteStore:
             )
             for release in releases
         ]
-        rejected, old = await self._call(self._release, work)
-        self._bumped(old)
+        rejected, foreign = await self._call(self._release, work)
+        self._bumped(foreign)
         return rejected
 
     def _release(
         self,
         conn: sqlite3.Connection,
         work: list[tuple[Release, list[RunRecord], list[RunRecord]]],
-    ) -> tuple[set[str], int | None]:
+    ) -> tuple[set[str], bool]:
         rejected: set[str] = set()
         earlier = False
-        with _writing(conn):
+        with self._writing(conn):
             for release, started, finished in work:
                 lease = release.lease
                 job_id = lease.job_id
@@ -661,8 +675,8 @@ class SQLiteStore:
                     earlier = True
             # Others sleep until the lease's expiry at the latest; tell them only when
             # the job is due before that.
-            old = _bump(conn) if earlier else None
-        return rejected, old
+            foreign = self._bump(conn) if earlier else False
+        return rejected, foreign
 
     def _record_finished(self, conn: sqlite3.Connection, record: RunRecord) -> None:
         keep = self._run_retention
@@ -683,7 +697,7 @@ class SQLiteStore:
         record = encode_run(run, self._serializer)
 
         def finish(conn: sqlite3.Connection) -> None:
-            with _writing(conn):
+            with self._writing(conn):
                 self._record_finished(conn, record)
 
         await self._call(finish)

@@ -1,0 +1,256 @@
+"""What only the SQLite store has: its file format, several processes on one file, and
+noticing other processes' changes without notifications."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import attrs
+import pytest
+
+from horae import IntervalTrigger, Job, JobArgumentError, Run, RunOutcome, StoreError
+from horae.stores.base import Release, StoreContext
+from horae.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+
+from .. import jobfuncs
+from .conftest import context
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_job(job_id: str, next_run: float | None) -> Job:
+    return Job(
+        id=job_id,
+        func=jobfuncs.async_add,
+        func_ref="tests.jobfuncs:async_add",
+        trigger=IntervalTrigger(seconds=10, start_date=T0, timezone="UTC"),
+        args=(1, 2),
+        next_run_time=None if next_run is None else at(next_run),
+    )
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.sqlite"
+
+
+@pytest.fixture
+async def store(path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(path)
+    await store.start(context())
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+def query(path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_file_is_in_wal_mode_with_a_schema_version(store: SQLiteStore, path: Path) -> None:
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
+
+
+async def test_due_query_uses_the_index(store: SQLiteStore, path: Path) -> None:
+    plan = query(path, "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE due <= 0 ORDER BY due LIMIT 5")
+    assert "USING INDEX jobs_due" in " ".join(str(row[-1]) for row in plan)
+
+
+async def test_a_newer_schema_is_refused(path: Path) -> None:
+    store = SQLiteStore(path)
+    await store.start(context())
+    await store.stop()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        await SQLiteStore(path).start(context())
+
+
+async def test_start_again_after_stop_keeps_the_jobs(path: Path) -> None:
+    store = SQLiteStore(str(path))
+    await store.start(context())
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    await store.stop()
+    await store.start(context())
+    try:
+        assert [job.id for job in await store.get_jobs()] == ["a"]
+    finally:
+        await store.stop()
+
+
+async def test_unusable_arguments_and_states_are_explained(tmp_path: Path) -> None:
+    with pytest.raises(JobArgumentError, match="run_retention"):
+        SQLiteStore(tmp_path / "x.sqlite", run_retention=-1)
+    with pytest.raises(JobArgumentError, match="path"):
+        SQLiteStore(42)  # type: ignore[arg-type]
+    with pytest.raises(JobArgumentError, match="timeout"):
+        SQLiteStore(tmp_path / "x.sqlite", timeout=0)
+    with pytest.raises(JobArgumentError, match="serializer"):
+        SQLiteStore(tmp_path / "x.sqlite", serializer="json")  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="not started"):
+        await SQLiteStore(tmp_path / "x.sqlite").get_jobs()
+    with pytest.raises(StoreError, match="directory exists"):
+        await SQLiteStore(tmp_path / "missing" / "x.sqlite").start(context())
+
+
+async def test_memory_database_works_for_one_instance() -> None:
+    store = SQLiteStore(":memory:")
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("m", 1)], replace=False)
+        (lease,) = await store.acquire_jobs("s", at(1), 10, 30)
+        assert lease.job_id == "m"
+    finally:
+        await store.stop()
+
+
+async def test_run_retention_keeps_the_newest(path: Path) -> None:
+    store = SQLiteStore(path, run_retention=2)
+    await store.start(context())
+    try:
+        for i in range(5):
+            await store.finish_run(
+                Run(job_id="h", scheduled_time=at(i), finished_at=at(i), outcome=RunOutcome.SUCCESS)
+            )
+        assert [r.scheduled_time for r in await store.get_runs("h")] == [at(4), at(3)]
+        assert query(path, "SELECT COUNT(*) FROM runs") == [(2,)]
+    finally:
+        await store.stop()
+
+
+async def test_expired_lease_of_a_job_paused_meanwhile_is_dropped(store: SQLiteStore) -> None:
+    await store.add_jobs([make_job("p", 10)], replace=False)
+    (lease,) = await store.acquire_jobs("s1", at(10), 10, lease_duration=5)
+    assert lease.job is not None
+    await store.update_job(attrs.evolve(lease.job, next_run_time=None))
+    # Until the lease expires, its expiry is when someone must look at the job again.
+    assert await store.next_run_time() == at(15)
+    assert await store.acquire_jobs("s2", at(16), 10, lease_duration=5) == []
+    assert await store.next_run_time() is None
+    # The first holder's late release no longer applies.
+    rejected = await store.release_jobs("s1", [Release(lease=lease, next_run_time=at(20))])
+    assert rejected == {"p"}
+    assert (await store.get_job("p")).next_run_time is None
+
+
+async def test_another_instance_s_change_wakes_the_scheduler(path: Path) -> None:
+    woken = anyio.Event()
+    watcher = SQLiteStore(path, poll_interval=0.02)
+    await watcher.start(StoreContext(scheduler_id="w", wakeup=woken.set, publish=lambda e: None))
+    writer = SQLiteStore(path)
+    await writer.start(context("writer"))
+    try:
+        # Its own writes are not news to it.
+        await watcher.add_jobs([make_job("own", 10)], replace=False)
+        await anyio.sleep(0.2)
+        assert not woken.is_set()
+        await writer.add_jobs([make_job("other", 5)], replace=False)
+        with anyio.fail_after(5):
+            await woken.wait()
+    finally:
+        await writer.stop()
+        await watcher.stop()
+
+
+_ACQUIRER = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime, timezone
+
+    import anyio
+
+    from horae.stores.base import StoreContext
+    from horae.stores.sqlite import SQLiteStore
+
+
+    async def main(path: str, name: str) -> None:
+        store = SQLiteStore(path)
+        await store.start(
+            StoreContext(scheduler_id=name, wakeup=lambda: None, publish=lambda e: None)
+        )
+        print("ready", flush=True)
+        sys.stdin.readline()
+        now = datetime(2027, 1, 2, tzinfo=timezone.utc)
+        while leases := await store.acquire_jobs(name, now, 7, 60):
+            for lease in leases:
+                print(lease.job_id, lease.token, flush=True)
+        await store.stop()
+
+
+    anyio.run(main, sys.argv[1], sys.argv[2])
+    """
+)
+
+
+@pytest.fixture
+def acquirers(path: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ACQUIRER, str(path), name],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("p1", "p2", "p3")
+    ]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def _acquire_together(processes: list[subprocess.Popen[str]]) -> list[list[tuple[str, int]]]:
+    for process in processes:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    results = []
+    for process in processes:
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        results.append([(line.split()[0], int(line.split()[1])) for line in out.splitlines()])
+    return results
+
+
+async def test_processes_sharing_the_file_lease_disjoint_jobs(
+    store: SQLiteStore, acquirers: list[subprocess.Popen[str]]
+) -> None:
+    jobs = [make_job(f"j{i}", i) for i in range(1500)]
+    await store.add_jobs(jobs, replace=False)
+    results = await anyio.to_thread.run_sync(_acquire_together, acquirers)
+    leased = [job_id for result in results for job_id, _ in result]
+    tokens = [token for result in results for _, token in result]
+    assert sorted(leased) == sorted(job.id for job in jobs)  # each job once, none lost
+    assert len(set(tokens)) == len(tokens)
+    # They really competed: every process got some of the jobs.
+    assert all(results)
