@@ -254,3 +254,14 @@ async def test_processes_sharing_the_file_lease_disjoint_jobs(
     assert len(set(tokens)) == len(tokens)
     # They really competed: every process got some of the jobs.
     assert all(results)
+
+
+async def test_runs_finishing_together_are_all_recorded(store: SQLiteStore) -> None:
+    runs = [
+        Run(job_id="g", scheduled_time=at(i), finished_at=at(i), outcome=RunOutcome.SUCCESS)
+        for i in range(50)
+    ]
+    async with anyio.create_task_group() as tg:
+        for run in runs:
+            tg.start_soon(store.finish_run, run)
+    assert {r.id for r in await store.get_runs("g")} == {r.id for r in runs}

@@ -200,6 +200,8 @@ class SQLiteStore:
         self._seen_changes = -1
         self._seen_lock = threading.Lock()
         self._bumping = False
+        self._finishing: list[_Finishing] = []
+        self._flushing = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -693,14 +695,49 @@ class SQLiteStore:
     # -------------------------------------------------------------------- runs
 
     async def finish_run(self, run: Run) -> None:
-        """Record a finished run; it no longer counts for max_instances."""
-        record = encode_run(run, self._serializer)
+        """Record a finished run; it no longer counts for max_instances.
 
-        def finish(conn: sqlite3.Connection) -> None:
+        Runs finishing while another call is writing are recorded together in the next
+        transaction (a group commit): a burst of short runs costs one transaction per
+        batch, not one per run.
+        """
+        finishing = _Finishing(encode_run(run, self._serializer))
+        self._finishing.append(finishing)
+        if not self._flushing:
+            self._flushing = True
+            try:
+                # Shielded: the runs of other callers are in this batch too, and each
+                # must be recorded (or told why not) even if this caller is cancelled.
+                with anyio.CancelScope(shield=True):
+                    while self._finishing:
+                        batch, self._finishing = self._finishing, []
+                        await self._flush(batch)
+            finally:
+                self._flushing = False
+        await finishing.done.wait()
+        if finishing.error is not None:
+            raise finishing.error
+
+    async def _flush(self, batch: list[_Finishing]) -> None:
+        def finish(conn: sqlite3.Connection, records: list[RunRecord]) -> None:
             with self._writing(conn):
-                self._record_finished(conn, record)
+                for record in records:
+                    self._record_finished(conn, record)
 
-        await self._call(finish)
+        try:
+            await self._call(finish, [f.record for f in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                # One at a time, so that each caller gets its own outcome.
+                for finishing in batch:
+                    try:
+                        await self._call(finish, [finishing.record])
+                    except Exception as each:
+                        finishing.error = each
+        for finishing in batch:
+            finishing.done.set()
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""
@@ -722,6 +759,17 @@ class SQLiteStore:
 
         rows = await self._call(read)
         return [decode_run(_run_record(row), self._serializer) for row in rows]
+
+
+class _Finishing:
+    """A run waiting for its outcome to be written."""
+
+    __slots__ = ("done", "error", "record")
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+        self.done = anyio.Event()
+        self.error: Exception | None = None
 
 
 def _run_record(row: Sequence[Any]) -> RunRecord:
