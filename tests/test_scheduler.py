@@ -806,3 +806,56 @@ async def test_trigger_that_raises_becomes_an_error_event(
     clock.advance(1)
     await wait_idle(scheduler)
     assert len(await scheduler.get_runs("fine")) == 2
+
+
+async def test_a_run_that_suspends_holds_up_no_other_run(
+    scheduler: AsyncScheduler, clock: FakeClock
+) -> None:
+    # Runs of one batch start in one task; one that waits must not delay the others.
+    gate = anyio.Event()
+    finished: list[str] = []
+
+    async def waits() -> None:
+        await gate.wait()
+        finished.append("waits")
+
+    async def quick(name: str) -> None:
+        finished.append(name)
+
+    await scheduler.add_job(quick, "date", run_date=at(1), args=["first"], id="first")
+    await scheduler.add_job(waits, "date", run_date=at(1), id="waits")
+    await scheduler.add_job(quick, "date", run_date=at(1), args=["second"], id="second")
+    await scheduler.add_job(jobfuncs.sync_add, "date", run_date=at(1), args=[1], id="thread")
+    await scheduler.add_job(quick, "date", run_date=at(1), args=["third"], id="third")
+    thread_done = anyio.Event()
+    scheduler.add_listener(
+        lambda e: thread_done.set() if e.job_id == "thread" else None,  # type: ignore[attr-defined]
+        EVENT_JOB_EXECUTED,
+    )
+    clock.advance(1)
+    try:
+        with anyio.fail_after(5):
+            await thread_done.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert finished == ["first", "second", "third"]
+        assert (await scheduler.get_runs("thread"))[0].outcome is RunOutcome.SUCCESS
+    finally:
+        gate.set()
+    await wait_idle(scheduler)
+    assert finished[-1] == "waits"
+
+
+async def test_shutdown_without_waiting_abandons_queued_runs(clock: FakeClock) -> None:
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    scheduler = AsyncScheduler(clock=clock, timezone="UTC")
+    with anyio.fail_after(5):
+        async with scheduler:
+            for i in range(5):
+                await scheduler.add_job(forever, "date", run_date=at(1), id=f"f{i}")
+            clock.advance(1)
+            await anyio.wait_all_tasks_blocked()
+            await scheduler.shutdown(wait=False)
+    outcomes_ = [(await scheduler.store.get_runs(f"f{i}"))[0].outcome for i in range(5)]
+    assert outcomes_ == [RunOutcome.ABANDONED] * 5
