@@ -298,7 +298,7 @@ class SQLiteStore:
                 await self._close()
             raise
         self._context = context
-        if self.path != ":memory:" and not self.path.startswith("file::memory:"):
+        if self.path not in (":memory:", ""):
             self._stop_polling = threading.Event()
             self._poller = threading.Thread(
                 target=self._poll,
