@@ -114,7 +114,8 @@ return reply
 # KEYS: due, leases, token counter. ARGV: prefix, now, lease expiry, limit, holder.
 # Expired leases first go back to the due set (at most 1000 per call, to bound the time
 # one call holds the server); then the earliest due jobs are leased.
-# Returns (id, payload, nrt, token, running)* of the leased jobs, earliest first.
+# Returns a JSON array of [id, payload, nrt, token, running] of the leased jobs,
+# earliest first: one bulk string parses much faster in Python than nested replies.
 ACQUIRE = """
 local prefix, now, expires, holder = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
@@ -132,7 +133,7 @@ end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 local n = #ids
 if n == 0 then
-  return {}
+  return '[]'
 end
 -- ids are the n lowest-scored members: ranks 0 .. n - 1.
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
@@ -145,29 +146,26 @@ for i, id in ipairs(ids) do
     local token = tostring(first + i)
     redis.call('HSET', key, 'holder', holder, 'exp', expires, 'ltoken', token, 'lnrt', fields[2])
     redis.call('ZADD', KEYS[2], expires, id)
-    reply[#reply + 1] = id
-    reply[#reply + 1] = fields[1]
-    reply[#reply + 1] = fields[2]
-    reply[#reply + 1] = token
-    reply[#reply + 1] = fields[3] or '0'
+    reply[#reply + 1] = {id, fields[1] or '', fields[2], token, fields[3] or '0'}
   end
 end
-return reply
+if #reply == 0 then
+  return '[]'
+end
+return cjson.encode(reply)
 """
 
-# KEYS: due, leases, jobs. ARGV: prefix, sender, retention, then per release:
-# id, token, next run time ('' = none), remove ('1'/'0'), #started, #finished,
-# (run id, run record)* started, (run record)* finished.
+# KEYS: due, leases, jobs. ARGV: prefix, sender, retention, then a JSON array with one
+# [id, token, next run time ('' = none), remove (1/0), [[run id, run record], ...] of
+# the started runs, [run record, ...] of the finished runs] per release (one string
+# argument: packing thousands of separate ones costs the client more than the server).
 # Returns the ids of releases whose token is not the job's current lease token.
 RELEASE = """
 local prefix, retention = ARGV[1], tonumber(ARGV[3])
 local rejected = {}
 local wake = false
-local i, n = 4, #ARGV
-while i <= n do
-  local id, token, nrt, remove = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'
-  local started, finished = i + 6, i + 6 + 2 * tonumber(ARGV[i + 4])
-  i = finished + tonumber(ARGV[i + 5])
+for _, release in ipairs(cjson.decode(ARGV[4])) do
+  local id, token, nrt = release[1], release[2], release[3]
   local key = prefix .. ':job:' .. id
   local held = redis.call('HMGET', key, 'ltoken', 'lnrt', 'exp', 'nrt')
   if held[1] ~= token then
@@ -176,17 +174,18 @@ while i <= n do
   else
     redis.call('HDEL', key, 'holder', 'exp', 'ltoken', 'lnrt')
     redis.call('ZREM', KEYS[2], id)
-    if finished > started then
+    local started, finished = release[5], release[6]
+    if #started > 0 then
       local inflight = prefix .. ':inflight:' .. id
-      for j = started, finished - 1, 2 do
-        redis.call('HSET', inflight, ARGV[j], ARGV[j + 1])
+      for _, run in ipairs(started) do
+        redis.call('HSET', inflight, run[1], run[2])
       end
-      redis.call('HINCRBY', key, 'running', (finished - started) / 2)
+      redis.call('HINCRBY', key, 'running', #started)
     end
-    if i > finished and retention > 0 then
+    if #finished > 0 and retention > 0 then
       local runs = prefix .. ':runs:' .. id
-      for j = finished, i - 1 do
-        redis.call('LPUSH', runs, ARGV[j])
+      for _, record in ipairs(finished) do
+        redis.call('LPUSH', runs, record)
       end
       redis.call('LTRIM', runs, 0, retention - 1)
     end
@@ -194,7 +193,7 @@ while i <= n do
     -- A stored next run time other than the leased one: the user rescheduled or paused
     -- the job meanwhile, and that change wins over this release.
     if stored and stored == held[2] then
-      if remove then
+      if release[4] == 1 then
         redis.call('HDEL', key, 'payload', 'nrt')
         redis.call('SREM', KEYS[3], id)
         stored = false
@@ -218,20 +217,23 @@ end
 return rejected
 """
 
-# ARGV: prefix, job id, run id, run record, retention.
+# ARGV: prefix, retention, then a JSON array of [job id, run id, run record] of runs
+# that ended (runs ending at the same moment are recorded in one call).
 FINISH = """
-local prefix, id = ARGV[1], ARGV[2]
-if redis.call('HDEL', prefix .. ':inflight:' .. id, ARGV[3]) == 1 then
-  local key = prefix .. ':job:' .. id
-  if redis.call('HINCRBY', key, 'running', -1) <= 0 then
-    redis.call('HDEL', key, 'running')
+local prefix, retention = ARGV[1], tonumber(ARGV[2])
+for _, run in ipairs(cjson.decode(ARGV[3])) do
+  local id = run[1]
+  if redis.call('HDEL', prefix .. ':inflight:' .. id, run[2]) == 1 then
+    local key = prefix .. ':job:' .. id
+    if redis.call('HINCRBY', key, 'running', -1) <= 0 then
+      redis.call('HDEL', key, 'running')
+    end
   end
-end
-local retention = tonumber(ARGV[5])
-if retention > 0 then
-  local runs = prefix .. ':runs:' .. id
-  redis.call('LPUSH', runs, ARGV[4])
-  redis.call('LTRIM', runs, 0, retention - 1)
+  if retention > 0 then
+    local runs = prefix .. ':runs:' .. id
+    redis.call('LPUSH', runs, run[3])
+    redis.call('LTRIM', runs, 0, retention - 1)
+  end
 end
 return 1
 """

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Sequence
-from contextlib import AsyncExitStack, suppress
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import attrs
-from anyio.abc import TaskStatus
 
 from horae.errors import ConflictingIdError, JobArgumentError, JobLookupError, StoreError
 from horae.jobs import Job, Run
@@ -25,6 +25,7 @@ from horae.stores.base import Lease, Release, StoreContext
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
 
 __all__ = ["RedisStore"]
 
@@ -36,7 +37,6 @@ LAYOUT_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
 _RUN_TIMES = ("scheduled_time", "started_at", "finished_at")
-_RUN_FIELDS = tuple(field.name for field in attrs.fields(RunRecord))
 
 
 def _import_redis() -> tuple[ModuleType, ModuleType]:
@@ -166,11 +166,26 @@ class RedisStore:
         # knows about its own changes.
         self._sender = uuid.uuid4().hex
         self._context: StoreContext | None = None
-        self._exit_stack: AsyncExitStack | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._finishing: _FinishBatch | None = None
+        self._finish_lock = anyio.Lock()
 
     def __repr__(self) -> str:
-        where = self._url if self._url is not None else repr(self._client)
-        return f"RedisStore({where!r}, prefix={self._prefix!r})"
+        return f"RedisStore({self._where()!r}, prefix={self._prefix!r})"
+
+    def _where(self) -> str:
+        if self._url is not None:
+            # Logs and error messages carry the repr: never the password.
+            parts = urlsplit(self._url)
+            if parts.password is None:
+                return self._url
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+            return urlunsplit(parts._replace(netloc=netloc))
+        assert self._client is not None
+        kwargs = self._client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        return f"<client of {kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}>"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,7 +197,7 @@ class RedisStore:
             StoreError: on trio (use the asyncio backend), when Redis cannot be reached,
                 or when the keys under the prefix have a layout this horae does not know.
         """
-        if self._exit_stack is not None:
+        if self._listener is not None:
             raise StoreError(f"{self!r} is started already; stop() it first")
         backend = _current_backend()
         if backend != "asyncio":
@@ -191,43 +206,55 @@ class RedisStore:
                 "asyncio client does not run on trio: run the scheduler with "
                 "anyio.run(..., backend='asyncio'), or use SQLiteStore or PostgresStore"
             )
-        stack = AsyncExitStack()
-        await stack.__aenter__()
+        if self._url is not None:
+            # Made here, in the running event loop, and closed by stop().
+            redis_asyncio, _ = _import_redis()
+            self._client = redis_asyncio.Redis.from_url(self._url)
         try:
-            if self._url is not None:
-                # Made here, in the running event loop, and closed by stop().
-                redis_asyncio, _ = _import_redis()
-                client: Redis = redis_asyncio.Redis.from_url(self._url)
-                self._client = client
-                stack.push_async_callback(self._close_client, client)
             await self._prepare()
-            self._context = context
-            # Owner of the pub/sub listener: this task group, entered here and left by
-            # stop() (which must run in the task that ran start(), as the scheduler does).
-            task_group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(task_group.cancel_scope.cancel)
-            await task_group.start(self._listen, name=f"horae redis listener {self._prefix}")
-        except BaseException as exc:
-            self._context = None
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            pubsub = await self._subscribe()
+        except BaseException:
+            await self._close_client()
             raise
-        self._exit_stack = stack
+        self._context = context
+        # Owner of the listener: this store; stop() cancels it and waits for it. An asyncio
+        # task rather than a task group entered here, because a task group's scope would
+        # force stop() to run in the task that ran start(), in the reverse order of other
+        # stores' starts; redis-py ties the store to asyncio anyway.
+        listener = asyncio.create_task(self._listen(pubsub), name=f"horae listener {self!r}")
+        listener.add_done_callback(self._listener_done)
+        self._listener = listener
 
     async def stop(self) -> None:
         """Stop listening and close the client the store opened (not one given to it)."""
-        stack, self._exit_stack = self._exit_stack, None
+        listener, self._listener = self._listener, None
         self._context = None
-        if stack is not None:
-            await stack.aclose()
+        if listener is not None:
+            listener.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([listener])
+        await self._close_client()
 
-    async def _close_client(self, client: Redis) -> None:
-        self._client = None
-        with anyio.CancelScope(shield=True):
-            await client.aclose()
+    async def _close_client(self) -> None:
+        if self._url is None:
+            return  # the user's client: theirs to close
+        client, self._client = self._client, None
+        if client is not None:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    def _listener_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # It only ends by cancellation: anything else is a bug to see at once.
+            logger.error(
+                "%r: the wake-up listener failed; changes made by other schedulers are "
+                "seen at the next due time only",
+                self,
+                exc_info=task.exception(),
+            )
 
     async def _prepare(self) -> None:
-        client = self._client
-        assert client is not None
+        client = self._started_client()
         try:
             async with client.pipeline(transaction=False) as pipe:
                 # SET NX: several processes starting at once agree on one version.
@@ -246,53 +273,60 @@ class RedisStore:
                 "or use another prefix (docs/store-redis.md describes the upgrade path)"
             )
 
-    async def _listen(self, *, task_status: TaskStatus[None]) -> None:
-        client = self._client
-        assert client is not None
-        subscribed = False
+    async def _subscribe(self) -> PubSub:
+        pubsub = self._started_client().pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            while True:
+                # Only once the server confirms is no wake-up missed.
+                message = await pubsub.get_message(timeout=10.0)
+                if message is None:
+                    raise self._errors.TimeoutError("no reply to SUBSCRIBE within 10 s")
+                if _text(message["type"]) == "subscribe":
+                    return pubsub
+        except BaseException as exc:
+            await self._close_pubsub(pubsub)
+            if isinstance(exc, self._errors.RedisError):
+                raise StoreError(f"{self!r}: cannot subscribe to wake-ups ({exc})") from exc
+            raise
+
+    async def _close_pubsub(self, pubsub: PubSub) -> None:
+        # The connection may be gone already: then there is nothing left to close.
+        with anyio.CancelScope(shield=True), suppress(self._errors.RedisError):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listen(self, pubsub: PubSub) -> None:
         failures = 0
+        sender = self._sender
         while True:
-            pubsub = client.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
                 while True:
-                    # Only once the server confirms is no wake-up missed.
-                    message = await pubsub.get_message(timeout=10.0)
-                    if message is None:
-                        raise self._errors.TimeoutError("no reply to SUBSCRIBE in 10 s")
-                    if message["type"] == b"subscribe" or message["type"] == "subscribe":
-                        break
-                if subscribed:
-                    logger.warning("%r: listening for wake-ups again", self)
-                    # Messages sent while the connection was down are lost: look again.
-                    self._wake()
-                else:
-                    subscribed = True
-                    task_status.started()
-                failures = 0
-                sender = self._sender
-                while True:
-                    # A timeout of our own (not the client's socket_timeout) to wait long.
+                    # A timeout of our own, not the client's socket_timeout: wait long.
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=60)
                     if message is not None and _text(message["data"]) != sender:
                         self._wake()
             except self._errors.RedisError as exc:
-                if not subscribed:
-                    raise StoreError(f"{self!r}: cannot subscribe to wake-ups ({exc})") from exc
                 if failures == 0:
                     # One line per outage, not per retry.
                     logger.warning(
-                        "%r: lost the pub/sub connection (%s); other schedulers' changes "
-                        "are seen at the next due time until it is back",
+                        "%r: lost the pub/sub connection (%s); until it is back, other "
+                        "schedulers' changes are seen at the next due time",
                         self,
                         exc,
                     )
+            await self._close_pubsub(pubsub)
+            while True:
                 failures += 1
-            finally:
-                # The connection may be gone already: then there is nothing left to close.
-                with anyio.CancelScope(shield=True), suppress(self._errors.RedisError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await anyio.sleep(min(0.1 * 2**failures, 5.0))
+                await anyio.sleep(min(0.05 * 2**failures, 5.0))
+                try:
+                    pubsub = await self._subscribe()
+                except StoreError:
+                    continue
+                break
+            logger.info("%r: listening for wake-ups again", self)
+            failures = 0
+            # Messages sent while the connection was down are lost: look again.
+            self._wake()
 
     def _wake(self) -> None:
         context = self._context
@@ -326,13 +360,22 @@ class RedisStore:
 
     def _encode_run(self, run: Run) -> str:
         record = encode_run(run, self._serializer)
-        values: dict[str, Any] = {}
-        for name in _RUN_FIELDS:
-            value = getattr(record, name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            values[name] = value
-        return json.dumps(values, separators=(",", ":"))
+        started_at, finished_at = record.started_at, record.finished_at
+        return _dumps(
+            {
+                "id": record.id,
+                "job_id": record.job_id,
+                "scheduled_time": record.scheduled_time.isoformat(),
+                "started_at": None if started_at is None else started_at.isoformat(),
+                "finished_at": None if finished_at is None else finished_at.isoformat(),
+                "outcome": record.outcome,
+                "result": record.result,
+                "error": record.error,
+                "scheduler_id": record.scheduler_id,
+                "attempt": record.attempt,
+                "coalesced": record.coalesced,
+            }
+        )
 
     def _decode_run(self, text: str | bytes) -> Run:
         values = json.loads(text)
@@ -446,12 +489,11 @@ class RedisStore:
         args = (self._prefix, _us(now), _us(expires), str(limit), scheduler_id)
         reply = await self._eval(_ACQUIRE, (self._due, self._leases, self._token), args)
         leases: list[Lease] = []
-        for i in range(0, len(reply), 5):
-            job_id = _text(reply[i])
+        for job_id, payload, nrt, token, running in json.loads(reply):
             job: Job | None
             error: Exception | None = None
             try:
-                job = self._decode_job(job_id, reply[i + 2], reply[i + 1])
+                job = self._decode_job(job_id, nrt, payload)
             except Exception as exc:
                 # The scheduler reports it and backs it off; the job stays stored.
                 job, error = None, exc
@@ -461,8 +503,8 @@ class RedisStore:
                     job=job,
                     scheduler_id=scheduler_id,
                     expires_at=expires,
-                    token=int(reply[i + 3]),
-                    running=int(reply[i + 4]),
+                    token=int(token),
+                    running=int(running),
                     error=error,
                 )
             )
@@ -473,31 +515,56 @@ class RedisStore:
         ids of releases whose lease was no longer held (nothing of those is written)."""
         if not releases:
             return set()
-        args = [self._prefix, self._sender, self._retention_arg]
         encode = self._encode_run
-        for release in releases:
-            lease = release.lease
-            nrt = release.next_run_time
-            args += (
-                lease.job_id,
-                str(lease.token),
-                "" if nrt is None else _us(nrt),
-                "1" if release.remove else "0",
-                str(len(release.started)),
-                str(len(release.finished)),
-            )
-            for run in release.started:
-                args += (str(run.id), encode(run))
-            args.extend(encode(run) for run in release.finished)
+        batch = [
+            [
+                release.lease.job_id,
+                str(release.lease.token),
+                "" if release.next_run_time is None else _us(release.next_run_time),
+                1 if release.remove else 0,
+                [[str(run.id), encode(run)] for run in release.started],
+                [encode(run) for run in release.finished],
+            ]
+            for release in releases
+        ]
+        args = (self._prefix, self._sender, self._retention_arg, _dumps(batch))
         rejected = await self._eval(_RELEASE, (self._due, self._leases, self._jobs), args)
         return {_text(job_id) for job_id in rejected}
 
     # ------------------------------------------------------------------ runs
 
     async def finish_run(self, run: Run) -> None:
-        """Record a finished run; it no longer counts for max_instances."""
-        args = (self._prefix, run.job_id, str(run.id), self._encode_run(run), self._retention_arg)
-        await self._eval(_FINISH, (), args)
+        """Record a finished run; it no longer counts for max_instances.
+
+        Runs that end while another batch of outcomes is being written (or in the same
+        event loop turn) are written together, in one script call: a group commit.
+        """
+        entry = [run.job_id, str(run.id), self._encode_run(run)]
+        batch = self._finishing
+        if batch is not None:
+            batch.runs.append(entry)
+            await batch.done.wait()
+            if batch.error is not None:
+                raise StoreError(str(batch.error)) from batch.error
+            return
+        batch = self._finishing = _FinishBatch()
+        batch.runs.append(entry)
+        try:
+            # Shielded: the batch holds other runs' outcomes, which must not be lost
+            # because this caller was cancelled.
+            with anyio.CancelScope(shield=True):
+                await anyio.lowlevel.checkpoint()  # let runs ending now join the batch
+                async with self._finish_lock:  # ... and those ending while one is written
+                    self._finishing = None
+                    args = (self._prefix, self._retention_arg, _dumps(batch.runs))
+                    await self._eval(_FINISH, (), args)
+        except BaseException as exc:
+            batch.error = exc
+            raise
+        finally:
+            if self._finishing is batch:
+                self._finishing = None
+            batch.done.set()
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""
@@ -515,6 +582,18 @@ class RedisStore:
         in_flight.sort(key=lambda run: run.scheduled_time, reverse=True)
         finished = [self._decode_run(text) for text in finished_texts]
         return (in_flight + finished)[:limit]
+
+
+class _FinishBatch:
+    __slots__ = ("done", "error", "runs")
+
+    def __init__(self) -> None:
+        self.runs: list[list[str]] = []
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _current_backend() -> str:

@@ -1,0 +1,322 @@
+"""What only the Redis store does: its key layout, scripts, cross-process wake-ups, and
+the asyncio-only refusal on trio. The shared behaviour is in the conformance suite."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import anyio
+import pytest
+
+from horae import IntervalTrigger, Job, JobLookupError, Run, RunOutcome, StoreError
+from horae.stores.base import Release, StoreContext
+from horae.stores.redis import LAYOUT_VERSION, RedisStore
+from tests.services import REDIS_URL, unavailable
+
+from .. import jobfuncs
+from .conftest import context
+from .target_redis import delete_prefix
+
+redis_asyncio = pytest.importorskip("redis.asyncio")
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+US = timedelta(microseconds=1)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # redis-py's asyncio client runs on asyncio only; the trio refusal has its own test.
+    return "asyncio"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Any]:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        unavailable(f"Redis at {REDIS_URL}", exc)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def prefix(client: Any) -> AsyncIterator[str]:
+    prefix = f"horae-test-{uuid.uuid4().hex}"
+    try:
+        yield prefix
+    finally:
+        await delete_prefix(client, prefix)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_job(job_id: str, next_run: float | None) -> Job:
+    return Job(
+        id=job_id,
+        func=jobfuncs.async_add,
+        func_ref="tests.jobfuncs:async_add",
+        trigger=IntervalTrigger(seconds=10, start_date=T0, timezone="UTC"),
+        args=(1, 2),
+        next_run_time=None if next_run is None else at(next_run),
+    )
+
+
+class Wakeups:
+    """A store context's wakeup callback that counts its calls and can be waited for."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._event = anyio.Event()
+
+    def __call__(self) -> None:
+        self.count += 1
+        self._event.set()
+
+    def context(self, scheduler_id: str = "test") -> StoreContext:
+        return StoreContext(scheduler_id=scheduler_id, wakeup=self, publish=lambda e: None)
+
+    def expect(self) -> None:
+        """Wait for calls from now on."""
+        self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def keys_of(client: Any) -> set[str]:
+    return {key.decode() async for key in client.scan_iter(count=1000)}
+
+
+async def test_every_key_is_under_the_prefix(client: Any, prefix: str) -> None:
+    before = await keys_of(client)
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job(str(i), i) for i in range(5)], replace=False)
+        await store.add_jobs([make_job("paused", None)], replace=False)
+        leases = await store.acquire_jobs("s1", at(2), limit=10, lease_duration=30)
+        run = Run(job_id="0", scheduled_time=at(0), scheduler_id="s1")
+        missed = Run(job_id="1", scheduled_time=at(1), outcome=RunOutcome.MISSED, scheduler_id="s1")
+        await store.release_jobs(
+            "s1",
+            [
+                Release(lease=leases[0], next_run_time=at(10), started=[run]),
+                Release(lease=leases[1], next_run_time=at(11), finished=[missed]),
+            ],
+        )
+        # leases[2] stays leased.
+        mine = {key for key in await keys_of(client) - before if key.startswith(f"{prefix}:")}
+        others = await keys_of(client) - before - mine
+        # Keys of tests running at the same time carry prefixes of their own.
+        assert all(key.startswith("horae-test-") for key in others)
+        assert {key.removeprefix(f"{prefix}:") for key in mine} == {
+            "version",
+            "due",
+            "jobs",
+            "leases",
+            "token",
+            *(f"job:{i}" for i in ("0", "1", "2", "3", "4", "paused")),
+            "inflight:0",
+            "runs:1",
+        }
+        assert await client.get(f"{prefix}:version") == str(LAYOUT_VERSION).encode()
+        assert await client.zrange(f"{prefix}:due", 0, -1) == [b"3", b"4", b"0", b"1"]
+        assert await client.zscore(f"{prefix}:due", "3") == (at(3) - EPOCH) // US
+        lease = await client.hgetall(f"{prefix}:job:2")
+        assert lease[b"holder"] == b"s1"
+        assert int(lease[b"ltoken"]) == leases[2].token
+        assert lease[b"exp"] == str((at(32) - EPOCH) // US).encode()
+        assert await client.hget(f"{prefix}:job:0", "running") == b"1"
+        await store.finish_run(
+            Run(
+                id=run.id,
+                job_id="0",
+                scheduled_time=at(0),
+                finished_at=at(1),
+                outcome=RunOutcome.SUCCESS,
+                result=3,
+            )
+        )
+        assert await client.hget(f"{prefix}:job:0", "running") is None
+        assert not await client.exists(f"{prefix}:inflight:0")
+    finally:
+        await store.stop()
+
+
+async def test_scripts_are_loaded_once_and_again_after_a_flush(client: Any, prefix: str) -> None:
+    loads: list[str] = []
+    original = client.script_load
+
+    async def counting_load(script: str) -> Any:
+        loads.append(script)
+        return await original(script)
+
+    client.script_load = counting_load
+    store = RedisStore(client, prefix=prefix)
+    await store.start(context())
+    try:
+        shas = [script.sha for script in _scripts()]
+        assert all(await client.script_exists(*shas))
+        for i in range(3):
+            await store.add_jobs([make_job(f"j{i}", i)], replace=False)
+            leases = await store.acquire_jobs("s", at(i), 10, 30)
+            await store.release_jobs("s", [Release(lease=leases[0], next_run_time=at(99))])
+        assert loads == []  # every call went by SHA
+        await client.script_flush()
+        await store.add_jobs([make_job("after-flush", 5)], replace=False)
+        assert len(loads) == 1
+        assert (await store.get_job("after-flush")).next_run_time == at(5)
+        (lease,) = await store.acquire_jobs("s", at(5), 10, 30)
+        assert lease.job_id == "after-flush"
+        assert len(loads) == 2  # acquire's script, once
+        assert all(await client.script_exists(*shas[:1]))
+    finally:
+        await store.stop()
+    assert await client.ping()  # a client given to the store stays open
+
+
+def _scripts() -> list[Any]:
+    from horae.stores import redis as module
+
+    return list(module._SCRIPTS)
+
+
+async def test_concurrent_acquirers_get_disjoint_jobs(prefix: str) -> None:
+    stores = [RedisStore(REDIS_URL, prefix=prefix) for _ in range(4)]
+    for i, store in enumerate(stores):
+        await store.start(context(f"s{i}"))
+    try:
+        await stores[0].add_jobs([make_job(f"job{i}", i % 50) for i in range(2000)], replace=False)
+        taken: dict[str, list[str]] = {f"s{i}": [] for i in range(4)}
+
+        async def acquire(store: RedisStore, scheduler_id: str) -> None:
+            while leases := await store.acquire_jobs(scheduler_id, at(60), 37, 30):
+                taken[scheduler_id].extend(lease.job_id for lease in leases)
+
+        async with anyio.create_task_group() as tg:
+            for i, store in enumerate(stores):
+                tg.start_soon(acquire, store, f"s{i}")
+        every = [job_id for ids in taken.values() for job_id in ids]
+        assert len(every) == 2000
+        assert set(every) == {f"job{i}" for i in range(2000)}
+        assert sum(1 for ids in taken.values() if ids) > 1  # they really competed
+    finally:
+        for store in stores:
+            await store.stop()
+
+
+async def test_changes_wake_other_stores_not_their_own(prefix: str) -> None:
+    woken = Wakeups()
+    writer_woken = Wakeups()
+    listener = RedisStore(REDIS_URL, prefix=prefix)
+    writer = RedisStore(REDIS_URL, prefix=prefix)
+    await listener.start(woken.context("listener"))
+    await writer.start(writer_woken.context("writer"))
+    try:
+
+        async def woken_after(action: Callable[[], Any]) -> None:
+            woken.expect()
+            await action()
+            with anyio.fail_after(5):
+                await woken.wait()
+
+        await woken_after(lambda: writer.add_jobs([make_job("a", 10)], replace=False))
+        await woken_after(lambda: writer.update_job(make_job("a", 20)))
+        await woken_after(lambda: writer.remove_job("a"))
+        await woken_after(lambda: writer.add_jobs([make_job("b", 10)], replace=False))
+        (lease,) = await writer.acquire_jobs("writer", at(10), 10, lease_duration=30)
+        # The job comes back sooner than its lease would have expired.
+        await woken_after(
+            lambda: writer.release_jobs("writer", [Release(lease=lease, next_run_time=at(20))])
+        )
+        await woken_after(writer.remove_all_jobs)
+        assert woken.count == 6
+        assert writer_woken.count == 0
+    finally:
+        await writer.stop()
+        await listener.stop()
+
+
+async def test_listener_comes_back_after_its_connection_is_killed(client: Any, prefix: str) -> None:
+    woken = Wakeups()
+    name = f"listener-{uuid.uuid4().hex[:8]}"
+    own = redis_asyncio.Redis.from_url(REDIS_URL, client_name=name)
+    listener = RedisStore(own, prefix=prefix)
+    writer = RedisStore(REDIS_URL, prefix=prefix)
+    await listener.start(woken.context())
+    await writer.start(context("writer"))
+    try:
+        clients = await client.client_list()
+        (pubsub,) = [c for c in clients if c["name"] == name and int(c["sub"]) > 0]
+        woken.expect()
+        await client.client_kill_filter(_id=pubsub["id"])
+        with anyio.fail_after(5):
+            # Back again, it wakes its scheduler (messages may have been missed) ...
+            await woken.wait()
+            # ... and hears the other scheduler's changes again.
+            woken.expect()
+            await writer.add_jobs([make_job("after", 1)], replace=False)
+            await woken.wait()
+    finally:
+        await writer.stop()
+        await listener.stop()
+        await own.aclose()
+
+
+async def test_removed_while_leased_is_released_and_gone(client: Any, prefix: str) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("r", 1)], replace=False)
+        (lease,) = await store.acquire_jobs("s", at(1), 10, 30)
+        await store.remove_job("r")
+        with pytest.raises(JobLookupError):
+            await store.get_job("r")
+        assert await store.release_jobs("s", [Release(lease=lease, next_run_time=at(11))]) == set()
+        with pytest.raises(JobLookupError):
+            await store.get_job("r")
+        assert not await client.exists(f"{prefix}:job:r")
+        assert await store.next_run_time() is None
+    finally:
+        await store.stop()
+
+
+async def test_a_newer_layout_version_is_refused(client: Any, prefix: str) -> None:
+    await client.set(f"{prefix}:version", str(LAYOUT_VERSION + 1))
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    with pytest.raises(StoreError, match=f"layout version {LAYOUT_VERSION + 1}"):
+        await store.start(context())
+    await store.stop()
+
+
+async def test_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="url_or_client: 'localhost:6379' is not a Redis URL"):
+        RedisStore("localhost:6379")
+    with pytest.raises(TypeError, match="url_or_client"):
+        RedisStore(6379)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="prefix"):
+        RedisStore(REDIS_URL, prefix="")
+    with pytest.raises(ValueError, match="run_retention"):
+        RedisStore(REDIS_URL, run_retention=-1)
+    with pytest.raises(StoreError, match="not started"):
+        await RedisStore(REDIS_URL).get_job("x")
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_is_refused_with_what_to_do() -> None:
+    store = RedisStore(REDIS_URL, prefix=f"horae-test-{uuid.uuid4().hex}")
+    with pytest.raises(StoreError, match="RedisStore needs the asyncio backend") as info:
+        await store.start(context())
+    assert "backend='asyncio'" in str(info.value)
