@@ -55,33 +55,49 @@ class FakeClock:
             delta = timedelta(seconds=delta)
         if delta < timedelta(0):
             raise ValueError("a FakeClock cannot go back in time")
-        return self.set(self._now + delta)
+        with self._lock:
+            instant = self._now + delta
+            due = self._move(instant)
+        self._wake(due)
+        return instant
 
     def set(self, instant: datetime) -> datetime:
         """Move time to ``instant`` (not earlier than now) and wake every waiter."""
+        with self._lock:
+            due = self._move(instant)
+        self._wake(due)
+        return instant
+
+    def _move(self, instant: datetime) -> list[tuple[anyio.Event, object, int]]:
+        # Called with the lock held. Moving time and collecting the waiters it wakes is
+        # one step, so a waiter registering in wait() either sees the old time and is
+        # collected here, or sees the new time and does not wait.
         if instant < self._now:
             raise ValueError("a FakeClock cannot go back in time")
         self._now = instant
-        with self._lock:
-            due = [
-                (event, token, thread)
-                for event, (deadline, token, thread) in self._waiters.items()
-                if deadline is not None and deadline <= instant
-            ]
+        return [
+            (event, token, thread)
+            for event, (deadline, token, thread) in self._waiters.items()
+            if deadline is not None and deadline <= instant
+        ]
+
+    @staticmethod
+    def _wake(due: list[tuple[anyio.Event, object, int]]) -> None:
+        # Without the lock: waking a waiter of another thread waits for that thread's
+        # event loop, which may be taking the lock in wait().
         for event, token, thread in due:
             if thread == threading.get_ident():
                 event.set()
             else:
-                # advance() called from another thread (a sync test driving the facade).
+                # advance() from another thread (a sync test driving the facade).
                 anyio.from_thread.run_sync(event.set, token=token)  # type: ignore[arg-type]
-        return instant
 
     async def wait(self, deadline: datetime | None, wakeup: anyio.Event) -> None:
         """Return when time reaches ``deadline`` or ``wakeup`` is set."""
-        if deadline is not None and deadline <= self._now:
-            return
         token = anyio.lowlevel.current_token()
         with self._lock:
+            if deadline is not None and deadline <= self._now:
+                return
             self._waiters[wakeup] = (deadline, token, threading.get_ident())
         try:
             await wakeup.wait()
