@@ -320,3 +320,82 @@ async def test_trio_is_refused_with_what_to_do() -> None:
     with pytest.raises(StoreError, match="RedisStore needs the asyncio backend") as info:
         await store.start(context())
     assert "backend='asyncio'" in str(info.value)
+
+
+async def test_runs_ending_together_are_all_recorded(prefix: str) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix, run_retention=1000)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("many", 1)], replace=False)
+        (lease,) = await store.acquire_jobs("s", at(1), 10, 30)
+        started = [Run(job_id="many", scheduled_time=at(i), scheduler_id="s") for i in range(300)]
+        await store.release_jobs("s", [Release(lease=lease, next_run_time=at(2), started=started)])
+        (lease,) = await store.acquire_jobs("s", at(2), 10, 30)
+        assert lease.running == 300
+        await store.release_jobs("s", [Release(lease=lease, next_run_time=at(3))])
+        async with anyio.create_task_group() as tg:
+            for run in started:
+                finished = Run(
+                    id=run.id,
+                    job_id="many",
+                    scheduled_time=run.scheduled_time,
+                    finished_at=at(5),
+                    outcome=RunOutcome.SUCCESS,
+                    result=run.scheduled_time,
+                )
+                tg.start_soon(store.finish_run, finished)
+        runs = await store.get_runs("many", limit=1000)
+        assert sorted(r.id for r in runs) == sorted(r.id for r in started)
+        assert {r.outcome for r in runs} == {RunOutcome.SUCCESS}
+        assert all(r.result == r.scheduled_time for r in runs)
+        (lease,) = await store.acquire_jobs("s", at(3), 10, 30)
+        assert lease.running == 0
+    finally:
+        await store.stop()
+
+
+@pytest.mark.parametrize("job_id", ["a:b:c", "with space", "ünï ✓", 'quote"back\\slash', "[1]"])
+async def test_any_job_id_round_trips(prefix: str, job_id: str) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job(job_id, 1)], replace=False)
+        (lease,) = await store.acquire_jobs("s", at(1), 10, 30)
+        assert lease.job_id == job_id
+        assert lease.job is not None
+        run = Run(job_id=job_id, scheduled_time=at(1), scheduler_id="s")
+        assert not await store.release_jobs(
+            "s", [Release(lease=lease, next_run_time=at(2), started=[run])]
+        )
+        await store.finish_run(
+            Run(id=run.id, job_id=job_id, scheduled_time=at(1), outcome=RunOutcome.SUCCESS)
+        )
+        assert [r.id for r in await store.get_runs(job_id)] == [run.id]
+        assert [j.id for j in await store.get_jobs()] == [job_id]
+        assert (await store.get_job(job_id)).next_run_time == at(2)
+    finally:
+        await store.stop()
+
+
+async def test_a_client_that_decodes_responses_works_too(prefix: str) -> None:
+    own = redis_asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+    store = RedisStore(own, prefix=prefix)
+    woken = Wakeups()
+    other = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(woken.context())
+    await other.start(context("other"))
+    try:
+        woken.expect()
+        await other.add_jobs([make_job("d", 1), make_job("p", None)], replace=False)
+        with anyio.fail_after(5):
+            await woken.wait()
+        assert [j.id for j in await store.get_jobs()] == ["d", "p"]
+        assert await store.next_run_time() == at(1)
+        (lease,) = await store.acquire_jobs("s", at(1), 10, 30)
+        run = Run(job_id="d", scheduled_time=at(1), scheduler_id="s")
+        await store.release_jobs("s", [Release(lease=lease, next_run_time=at(2), started=[run])])
+        assert [r.id for r in await store.get_runs("d")] == [run.id]
+    finally:
+        await other.stop()
+        await store.stop()
+        await own.aclose()
