@@ -107,6 +107,12 @@ class RedisStore:
         serializer: how arguments and results are stored; ``JSONSerializer()`` by default.
         run_retention: how many finished runs to keep per job.
 
+    Raises:
+        ImportError: redis-py is not installed (``pip install horae[redis]``).
+        ValueError: ``url_or_client`` is not a Redis URL, or ``prefix`` is empty.
+        TypeError: ``url_or_client`` is neither a URL nor a ``redis.asyncio.Redis``.
+        JobArgumentError: ``run_retention`` is not a whole number >= 0.
+
     Example::
 
         from horae import AsyncScheduler
