@@ -1,7 +1,7 @@
 """The SQL text of :class:`~horae.stores.postgres.PostgresStore`, one schema at a time.
 
 Every statement is a template over ``{s}`` (the quoted schema name) and the quoted
-names of the schema's sequences; :func:`statements` fills them in once per store. The
+names of the schema's sequences; :meth:`Statements.for_schema` fills them in once per store. The
 schema name is validated by the store before it gets here, and quoted all the same.
 
 Tables (see ``docs/store-postgres.md``):
@@ -10,8 +10,11 @@ Tables (see ``docs/store-postgres.md``):
   ``next_run_time`` while nobody holds it, its ``lease_expires`` while a scheduler
   does. The due-job query and ``next_run_time()`` read only that column, through a
   partial index, so both stay O(log n) however many jobs are leased or paused.
-- ``runs``: in-flight runs (``outcome IS NULL``, counted for ``max_instances``) and
-  finished ones, ordered by ``seq`` (taken when the run was recorded as finished).
+- ``running``: runs in flight (handed to an executor, not finished): what
+  ``max_instances`` counts. It only holds what runs now, so it stays small.
+- ``runs``: finished runs, ordered by ``seq`` (taken when the run was recorded).
+  Finishing a run moves it from ``running`` to ``runs``: a delete and an insert by
+  primary key, never an update of an indexed column.
 - ``schema_version``: one row, the layout version; :data:`MIGRATIONS` upgrades it.
 """
 
@@ -48,10 +51,9 @@ CREATE TABLE {s}.jobs (
 );
 CREATE INDEX jobs_due_at ON {s}.jobs (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX jobs_lease_holder ON {s}.jobs (lease_holder) WHERE lease_holder IS NOT NULL;
-CREATE TABLE {s}.runs (
+CREATE TABLE {s}.running (
     id             uuid PRIMARY KEY,
     job_id         text NOT NULL,
-    seq            bigint NOT NULL DEFAULT nextval({run_order}),
     scheduled_time timestamptz NOT NULL,
     started_at     timestamptz,
     finished_at    timestamptz,
@@ -62,8 +64,22 @@ CREATE TABLE {s}.runs (
     attempt        integer NOT NULL,
     coalesced      integer NOT NULL
 );
-CREATE INDEX runs_in_flight ON {s}.runs (job_id) WHERE outcome IS NULL;
-CREATE INDEX runs_finished ON {s}.runs (job_id, seq) WHERE outcome IS NOT NULL;
+CREATE INDEX running_job_id ON {s}.running (job_id);
+CREATE TABLE {s}.runs (
+    id             uuid PRIMARY KEY,
+    job_id         text NOT NULL,
+    seq            bigint NOT NULL DEFAULT nextval({run_order}),
+    scheduled_time timestamptz NOT NULL,
+    started_at     timestamptz,
+    finished_at    timestamptz,
+    outcome        text NOT NULL,
+    result         text,
+    error          text,
+    scheduler_id   text NOT NULL,
+    attempt        integer NOT NULL,
+    coalesced      integer NOT NULL
+);
+CREATE INDEX runs_job_id_seq ON {s}.runs (job_id, seq);
 """,
 }
 
@@ -177,14 +193,15 @@ UPDATE {s}.jobs j SET
 FROM due
 WHERE j.id = due.id
 RETURNING j.id, j.next_run_time, j.payload, j.lease_token, due.due_at, due.take,
-    (SELECT count(*) FROM {s}.runs r WHERE r.job_id = j.id AND r.outcome IS NULL) AS running
+    (SELECT count(*) FROM {s}.running r WHERE r.job_id = j.id) AS running
 """
 
 # One round trip for a batch of releases.
 #   $1..$6: one element per release: job id, token, released next run time, the
 #           leased job's next run time (NULL for an unreadable job), whether the lease
 #           carried a readable job, remove.
-#   $7..$17: one element per run to record (started ones with outcome NULL).
+#   $7..$17: one element per run to record: outcome NULL for a started one (it goes
+#            to `running`), else a finished one (to `runs`, in this order).
 #   $18, $19: jobs whose old finished runs to trim, and how many of them to keep.
 #   $20 channel, $21 scheduler id, $22 whether to notify.
 # Only releases whose token is the job's current one (and still held) are applied;
@@ -204,7 +221,7 @@ held AS (
         CASE WHEN NOT r.has_job OR j.next_run_time IS NOT DISTINCT FROM r.leased_nrt
              THEN r.next_run_time ELSE j.next_run_time END AS nrt
     FROM {s}.jobs j JOIN r ON j.id = r.id
-    WHERE j.lease_token = r.token AND j.lease_holder IS NOT NULL
+    WHERE j.id = ANY($1::text[]) AND j.lease_token = r.token AND j.lease_holder IS NOT NULL
     FOR UPDATE OF j
 ),
 dropped AS (
@@ -217,25 +234,20 @@ kept AS (
     WHERE j.id = h.id AND NOT h.drop
 ),
 trimmed AS (
-    DELETE FROM {s}.runs x USING (
-        SELECT ranked.id FROM (
-            SELECT ru.id, t.keep,
-                row_number() OVER (PARTITION BY ru.job_id ORDER BY ru.seq DESC) AS n
-            FROM unnest($18::text[], $19::integer[]) AS t(job_id, keep)
-            JOIN {s}.runs ru ON ru.job_id = t.job_id AND ru.outcome IS NOT NULL
-            WHERE t.job_id IN (SELECT id FROM held)
-        ) ranked
-        WHERE ranked.n > ranked.keep
-    ) old
-    WHERE x.id = old.id
+    DELETE FROM {s}.runs WHERE id = ANY(ARRAY(
+        SELECT old.id
+        FROM unnest($18::text[], $19::integer[]) AS t(job_id, keep)
+        CROSS JOIN LATERAL (
+            SELECT ru.id FROM {s}.runs ru
+            WHERE ru.job_id = t.job_id
+            ORDER BY ru.seq DESC
+            OFFSET t.keep
+        ) old
+        WHERE t.job_id IN (SELECT id FROM held)
+    ))
 ),
-recorded AS (
-    INSERT INTO {s}.runs ("""
-    + _RUN_COLUMNS
-    + """)
-    SELECT id, job_id, scheduled_time, started_at, finished_at, outcome, result, error,
-        scheduler_id, attempt, coalesced
-    FROM unnest(
+u AS (
+    SELECT * FROM unnest(
         $7::uuid[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
         $12::text[], $13::text[], $14::text[], $15::text[], $16::integer[], $17::integer[]
     ) WITH ORDINALITY AS u(
@@ -243,61 +255,97 @@ recorded AS (
         scheduler_id, attempt, coalesced, ord
     )
     WHERE u.job_id IN (SELECT id FROM held)
-    ORDER BY u.ord
+),
+started AS (
+    INSERT INTO {s}.running ("""
+    + _RUN_COLUMNS
+    + """)
+    SELECT """
+    + _RUN_COLUMNS
+    + """
+    FROM u WHERE outcome IS NULL
+),
+ended AS (
+    INSERT INTO {s}.runs ("""
+    + _RUN_COLUMNS
+    + """)
+    SELECT """
+    + _RUN_COLUMNS
+    + """
+    FROM u WHERE outcome IS NOT NULL
+    ORDER BY ord
 )
 SELECT array(SELECT id FROM held) AS accepted,
        (SELECT pg_notify($20, $21) WHERE $22 AND EXISTS (SELECT FROM held)) AS notified
 """
 )
 
-# $1..$11 the run (as in _RUN_COLUMNS), $12 how many older finished runs to keep.
-# The run's in-flight row becomes finished (a new row if it had none, as for run_job);
-# the statement's snapshot does not see that row as finished, so "keep" is the
-# retention minus one.
-_FINISH_RUN = (
+# A batch of finished runs in one statement: $1..$11 one element per run (as in
+# _RUN_COLUMNS), $12 the retention. Each run leaves `running` (if it was there: run_job
+# runs never were) and enters `runs`, taking the next ``seq`` in the batch's order.
+# The statement's snapshot does not see the batch in `runs` yet, so the trim keeps
+# the retention minus the job's runs in the batch.
+_FINISH_RUNS = (
     """
-WITH finished AS (
-    UPDATE {s}.runs SET
-        scheduled_time = $3, started_at = $4, finished_at = $5, outcome = $6,
-        result = $7, error = $8, scheduler_id = $9, attempt = $10, coalesced = $11,
-        seq = nextval({run_order})
-    WHERE id = $1 AND outcome IS NULL
-    RETURNING 1
+WITH f AS MATERIALIZED (
+    SELECT u.*, nextval({run_order}) AS new_seq
+    FROM unnest(
+        $1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
+        $6::text[], $7::text[], $8::text[], $9::text[], $10::integer[], $11::integer[]
+    ) WITH ORDINALITY AS u(
+        id, job_id, scheduled_time, started_at, finished_at, outcome, result, error,
+        scheduler_id, attempt, coalesced, ord
+    )
+    ORDER BY u.ord
 ),
-inserted AS (
+ended AS (
+    DELETE FROM {s}.running WHERE id = ANY($1::uuid[])
+),
+recorded AS (
     INSERT INTO {s}.runs ("""
     + _RUN_COLUMNS
-    + """)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
-    WHERE NOT EXISTS (SELECT FROM finished)
+    + """, seq)
+    SELECT """
+    + _RUN_COLUMNS
+    + """, new_seq
+    FROM f
     ON CONFLICT (id) DO NOTHING
-),
-trimmed AS (
-    DELETE FROM {s}.runs WHERE id IN (
-        SELECT id FROM {s}.runs
-        WHERE job_id = $2 AND outcome IS NOT NULL
-        ORDER BY seq DESC
-        OFFSET $12
-    )
 )
-SELECT 1
+DELETE FROM {s}.runs WHERE id = ANY(ARRAY(
+    SELECT old.id
+    FROM (SELECT job_id, greatest($12 - count(*), 0) AS keep FROM f GROUP BY job_id) c
+    CROSS JOIN LATERAL (
+        SELECT ru.id FROM {s}.runs ru
+        WHERE ru.job_id = c.job_id
+        ORDER BY ru.seq DESC
+        OFFSET c.keep
+    ) old
+))
 """
 )
 
-# run_retention = 0: nothing finished is kept, the run's in-flight row goes too.
-_FORGET_RUN = """
-DELETE FROM {s}.runs WHERE id = $1 OR (job_id = $2 AND outcome IS NOT NULL)
+# run_retention = 0: nothing finished is kept.
+_FORGET_RUNS = """
+WITH ended AS (DELETE FROM {s}.running WHERE id = ANY($1::uuid[]))
+DELETE FROM {s}.runs WHERE job_id = ANY($2::text[])
 """
 
 _GET_RUNS = (
     "SELECT "
     + _RUN_COLUMNS
     + """
-FROM {s}.runs
-WHERE job_id = $1
-ORDER BY outcome IS NOT NULL,
-    CASE WHEN outcome IS NULL THEN scheduled_time END DESC,
-    seq DESC
+FROM (
+    (SELECT """
+    + _RUN_COLUMNS
+    + """, 0 AS part, scheduled_time AS at, 0::bigint AS seq
+     FROM {s}.running WHERE job_id = $1)
+    UNION ALL
+    (SELECT """
+    + _RUN_COLUMNS
+    + """, 1, NULL, seq
+     FROM {s}.runs WHERE job_id = $1 ORDER BY seq DESC LIMIT $2)
+) AS history
+ORDER BY part, at DESC, seq DESC
 LIMIT $2
 """
 )
@@ -339,8 +387,8 @@ class Statements:
     next_run_time: str
     acquire: str
     release: str
-    finish_run: str
-    forget_run: str
+    finish_runs: str
+    forget_runs: str
     get_runs: str
     drop_leases: str
     jobs_table: str
@@ -375,8 +423,8 @@ class Statements:
             next_run_time=fill(_NEXT_RUN_TIME),
             acquire=fill(_ACQUIRE),
             release=fill(_RELEASE),
-            finish_run=fill(_FINISH_RUN),
-            forget_run=fill(_FORGET_RUN),
+            finish_runs=fill(_FINISH_RUNS),
+            forget_runs=fill(_FORGET_RUNS),
             get_runs=fill(_GET_RUNS),
             drop_leases=fill(_DROP_LEASES),
             jobs_table=f"{s}.jobs",
