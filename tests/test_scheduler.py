@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from horae import (
+    EVENT_JOB_ABANDONED,
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
     EVENT_JOB_MISSED,
@@ -22,6 +23,7 @@ from horae import (
     HoraeError,
     IntervalTrigger,
     InvalidCallableError,
+    JobAbandoned,
     JobAdded,
     JobArgumentError,
     JobError,
@@ -666,17 +668,17 @@ async def test_job_defaults(clock: FakeClock) -> None:
         ),
         (lambda s: s.add_job(42), InvalidCallableError, "42 is not callable"),
         (
-            lambda s: s.add_job(jobfuncs.async_add, max_instances=0),
+            lambda s: s.add_job(jobfuncs.async_add, args=[1], max_instances=0),
             JobArgumentError,
             "max_instances: 0",
         ),
         (
-            lambda s: s.add_job(jobfuncs.async_add, max_instances=-1),
+            lambda s: s.add_job(jobfuncs.async_add, args=[1], max_instances=-1),
             JobArgumentError,
             "max_instances: -1",
         ),
         (
-            lambda s: s.add_job(jobfuncs.async_add, misfire_grace_time=-1),
+            lambda s: s.add_job(jobfuncs.async_add, args=[1], misfire_grace_time=-1),
             JobArgumentError,
             "misfire_grace_time: -1 seconds is negative",
         ),
@@ -698,8 +700,19 @@ async def test_job_defaults(clock: FakeClock) -> None:
             TriggerError,
             "run_date",
         ),
-        (lambda s: s.add_job(jobfuncs.async_add, id=""), JobArgumentError, "job id"),
+        (lambda s: s.add_job(jobfuncs.async_add, args=[1], id=""), JobArgumentError, "job id"),
         (lambda s: s.add_job(jobfuncs.async_add, args="ab"), JobArgumentError, "args"),
+        (
+            lambda s: s.add_job(jobfuncs.async_add, args=[1, 2, 3]),
+            JobArgumentError,
+            r"async_add\(a: 'int', b: 'int' = 0\).*args=\[1, 2, 3\].*too many",
+        ),
+        (
+            lambda s: s.add_job(jobfuncs.sync_add, kwargs={"c": 1}, args=[1]),
+            JobArgumentError,
+            "unexpected keyword argument 'c'",
+        ),
+        (lambda s: s.add_job(jobfuncs.sync_add), JobArgumentError, "missing a required argument"),
     ],
 )
 async def test_bad_input(scheduler: AsyncScheduler, call: Any, error: type, match: str) -> None:
@@ -717,7 +730,7 @@ async def test_duplicate_id(scheduler: AsyncScheduler) -> None:
 async def test_trigger_that_never_fires_is_refused(scheduler: AsyncScheduler) -> None:
     with pytest.raises(TriggerError, match="never run"):
         await scheduler.add_job(
-            jobfuncs.async_add, "cron", hour=1, end_date="2026-01-01T00:00:00+00:00"
+            jobfuncs.async_add, "cron", args=[1], hour=1, end_date="2026-01-01T00:00:00+00:00"
         )
 
 
@@ -859,3 +872,35 @@ async def test_shutdown_without_waiting_abandons_queued_runs(clock: FakeClock) -
             await scheduler.shutdown(wait=False)
     outcomes_ = [(await scheduler.store.get_runs(f"f{i}"))[0].outcome for i in range(5)]
     assert outcomes_ == [RunOutcome.ABANDONED] * 5
+
+
+async def test_shutdown_without_waiting_publishes_abandoned(clock: FakeClock) -> None:
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    abandoned: list[Event] = []
+    scheduler = AsyncScheduler(clock=clock, timezone="UTC")
+    scheduler.add_listener(abandoned.append, EVENT_JOB_ABANDONED)
+    with anyio.fail_after(5):
+        async with scheduler:
+            await scheduler.add_job(forever, id="forever")
+            await anyio.wait_all_tasks_blocked()
+            await scheduler.shutdown(wait=False)
+    (event,) = abandoned
+    assert isinstance(event, JobAbandoned)
+    assert event.job_id == "forever"
+    assert "without waiting" in event.reason
+
+
+async def test_a_listener_may_remove_itself(scheduler: AsyncScheduler) -> None:
+    calls: list[str] = []
+
+    def once(event: Event) -> None:
+        calls.append("once")
+        scheduler.remove_listener(once)
+
+    scheduler.add_listener(once)
+    scheduler.add_listener(lambda e: calls.append("always"))
+    await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1])
+    await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1])
+    assert calls == ["once", "always", "always"]

@@ -193,6 +193,7 @@ def build_job(
         raise JobArgumentError(f"args: {args!r} is not a list or tuple of positional arguments")
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise JobArgumentError(f"kwargs: {kwargs!r} is not a mapping of keyword arguments")
+    check_arguments(target, args or (), kwargs or {})
     next_run_time = options.get("next_run_time", UNSET)
     if next_run_time is UNSET:
         first = first_fire_time(built_trigger, now)
@@ -232,27 +233,34 @@ def build_job(
     )
 
 
+def check_arguments(
+    func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> None:
+    """Refuse now the arguments ``func`` could not be called with (APScheduler 3 does too).
+
+    Raises:
+        JobArgumentError: the arguments do not fit the callable's signature.
+    """
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return  # some builtins have no signature to check against
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        name = getattr(func, "__qualname__", repr(func))
+        raise JobArgumentError(
+            f"args/kwargs: {name}{signature} cannot be called with args={list(args)!r}, "
+            f"kwargs={dict(kwargs)!r}: {exc}"
+        ) from None
+
+
 def _default_name(func: Callable[..., Any]) -> str:
     while isinstance(func, functools.partial):
         func = func.func
     return getattr(func, "__qualname__", None) or repr(func)
 
 
-#: Options ``modify_job`` may change, and how each is checked.
-MODIFIABLE = frozenset(
-    {
-        "func",
-        "args",
-        "kwargs",
-        "name",
-        "executor",
-        "coalesce",
-        "max_instances",
-        "misfire_grace_time",
-        "jitter",
-        "timeout",
-        "next_run_time",
-        "metadata",
-        "trigger",
-    }
-)
+#: Options ``modify_job`` may change: every ``add_job`` option but the id, plus the callable
+#: and the trigger.
+MODIFIABLE = (JOB_OPTIONS - {"id"}) | {"func", "trigger"}

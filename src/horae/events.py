@@ -200,6 +200,18 @@ class JobMissed(RunEvent):
 
 
 @attrs.frozen(kw_only=True)
+class JobAbandoned(RunEvent):
+    """A run was given up: its scheduler stopped without waiting for it, or died.
+
+    Attributes:
+        reason: what happened, in words.
+    """
+
+    code: ClassVar[int] = EVENT_JOB_ABANDONED
+    reason: str = ""
+
+
+@attrs.frozen(kw_only=True)
 class JobSkipped(RunEvent):
     """A fire time was skipped: the job had ``max_instances`` runs going already."""
 
@@ -330,7 +342,7 @@ class EventHub:
         """Deliver ``event``; never blocks and never raises."""
         if not (self._mask & event.code):
             return
-        for sub in self._subscribers:
+        for sub in tuple(self._subscribers):
             if isinstance(event, sub.types):
                 try:
                     sub.send.send_nowait(event)
@@ -343,7 +355,8 @@ class EventHub:
                     sub.subscription.missed += 1
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     pass
-        for callback, mask in self._listeners:
+        # A copy: a listener may remove itself (or others) while being called.
+        for callback, mask in tuple(self._listeners):
             if not (mask & event.code):
                 continue
             try:
@@ -395,6 +408,7 @@ __all__ = [
     "AllJobsRemoved",
     "Event",
     "EventHub",
+    "JobAbandoned",
     "JobAdded",
     "JobError",
     "JobEvent",

@@ -65,7 +65,7 @@ def _check_optional_duration(_: Any, attribute: attrs.Attribute[Any], value: Any
     if value < timedelta(0):
         raise JobArgumentError(
             f"{attribute.name}: {value.total_seconds():g} seconds is negative; "
-            "give zero or more seconds (or None for no limit)"
+            "give zero or more seconds, or None"
         )
 
 
@@ -194,7 +194,7 @@ class Job:
         """Change options of this job (see :meth:`AsyncScheduler.modify_job`)."""
         return await self._bound().modify_job(self.id, **changes)
 
-    async def reschedule(self, trigger: Any = None, **trigger_args: Any) -> Job:
+    async def reschedule(self, trigger: Any, **trigger_args: Any) -> Job:
         """Give this job a new trigger (see :meth:`AsyncScheduler.reschedule_job`)."""
         return await self._bound().reschedule_job(self.id, trigger, **trigger_args)
 

@@ -48,6 +48,7 @@ from horae.events import (
     AllJobsRemoved,
     Event,
     EventHub,
+    JobAbandoned,
     JobAdded,
     JobModified,
     JobRemoved,
@@ -561,9 +562,7 @@ class AsyncScheduler:
             values["args"] = tuple(values["args"])
         return await self._replace(attrs.evolve(job, **values))
 
-    async def reschedule_job(
-        self, job_id: str, trigger: Trigger | str | None = None, **trigger_args: Any
-    ) -> Job:
+    async def reschedule_job(self, job_id: str, trigger: Trigger | str, **trigger_args: Any) -> Job:
         """Give a job a new trigger; its next run time is the trigger's first fire time.
 
         Raises:
@@ -572,7 +571,7 @@ class AsyncScheduler:
         """
         job = await self.get_job(job_id)
         now = self._now()
-        new_trigger = build_trigger(trigger or "date", trigger_args, self.timezone, now)
+        new_trigger = build_trigger(trigger, trigger_args, self.timezone, now)
         first = first_fire_time(new_trigger, now)
         return await self._replace(attrs.evolve(job, trigger=new_trigger, next_run_time=first))
 
@@ -840,15 +839,20 @@ class AsyncScheduler:
 
     async def _abandon(self, run: Run) -> None:
         now = self._now()
+        reason = "cancelled: the scheduler shut down without waiting for the run"
         await self.store.finish_run(
-            ended(
-                run,
-                started_at=None,
-                finished_at=now,
-                outcome=RunOutcome.ABANDONED,
-                error="cancelled: the scheduler shut down without waiting for the run",
-            )
+            ended(run, started_at=None, finished_at=now, outcome=RunOutcome.ABANDONED, error=reason)
         )
+        if self._hub.wanted & JobAbandoned.code:
+            self._hub.publish(
+                JobAbandoned(
+                    timestamp=now,
+                    job_id=run.job_id,
+                    run_id=run.id,
+                    scheduled_time=run.scheduled_time,
+                    reason=reason,
+                )
+            )
 
     async def _wait_jitter(self, jitter: timedelta, run: Run) -> None:
         until = self._now() + timedelta(seconds=random.uniform(0, jitter.total_seconds()))

@@ -252,9 +252,7 @@ class Scheduler:
         job: Job = self._call(self.async_scheduler.modify_job, job_id, **changes)
         return job
 
-    def reschedule_job(
-        self, job_id: str, trigger: Trigger | str | None = None, **trigger_args: Any
-    ) -> Job:
+    def reschedule_job(self, job_id: str, trigger: Trigger | str, **trigger_args: Any) -> Job:
         """Give a job a new trigger; see :meth:`AsyncScheduler.reschedule_job`."""
         job: Job = self._call(self.async_scheduler.reschedule_job, job_id, trigger, **trigger_args)
         return job
