@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from horae import IntervalTrigger, Job, JobArgumentError, Run, RunOutcome, StoreError
@@ -174,6 +175,57 @@ async def test_a_given_pool_is_used_and_left_open(schema: str) -> None:
         assert await pool.fetchval(f'SELECT count(*) FROM "{schema}".jobs') == 1
     finally:
         await pool.close()
+
+
+async def test_a_pool_too_small_to_listen_is_refused(schema: str) -> None:
+    import asyncpg
+
+    pool = await asyncpg.create_pool(POSTGRES_DSN, min_size=1, max_size=1)
+    try:
+        store = PostgresStore(pool, schema=schema)
+        with pytest.raises(StoreError, match="max_size >= 2"):
+            await store.start(Wakeups("p").context)
+    finally:
+        await pool.close()
+
+
+async def test_concurrent_finishes_are_all_recorded_and_trimmed(schema: str) -> None:
+    store = PostgresStore(POSTGRES_DSN, schema=schema, run_retention=3)
+    await store.start(Wakeups("f").context)
+    try:
+        await store.add_jobs([make_job(f"j{i}", 0) for i in range(20)], replace=False)
+        leases = await store.acquire_jobs("f", at(0), 100, 30)
+        started = {
+            lease.job_id: [Run(job_id=lease.job_id, scheduled_time=at(-k)) for k in range(5)]
+            for lease in leases
+        }
+        await store.release_jobs(
+            "f",
+            [
+                Release(lease=lease, next_run_time=at(10), started=started[lease.job_id])
+                for lease in leases
+            ],
+        )
+        assert len(await store.get_runs("j0")) == 5  # all in flight
+
+        async def finish(run: Run) -> None:
+            await store.finish_run(
+                attrs.evolve(run, finished_at=at(1), outcome=RunOutcome.SUCCESS, result=7)
+            )
+
+        async with anyio.create_task_group() as tg:
+            for k in range(5):
+                for runs in started.values():
+                    tg.start_soon(finish, runs[k])
+        for job_id in started:
+            runs = await store.get_runs(job_id)
+            # The last three to finish, newest first.
+            assert [r.scheduled_time for r in runs] == [at(-4), at(-3), at(-2)]
+            assert {(r.outcome, r.result) for r in runs} == {(RunOutcome.SUCCESS, 7)}
+        leases = await store.acquire_jobs("f", at(10), 100, 30)
+        assert {lease.running for lease in leases} == {0}
+    finally:
+        await store.stop()
 
 
 async def test_two_concurrent_acquirers_get_disjoint_jobs(

@@ -280,9 +280,10 @@ SELECT array(SELECT id FROM held) AS accepted,
 """
 )
 
-# A batch of finished runs in one statement: $1..$11 one element per run (as in
-# _RUN_COLUMNS), $12 the retention. Each run leaves `running` (if it was there: run_job
-# runs never were) and enters `runs`, taking the next ``seq`` in the batch's order.
+# A batch of finished runs in one statement: $1..$11 one element per run to keep (as in
+# _RUN_COLUMNS; at most the retention per job), $12 the retention, $13 the ids of every
+# run of the batch. Each run leaves `running` (if it was there: run_job runs never
+# were); those kept enter `runs`, taking the next ``seq`` in the batch's order.
 # The statement's snapshot does not see the batch in `runs` yet, so the trim keeps
 # the retention minus the job's runs in the batch.
 _FINISH_RUNS = (
@@ -299,7 +300,7 @@ WITH f AS MATERIALIZED (
     ORDER BY u.ord
 ),
 ended AS (
-    DELETE FROM {s}.running WHERE id = ANY($1::uuid[])
+    DELETE FROM {s}.running WHERE id = ANY($13::uuid[])
 ),
 recorded AS (
     INSERT INTO {s}.runs ("""

@@ -180,6 +180,11 @@ class PostgresStore:
         self._sender = context.scheduler_id
         if self._given_pool is not None:
             pool = self._given_pool
+            if pool.get_max_size() < 2:
+                raise StoreError(
+                    "PostgresStore holds one connection of the pool for LISTEN while it "
+                    "runs; give it a pool with max_size >= 2"
+                )
         else:
             pool = await self._asyncpg.create_pool(
                 self._dsn, min_size=1, max_size=10, reset=_no_reset
@@ -531,6 +536,18 @@ class PostgresStore:
                 self._sql.forget_runs, [r.id for r in records], [r.job_id for r in records]
             )
             return
+        ended = [r.id for r in records]
+        if len(records) > self._run_retention:
+            # Only the newest `retention` runs of a job survive: write no more than that.
+            per_job: dict[str, int] = {}
+            kept: list[RunRecord] = []
+            for r in reversed(records):
+                count = per_job.get(r.job_id, 0)
+                if count < self._run_retention:
+                    per_job[r.job_id] = count + 1
+                    kept.append(r)
+            kept.reverse()
+            records = kept
         await pool.execute(
             self._sql.finish_runs,
             [r.id for r in records],
@@ -545,6 +562,7 @@ class PostgresStore:
             [r.attempt for r in records],
             [r.coalesced for r in records],
             self._run_retention,
+            ended,
         )
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
