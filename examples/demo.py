@@ -1,12 +1,15 @@
 """A few seconds of horae: interval, cron, one-off and failing jobs, and their events.
 
-Run it with ``python3 -m nox -s demo`` (or ``python examples/demo.py`` where horae is
-installed). It exits by itself after about six seconds.
+The jobs are kept in a SQLite file (the embedded persistent store), so they are
+referenced by import path, never pickled. Run it with ``python3 -m nox -s demo`` (or
+``python examples/demo.py`` where horae is installed). It exits by itself after about
+six seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from datetime import datetime, timedelta
 
@@ -22,6 +25,7 @@ from horae import (
     JobMissed,
     JobSkipped,
     JobSubmitted,
+    SQLiteStore,
     current_run,
 )
 
@@ -64,7 +68,13 @@ def describe(event: Event) -> str:
 
 
 async def main(seconds: float = 6.0) -> None:
-    scheduler = AsyncScheduler()
+    with tempfile.TemporaryDirectory() as folder:
+        await run_demo(f"{folder}/demo.db", seconds)
+
+
+async def run_demo(path: str, seconds: float) -> None:
+    print(f"jobs are kept in {path}")
+    scheduler = AsyncScheduler(SQLiteStore(path))
     async with scheduler, scheduler.subscribe() as events, anyio.create_task_group() as tg:
 
         async def show() -> None:

@@ -72,7 +72,8 @@ from horae.events import (
 from horae.executors import AsyncExecutor, Executor, ThreadExecutor
 from horae.jobs import Job, JobDefaults, Run, RunOutcome
 from horae.scheduler import AsyncScheduler, current_run
-from horae.stores import MemoryStore, Store
+from horae.serializers import JSONSerializer, PickleSerializer, Serializer
+from horae.stores import MemoryStore, SQLiteStore, Store
 from horae.sync import Scheduler
 from horae.triggers import (
     AndTrigger,
@@ -120,6 +121,7 @@ __all__ = [
     "HoraeError",
     "IntervalTrigger",
     "InvalidCallableError",
+    "JSONSerializer",
     "Job",
     "JobAbandoned",
     "JobAdded",
@@ -138,9 +140,11 @@ __all__ = [
     "JobTimedOut",
     "MemoryStore",
     "OrTrigger",
+    "PickleSerializer",
     "Run",
     "RunEvent",
     "RunOutcome",
+    "SQLiteStore",
     "Scheduler",
     "SchedulerEvent",
     "SchedulerNotRunningError",
@@ -150,6 +154,7 @@ __all__ = [
     "SchedulerStarted",
     "SchedulerStopped",
     "SerializationError",
+    "Serializer",
     "Store",
     "StoreError",
     "Subscription",

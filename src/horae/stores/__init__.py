@@ -1,8 +1,13 @@
-"""Stores: where jobs and their runs are kept."""
+"""Stores: where jobs and their runs are kept.
+
+``MemoryStore`` (the default) keeps them in the process; ``SQLiteStore`` in a file on one
+machine; ``PostgresStore`` and ``RedisStore`` in a server shared by many processes.
+"""
 
 from __future__ import annotations
 
 from horae.stores.base import Lease, Release, Store, StoreContext
 from horae.stores.memory import MemoryStore
+from horae.stores.sqlite import SQLiteStore
 
-__all__ = ["Lease", "MemoryStore", "Release", "Store", "StoreContext"]
+__all__ = ["Lease", "MemoryStore", "Release", "SQLiteStore", "Store", "StoreContext"]
