@@ -73,7 +73,7 @@ from horae.executors import AsyncExecutor, Executor, ThreadExecutor
 from horae.jobs import Job, JobDefaults, Run, RunOutcome
 from horae.scheduler import AsyncScheduler, current_run
 from horae.serializers import JSONSerializer, PickleSerializer, Serializer
-from horae.stores import MemoryStore, SQLiteStore, Store
+from horae.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 from horae.sync import Scheduler
 from horae.triggers import (
     AndTrigger,
@@ -141,6 +141,8 @@ __all__ = [
     "MemoryStore",
     "OrTrigger",
     "PickleSerializer",
+    "PostgresStore",
+    "RedisStore",
     "Run",
     "RunEvent",
     "RunOutcome",

@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from horae.stores.base import Lease, Release, Store, StoreContext
 from horae.stores.memory import MemoryStore
+from horae.stores.postgres import PostgresStore
+from horae.stores.redis import RedisStore
 from horae.stores.sqlite import SQLiteStore
 
-__all__ = ["Lease", "MemoryStore", "Release", "SQLiteStore", "Store", "StoreContext"]
+__all__ = [
+    "Lease",
+    "MemoryStore",
+    "PostgresStore",
+    "RedisStore",
+    "Release",
+    "SQLiteStore",
+    "Store",
+    "StoreContext",
+]
