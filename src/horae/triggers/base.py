@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import json
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from importlib.metadata import entry_points
@@ -151,5 +152,24 @@ def trigger_from_dict(data: Mapping[str, Any]) -> Trigger:
     kind = data.get("kind")
     if not isinstance(kind, str):
         raise TriggerError("kind", f"kind: a trigger dict needs a 'kind' string, got {kind!r}")
+    try:
+        key = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        key = None
+    if key is not None:
+        # Triggers are immutable values, so one instance may serve every job (and every
+        # read of one job) with the same dict; parsing a cron expression again for each
+        # stored job read costs far more than this lookup.
+        cached = _from_dict_cache.get(key)
+        if cached is not None:
+            return cached
     trigger: Trigger = _lookup(kind, "kind").from_dict(data)
+    if key is not None:
+        if len(_from_dict_cache) >= _FROM_DICT_CACHE_SIZE:
+            _from_dict_cache.pop(next(iter(_from_dict_cache)))
+        _from_dict_cache[key] = trigger
     return trigger
+
+
+_FROM_DICT_CACHE_SIZE = 4096
+_from_dict_cache: dict[str, Trigger] = {}
