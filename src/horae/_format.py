@@ -12,6 +12,8 @@ def relative(when: datetime, now: datetime) -> str:
     """``"in 3 min"``, ``"2 h ago"``, ``"now"``."""
     seconds = (when - now).total_seconds()
     future = seconds >= 0
+    if 0 < seconds < 1:
+        return "in <1 s"
     seconds = abs(seconds)
     if seconds < 1:
         return "now"

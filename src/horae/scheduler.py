@@ -761,8 +761,9 @@ class AsyncScheduler:
                 continue
             if job.id in rejected:
                 logger.warning(
-                    "job %r: the lease expired before this scheduler released it, and "
-                    "another scheduler owns it now; its fire times are left to that one",
+                    "job %r: the store refused this scheduler's release (the job was removed "
+                    "meanwhile, or its lease expired and another scheduler took it over); "
+                    "its due fire times are not run here",
                     job.id,
                 )
                 continue
