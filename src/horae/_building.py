@@ -233,6 +233,12 @@ def build_job(
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    # inspect.signature costs more than the rest of add_job; most jobs share a callable.
+    return inspect.signature(func)
+
+
 def check_arguments(
     func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> None:
@@ -242,7 +248,7 @@ def check_arguments(
         JobArgumentError: the arguments do not fit the callable's signature.
     """
     try:
-        signature = inspect.signature(func)
+        signature = _signature(func)
     except (TypeError, ValueError):
         return  # some builtins have no signature to check against
     try:
