@@ -81,6 +81,13 @@ def _check_aware_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise JobArgumentError(f"{attribute.name}: {value!r} is not a timezone-aware datetime")
 
 
+def _duration_option() -> Any:
+    # One definition for the duration options that jobs and job defaults share.
+    return attrs.field(
+        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
+    )
+
+
 @attrs.frozen
 class JobDefaults:
     """Options that jobs take when ``add_job`` does not give them.
@@ -92,15 +99,9 @@ class JobDefaults:
 
     coalesce: bool = attrs.field(default=True, validator=_check_bool)
     max_instances: int = attrs.field(default=1, validator=_check_max_instances)
-    misfire_grace_time: timedelta | None = attrs.field(
-        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
-    )
-    jitter: timedelta | None = attrs.field(
-        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
-    )
-    timeout: timedelta | None = attrs.field(
-        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
-    )
+    misfire_grace_time: timedelta | None = _duration_option()
+    jitter: timedelta | None = _duration_option()
+    timeout: timedelta | None = _duration_option()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | JobDefaults | None) -> JobDefaults:
@@ -152,15 +153,9 @@ class Job:
     executor: str = "default"
     coalesce: bool = attrs.field(default=True, validator=_check_bool)
     max_instances: int = attrs.field(default=1, validator=_check_max_instances)
-    misfire_grace_time: timedelta | None = attrs.field(
-        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
-    )
-    jitter: timedelta | None = attrs.field(
-        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
-    )
-    timeout: timedelta | None = attrs.field(
-        default=None, converter=_to_optional_timedelta, validator=_check_optional_duration
-    )
+    misfire_grace_time: timedelta | None = _duration_option()
+    jitter: timedelta | None = _duration_option()
+    timeout: timedelta | None = _duration_option()
     next_run_time: datetime | None = attrs.field(default=None, validator=_check_aware_or_none)
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     _scheduler: AsyncScheduler | None = attrs.field(
