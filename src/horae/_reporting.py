@@ -37,6 +37,7 @@ def submitted(hub: EventHub, run: Run, now: datetime) -> None:
         hub.publish(
             JobSubmitted(
                 timestamp=now,
+                origin=hub.origin,
                 job_id=run.job_id,
                 run_id=run.id,
                 scheduled_time=run.scheduled_time,
@@ -58,6 +59,7 @@ def not_run(hub: EventHub, run: Run) -> None:
             hub.publish(
                 JobMissed(
                     timestamp=timestamp,
+                    origin=hub.origin,
                     job_id=run.job_id,
                     run_id=run.id,
                     scheduled_time=run.scheduled_time,
@@ -74,6 +76,7 @@ def not_run(hub: EventHub, run: Run) -> None:
         hub.publish(
             JobSkipped(
                 timestamp=timestamp,
+                origin=hub.origin,
                 job_id=run.job_id,
                 run_id=run.id,
                 scheduled_time=run.scheduled_time,
@@ -89,6 +92,7 @@ def finished(hub: EventHub, job: Job, run: Run, exc: BaseException | None) -> No
             hub.publish(
                 JobExecuted(
                     timestamp=timestamp,
+                    origin=hub.origin,
                     job_id=job.id,
                     run_id=run.id,
                     scheduled_time=run.scheduled_time,
@@ -102,6 +106,7 @@ def finished(hub: EventHub, job: Job, run: Run, exc: BaseException | None) -> No
             hub.publish(
                 JobTimedOut(
                     timestamp=timestamp,
+                    origin=hub.origin,
                     job_id=job.id,
                     run_id=run.id,
                     scheduled_time=run.scheduled_time,
@@ -113,6 +118,7 @@ def finished(hub: EventHub, job: Job, run: Run, exc: BaseException | None) -> No
         hub.publish(
             JobError(
                 timestamp=timestamp,
+                origin=hub.origin,
                 job_id=job.id,
                 run_id=run.id,
                 scheduled_time=run.scheduled_time,
@@ -139,6 +145,7 @@ def job_failed(
         hub.publish(
             JobError(
                 timestamp=now,
+                origin=hub.origin,
                 job_id=lease.job_id,
                 run_id=uuid.uuid4(),
                 scheduled_time=scheduled or now,

@@ -45,17 +45,37 @@ EVENT_STORE_ERROR = 1 << 19
 EVENT_STORE_RECOVERED = 1 << 20
 EVENT_ALL = (1 << 21) - 1
 
+#: The events that travel between schedulers sharing a store (``share_events``): what
+#: happened to jobs and to their runs. Scheduler life-cycle events stay local.
+EVENT_SHARED = (
+    EVENT_JOB_ADDED
+    | EVENT_JOB_REMOVED
+    | EVENT_JOB_MODIFIED
+    | EVENT_ALL_JOBS_REMOVED
+    | EVENT_JOB_SUBMITTED
+    | EVENT_JOB_EXECUTED
+    | EVENT_JOB_ERROR
+    | EVENT_JOB_MISSED
+    | EVENT_JOB_MAX_INSTANCES
+    | EVENT_JOB_TIMEOUT
+    | EVENT_JOB_ABANDONED
+)
+
 
 @attrs.frozen(kw_only=True)
 class Event:
     """Base class of every event.
 
     Attributes:
-        timestamp: when it happened (the scheduler's clock).
+        timestamp: when it happened (the clock of the scheduler where it happened).
+        origin: the id of the scheduler where it happened. Events that other schedulers
+            sharing the store send (see ``AsyncScheduler(share_events=...)``) keep their
+            origin: ``event.origin != scheduler.id`` tells a remote event from a local one.
     """
 
     code: ClassVar[int] = 0
     timestamp: datetime
+    origin: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -273,11 +293,23 @@ class EventHub:
     scheduler.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, origin: str | None = None) -> None:
+        #: What events built for this hub carry as their ``origin``.
+        self.origin = origin
         self._listeners: list[tuple[Listener, int]] = []
         self._subscribers: list[_Subscriber] = []
         self._task_group: TaskGroup | None = None
+        self._local_mask = 0
+        self._share_mask = 0
+        self._share: Callable[[Event], None] | None = None
         self._mask = 0
+
+    def share(self, mask: int, send: Callable[[Event], None] | None) -> None:
+        """Also hand published events whose code is in ``mask`` to ``send`` (which
+        broadcasts them to other schedulers); ``send=None`` stops that."""
+        self._share = send
+        self._share_mask = mask if send is not None else 0
+        self._mask = self._local_mask | self._share_mask
 
     def start(self, task_group: TaskGroup) -> None:
         """Use ``task_group`` (owned by the scheduler) for async listeners."""
@@ -292,7 +324,8 @@ class EventHub:
 
     @property
     def wanted(self) -> int:
-        """The union of the codes someone listens to (``0``: publishing is free)."""
+        """The union of the codes someone listens to, here or (when events are shared)
+        in another scheduler (``0``: publishing is free)."""
         return self._mask
 
     def _recompute_mask(self) -> None:
@@ -302,7 +335,8 @@ class EventHub:
         for sub in self._subscribers:
             for t in sub.types:
                 mask |= t.code if t.code else EVENT_ALL
-        self._mask = mask
+        self._local_mask = mask
+        self._mask = mask | self._share_mask
 
     def add_listener(self, callback: Listener, mask: int = EVENT_ALL) -> None:
         """Call ``callback(event)`` for every event whose ``code`` is in ``mask``."""
@@ -339,9 +373,22 @@ class EventHub:
             send.close()
 
     def publish(self, event: Event) -> None:
-        """Deliver ``event``; never blocks and never raises."""
-        if not (self._mask & event.code):
-            return
+        """Deliver ``event`` (and share it, see :meth:`share`); never blocks or raises."""
+        code = event.code
+        if self._share_mask & code:
+            assert self._share is not None
+            self._share(event)
+        if self._local_mask & code:
+            self._deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        """Deliver an event that happened in another scheduler: to this hub's listeners
+        and subscribers only, never shared again. Ignored while the scheduler is not
+        running."""
+        if self._task_group is not None and self._local_mask & event.code:
+            self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
         for sub in tuple(self._subscribers):
             if isinstance(event, sub.types):
                 try:
@@ -403,6 +450,7 @@ __all__ = [
     "EVENT_SCHEDULER_SHUTDOWN",
     "EVENT_SCHEDULER_START",
     "EVENT_SCHEDULER_STARTED",
+    "EVENT_SHARED",
     "EVENT_STORE_ERROR",
     "EVENT_STORE_RECOVERED",
     "AllJobsRemoved",

@@ -45,6 +45,7 @@ from horae.errors import (
 )
 from horae.events import (
     EVENT_ALL,
+    EVENT_SHARED,
     AllJobsRemoved,
     Event,
     EventHub,
@@ -77,6 +78,8 @@ Role = Literal["scheduler", "client"]
 #: A job whose trigger raised, or that could not be read, is looked at again after this long.
 _FAILED_JOB_BACKOFF = timedelta(seconds=60)
 _STORE_ERROR_BACKOFF = (0.5, 30.0)
+#: Events waiting for a broadcast beyond this many are dropped (and counted).
+_OUTBOX_LIMIT = 100_000
 
 
 def _default_scheduler_id() -> str:
@@ -111,6 +114,11 @@ class AsyncScheduler:
         scheduler_id: a stable id for this scheduler (hostname-pid-random by default).
         lease_duration: seconds a scheduler holds a due job before another may take it.
         batch_size: how many due jobs one store round trip acquires.
+        share_events: also send this scheduler's job and run events to the other
+            schedulers sharing the store, whose listeners and subscribers then see them
+            with ``event.origin`` set to this scheduler's id. Off by default: building
+            and sending an event for every run costs ~15-25% of a burst's throughput.
+            Every scheduler receives what others send, whatever this says.
     """
 
     def __init__(
@@ -125,6 +133,7 @@ class AsyncScheduler:
         scheduler_id: str | None = None,
         lease_duration: float = 30.0,
         batch_size: int = 100,
+        share_events: bool = False,
     ) -> None:
         if role not in ("scheduler", "client"):
             raise JobArgumentError(f"role: {role!r} is not a role; use 'scheduler' or 'client'")
@@ -148,7 +157,15 @@ class AsyncScheduler:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._lease_duration = float(lease_duration)
         self._batch_size = batch_size
-        self._hub = EventHub()
+        self._hub = EventHub(origin=self.id)
+        self.share_events = bool(share_events)
+        # Events waiting to be broadcast to other schedulers (see _send_events).
+        self._outbox: list[Event] = []
+        self._outbox_ready = anyio.Event()
+        self._outbox_closed = False
+        self._outbox_dropped = 0
+        self._sending = False
+        self._broadcast_failing = False
         self._state: Literal["initial", "starting", "running", "stopping", "stopped"] = "initial"
         self._paused = False
         self._pending: list[tuple[Job, bool]] = []
@@ -192,8 +209,10 @@ class AsyncScheduler:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            # Events other schedulers broadcast go to local listeners only (deliver),
+            # never back out.
             await self.store.start(
-                StoreContext(scheduler_id=self.id, wakeup=self._wake, publish=self._hub.publish)
+                StoreContext(scheduler_id=self.id, wakeup=self._wake, publish=self._hub.deliver)
             )
             stack.push_async_callback(self.store.stop)
             for executor in self.executors.values():
@@ -202,6 +221,12 @@ class AsyncScheduler:
             # Owner of every background task: the loop, the runs and async listeners.
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             self._hub.start(self._task_group)
+            if self.share_events:
+                self._outbox_closed = False
+                self._outbox_ready = anyio.Event()
+                self._hub.share(EVENT_SHARED, self._share_event)
+                # Owner: the scheduler's task group; it ends once _stop() closed the outbox.
+                self._task_group.start_soon(self._send_events, name=f"horae events {self.id}")
             await self._add_pending()
             if self.role == "scheduler":
                 self._runs = await self._task_group.start(self._host_runs)
@@ -216,7 +241,9 @@ class AsyncScheduler:
             raise
         self._exit_stack = stack
         self._state = "running"
-        self._publish(SchedulerStarted(timestamp=self._clock.now(), scheduler_id=self.id))
+        self._publish(
+            SchedulerStarted(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
+        )
         logger.info("scheduler %s started (store %r)", self.id, self.store)
         return self
 
@@ -253,7 +280,10 @@ class AsyncScheduler:
             self._runs.cancel_scope.cancel()
         self._runs_close.set()
         await self._runs_done.wait()
-        self._publish(SchedulerStopped(timestamp=self._clock.now(), scheduler_id=self.id))
+        self._publish(
+            SchedulerStopped(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
+        )
+        self._close_outbox()
         # Subscribers' iterators end here, so that tasks reading them can finish before
         # the scheduler's own task group is left.
         self._hub.close()
@@ -302,14 +332,18 @@ class AsyncScheduler:
         if not self._paused:
             self._paused = True
             self._wake()
-            self._publish(SchedulerPaused(timestamp=self._clock.now(), scheduler_id=self.id))
+            self._publish(
+                SchedulerPaused(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
+            )
 
     async def resume(self) -> None:
         """Resume running due jobs after :meth:`pause`."""
         if self._paused:
             self._paused = False
             self._wake()
-            self._publish(SchedulerResumed(timestamp=self._clock.now(), scheduler_id=self.id))
+            self._publish(
+                SchedulerResumed(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
+            )
 
     @property
     def paused(self) -> bool:
@@ -349,6 +383,80 @@ class AsyncScheduler:
 
     def _publish(self, event: Event) -> None:
         self._hub.publish(event)
+
+    # ------------------------------------------------------- events to others
+
+    def _share_event(self, event: Event) -> None:
+        if self._outbox_closed:
+            return
+        if len(self._outbox) >= _OUTBOX_LIMIT:
+            # The store is not keeping up (or is down): never let the backlog grow
+            # without bound; one warning per episode.
+            if not self._outbox_dropped:
+                logger.warning(
+                    "scheduler %s: events for other schedulers pile up faster than the "
+                    "store takes them; dropping them until it catches up",
+                    self.id,
+                )
+            self._outbox_dropped += 1
+            return
+        self._outbox.append(event)
+        if len(self._outbox) == 1:
+            self._outbox_ready.set()
+
+    def _close_outbox(self) -> None:
+        self._outbox_closed = True
+        self._outbox_ready.set()
+
+    async def _send_events(self) -> None:
+        """Broadcast the events collected since the last call, one batch per call.
+
+        While one batch is on its way, the next collects: under load, each store round
+        trip carries many events.
+        """
+        store = self.store
+        try:
+            while True:
+                await self._outbox_ready.wait()
+                # Let the rest of this loop turn (the runs of one batch) join the batch.
+                await anyio.lowlevel.checkpoint()
+                self._outbox_ready = anyio.Event()
+                batch, self._outbox = self._outbox, []
+                if batch:
+                    await self._broadcast(store, batch)
+                if self._outbox_closed and not self._outbox:
+                    return
+        finally:
+            self._outbox.clear()
+            self._notify_idle()
+
+    async def _broadcast(self, store: Store, batch: list[Event]) -> None:
+        self._sending = True
+        try:
+            await store.broadcast(batch)
+        except Exception as exc:
+            if not self._broadcast_failing:
+                logger.warning(
+                    "scheduler %s: could not send events to other schedulers (%s); "
+                    "they miss events until the store takes them again",
+                    self.id,
+                    exc,
+                )
+                self._broadcast_failing = True
+        else:
+            if self._broadcast_failing:
+                logger.warning("scheduler %s: sending events to other schedulers again", self.id)
+                self._broadcast_failing = False
+            if self._outbox_dropped:
+                logger.warning(
+                    "scheduler %s: %d events were not sent to other schedulers",
+                    self.id,
+                    self._outbox_dropped,
+                )
+                self._outbox_dropped = 0
+        finally:
+            self._sending = False
+            self._notify_idle()
 
     # ------------------------------------------------------------ job management
 
@@ -443,7 +551,7 @@ class AsyncScheduler:
         await self.store.add_jobs([job], replace=replace_existing)
         self._wake()
         if self._hub.wanted & JobAdded.code:
-            self._publish(JobAdded(timestamp=self._now(), job_id=job.id))
+            self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
         return self._bind(job)
 
     def scheduled_job(
@@ -498,7 +606,7 @@ class AsyncScheduler:
         pending, self._pending = self._pending, []
         for job, replace in pending:
             await self.store.add_jobs([job], replace=replace)
-            self._publish(JobAdded(timestamp=self._now(), job_id=job.id))
+            self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
 
     async def get_job(self, job_id: str) -> Job:
         """The job with that id.
@@ -527,7 +635,7 @@ class AsyncScheduler:
             return job
         await self.store.update_job(job)
         self._wake()
-        self._publish(event or JobModified(timestamp=self._now(), job_id=job.id))
+        self._publish(event or JobModified(timestamp=self._now(), job_id=job.id, origin=self.id))
         return self._bind(job)
 
     async def modify_job(self, job_id: str, **changes: Any) -> Job:
@@ -612,7 +720,7 @@ class AsyncScheduler:
             return
         await self.store.remove_job(job_id)
         self._wake()
-        self._publish(JobRemoved(timestamp=self._now(), job_id=job_id))
+        self._publish(JobRemoved(timestamp=self._now(), job_id=job_id, origin=self.id))
 
     async def remove_all_jobs(self) -> None:
         """Remove every job."""
@@ -622,7 +730,7 @@ class AsyncScheduler:
             return
         await self.store.remove_all_jobs()
         self._wake()
-        self._publish(AllJobsRemoved(timestamp=self._now()))
+        self._publish(AllJobsRemoved(timestamp=self._now(), origin=self.id))
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """The job's recent runs: in progress first, then finished ones, newest first."""
@@ -770,7 +878,7 @@ class AsyncScheduler:
             for run in release.finished:
                 _reporting.not_run(hub, run)
             if release.remove and hub.wanted & JobRemoved.code:
-                hub.publish(JobRemoved(timestamp=now, job_id=job.id))
+                hub.publish(JobRemoved(timestamp=now, job_id=job.id, origin=self.id))
             for run in release.started:
                 _reporting.submitted(hub, run, now)
                 to_start.append((job, run))
@@ -848,6 +956,7 @@ class AsyncScheduler:
             self._hub.publish(
                 JobAbandoned(
                     timestamp=now,
+                    origin=self.id,
                     job_id=run.job_id,
                     run_id=run.id,
                     scheduled_time=run.scheduled_time,
@@ -872,6 +981,8 @@ class AsyncScheduler:
             event.set()
 
     def _is_idle(self) -> bool:
+        if self._outbox or self._sending:
+            return False
         if self._state not in ("running", "starting"):
             return self._in_flight == 0
         if self._in_flight:

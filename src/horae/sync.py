@@ -67,6 +67,7 @@ class Scheduler:
         scheduler_id: str | None = None,
         lease_duration: float = 30.0,
         batch_size: int = 100,
+        share_events: bool = False,
         backend: Literal["asyncio", "trio"] = "asyncio",
     ) -> None:
         self.async_scheduler = AsyncScheduler(
@@ -79,6 +80,7 @@ class Scheduler:
             scheduler_id=scheduler_id,
             lease_duration=lease_duration,
             batch_size=batch_size,
+            share_events=share_events,
         )
         self._backend = backend
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None

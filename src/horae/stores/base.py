@@ -34,7 +34,10 @@ class StoreContext:
         scheduler_id: the id of the scheduler using the store.
         wakeup: call when jobs changed in a way this scheduler did not see (another
             process added or changed one): the scheduler looks again for due jobs.
-        publish: call with events that happened elsewhere (cross-process events).
+        publish: call with events that happened in other schedulers sharing the store
+            (what they :meth:`Store.broadcast`): they go to this scheduler's listeners
+            and subscribers, and are never broadcast again. Call it in the event loop
+            of the scheduler, never from another thread.
     """
 
     scheduler_id: str
@@ -153,4 +156,15 @@ class Store(Protocol):
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """The job's recent runs, in flight first, then newest first."""
+        ...
+
+    async def broadcast(self, events: Sequence[Event]) -> None:
+        """Send these events to the other schedulers sharing the store.
+
+        They are delivered there through their :attr:`StoreContext.publish`, never back
+        to the sender. Delivery is best effort: a scheduler that is not listening at
+        that moment (not started, connection lost) does not see them. The scheduler
+        calls this with batches of job and run events (``horae._event_codec`` turns
+        them into JSON for stores that need text).
+        """
         ...

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
+import attrs
+
 from horae.errors import ConflictingIdError, JobArgumentError, JobLookupError
+from horae.events import Event, JobError
 from horae.jobs import Job, Run
 from horae.stores.base import Lease, Release, StoreContext
 
@@ -47,12 +50,16 @@ class MemoryStore:
         self._running: dict[str, int] = {}
         self._in_flight: dict[UUID, Run] = {}
         self._runs: dict[str, deque[Run]] = {}
+        # The schedulers started on this store, by id: several schedulers of one
+        # process may share a MemoryStore, and see each other's events (broadcast).
+        self._contexts: dict[str, StoreContext] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(jobs={len(self._jobs)})"
 
     async def start(self, context: StoreContext) -> None:
-        """Nothing to open."""
+        """Nothing to open; the scheduler joins those that see each other's events."""
+        self._contexts[context.scheduler_id] = context
 
     async def stop(self) -> None:
         """Nothing to close; the jobs stay for a scheduler started on this store again."""
@@ -78,6 +85,7 @@ class MemoryStore:
             self._jobs[job.id] = job
             if job.id not in self._leases:
                 self._schedule(job)
+        self._wake_others()
 
     async def get_job(self, job_id: str) -> Job:
         """The job with that id."""
@@ -103,6 +111,14 @@ class MemoryStore:
         self._jobs[job.id] = job
         if job.id not in self._leases:
             self._schedule(job)
+        self._wake_others()
+
+    def _wake_others(self) -> None:
+        # Other schedulers sharing this instance may sleep past a job added or changed
+        # by one of them (the caller is woken too, harmlessly: it cannot be told apart).
+        if len(self._contexts) > 1:
+            for context in tuple(self._contexts.values()):
+                context.wakeup()
 
     async def remove_job(self, job_id: str) -> None:
         """Remove a job (its run history stays readable)."""
@@ -222,6 +238,24 @@ class MemoryStore:
             else:
                 self._running.pop(run.job_id, None)
         self._record(run)
+
+    async def broadcast(self, events: Sequence[Event]) -> None:
+        """Hand the events to the other schedulers started on this store instance.
+
+        The event objects themselves travel (nothing is serialized), except that a
+        ``JobError`` arrives without its exception object, as from every other store.
+        A stopped scheduler ignores them (its entry stays until a scheduler of the same
+        id starts again: ``stop()`` cannot tell which of several schedulers stops).
+        """
+        contexts = self._contexts
+        if len(contexts) < 2 and (not events or events[0].origin in contexts):
+            return  # nobody else to tell
+        for event in events:
+            if isinstance(event, JobError) and event.exception is not None:
+                event = attrs.evolve(event, exception=None)
+            for scheduler_id, context in tuple(contexts.items()):
+                if scheduler_id != event.origin:
+                    context.publish(event)
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import anyio
 import attrs
 
+from horae._event_codec import pack, unpack
 from horae.errors import (
     ConflictingIdError,
     DeserializationError,
@@ -21,6 +24,7 @@ from horae.errors import (
     JobLookupError,
     StoreError,
 )
+from horae.events import Event
 from horae.jobs import Job, Run
 from horae.serializers import JSONSerializer, Serializer
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
@@ -33,6 +37,23 @@ logger = logging.getLogger(__name__)
 
 # How long to wait between attempts to bring a lost LISTEN connection back.
 _LISTENER_RETRY = 5.0
+
+# A NOTIFY payload must be shorter than 8000 bytes; event batches are cut into
+# messages of at most this many.
+_NOTIFY_LIMIT = 7900
+
+# One round trip for every message of a batch.
+_NOTIFY_EVENTS = "SELECT count(pg_notify($1, message)) FROM unnest($2::text[]) AS m(message)"
+
+
+def _events_channel(schema: str) -> str:
+    """``<schema>_events``, kept within PostgreSQL's 63-byte identifiers."""
+    channel = f"{schema}_events"
+    if len(channel) <= 63:
+        return channel
+    # Long schema names: a digest keeps distinct schemas on distinct channels.
+    digest = hashlib.sha1(schema.encode()).hexdigest()[:8]
+    return f"{schema[:47]}_{digest}_events"
 
 
 def _import_asyncpg() -> Any:
@@ -147,6 +168,9 @@ class PostgresStore:
         self._context: StoreContext | None = None
         # Notifications carry the sender's scheduler id, so a scheduler skips its own.
         self._sender = ""
+        # Event messages carry this store instance's token, for the same reason.
+        self._events_sender = uuid.uuid4().hex
+        self._events_channel = _events_channel(schema)
         self._finishing = _RunBatch()
         self._finish_lock = anyio.Lock()
 
@@ -248,6 +272,7 @@ class PostgresStore:
             conn = await self._asyncpg.connect(self._dsn)
         try:
             await conn.add_listener(self._schema, self._notified)
+            await conn.add_listener(self._events_channel, self._events_notified)
             conn.add_termination_listener(self._listener_terminated)
         except BaseException:
             await self._close_listener(conn)
@@ -258,6 +283,16 @@ class PostgresStore:
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         if payload != self._sender and self._context is not None:
             self._context.wakeup()
+
+    def _events_notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        context = self._context
+        if context is None or self._events_sender in payload[:80]:
+            return  # not started, or (cheaply, before decoding) a message of our own
+        sender, events = unpack(payload, self._serializer)
+        if sender == self._events_sender:
+            return
+        for event in events:
+            context.publish(event)
 
     def _listener_terminated(self, conn: Any) -> None:
         if conn is not self._listener or self._pool is None:
@@ -286,6 +321,7 @@ class PostgresStore:
             conn.remove_termination_listener(self._listener_terminated)
             if not conn.is_closed():
                 await conn.remove_listener(self._schema, self._notified)
+                await conn.remove_listener(self._events_channel, self._events_notified)
         except (OSError, self._asyncpg.PostgresError, self._asyncpg.InterfaceError):
             pass  # the connection is going away; closing it below is what matters
         finally:
@@ -564,6 +600,19 @@ class PostgresStore:
             self._run_retention,
             ended,
         )
+
+    async def broadcast(self, events: Sequence[Event]) -> None:
+        """Send events to the other schedulers with ``NOTIFY`` on ``<schema>_events``.
+
+        A batch goes as few messages as fit NOTIFY's payload limit (8000 bytes), all in
+        one round trip; an event too large for a message of its own is cut (logged).
+        Schedulers whose LISTEN connection is down meanwhile miss them.
+        """
+        if not events:
+            return
+        messages = pack(self._events_sender, events, self._serializer, _NOTIFY_LIMIT)
+        if messages:
+            await self._require_pool().fetchval(_NOTIFY_EVENTS, self._events_channel, messages)
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
+from horae._event_codec import pack, unpack
 from horae.errors import ConflictingIdError, JobArgumentError, JobLookupError, StoreError
+from horae.events import Event
 from horae.jobs import Job, Run
 from horae.serializers import JSONSerializer, Serializer
 from horae.stores import _redis_lua as lua
@@ -168,6 +170,7 @@ class RedisStore:
         self._token = f"{prefix}:token"
         self._version = f"{prefix}:version"
         self._channel = f"{prefix}:wakeup"
+        self._events_channel = f"{prefix}:events"
         # Identifies this store's own wake-up messages, which it ignores: its scheduler
         # knows about its own changes.
         self._sender = uuid.uuid4().hex
@@ -282,14 +285,17 @@ class RedisStore:
     async def _subscribe(self) -> PubSub:
         pubsub = self._started_client().pubsub()
         try:
-            await pubsub.subscribe(self._channel)
+            await pubsub.subscribe(self._channel, self._events_channel)
+            confirmed = 0
             while True:
                 # Only once the server confirms is no wake-up missed.
                 message = await pubsub.get_message(timeout=10.0)
                 if message is None:
                     raise self._errors.TimeoutError("no reply to SUBSCRIBE within 10 s")
                 if _text(message["type"]) == "subscribe":
-                    return pubsub
+                    confirmed += 1
+                    if confirmed == 2:
+                        return pubsub
         except BaseException as exc:
             await self._close_pubsub(pubsub)
             if isinstance(exc, self._errors.RedisError):
@@ -309,7 +315,11 @@ class RedisStore:
                 while True:
                     # A timeout of our own, not the client's socket_timeout: wait long.
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=60)
-                    if message is not None and _text(message["data"]) != sender:
+                    if message is None:
+                        continue
+                    if _text(message["channel"]) == self._events_channel:
+                        self._deliver(message["data"])
+                    elif _text(message["data"]) != sender:
                         self._wake()
             except self._errors.RedisError as exc:
                 if failures == 0:
@@ -333,6 +343,19 @@ class RedisStore:
             failures = 0
             # Messages sent while the connection was down are lost: look again.
             self._wake()
+
+    def _deliver(self, data: str | bytes) -> None:
+        context = self._context
+        if context is None:
+            return
+        text = _text(data)
+        if self._sender in text[:80]:
+            return  # our own (checked before decoding: the sender leads the message)
+        sender, events = unpack(text, self._serializer)
+        if sender == self._sender:
+            return
+        for event in events:
+            context.publish(event)
 
     def _wake(self) -> None:
         context = self._context
@@ -571,6 +594,15 @@ class RedisStore:
             if self._finishing is batch:
                 self._finishing = None
             batch.done.set()
+
+    async def broadcast(self, events: Sequence[Event]) -> None:
+        """Send events to the other schedulers: one ``PUBLISH`` on ``{prefix}:events``
+        per batch. Schedulers whose pub/sub connection is down meanwhile miss them."""
+        for message in pack(self._sender, events, self._serializer):
+            try:
+                await self._started_client().publish(self._events_channel, message)
+            except self._errors.RedisError as exc:
+                raise StoreError(f"{self!r}: cannot publish events ({exc})") from exc
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""

@@ -16,6 +16,8 @@ import logging
 import os
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -26,6 +28,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from horae._event_codec import pack, unpack
 from horae.errors import (
     ConflictingIdError,
     DeserializationError,
@@ -33,6 +36,7 @@ from horae.errors import (
     JobLookupError,
     StoreError,
 )
+from horae.events import Event
 from horae.jobs import Job, Run
 from horae.serializers import JSONSerializer, Serializer
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
@@ -89,7 +93,20 @@ _SCHEMA = (
         coalesced INTEGER NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id, seq)",
+    # Events for the other schedulers (broadcast): one row per batch, read by their
+    # pollers, trimmed by the writers. Added after version 1 first shipped: created on
+    # start by IF NOT EXISTS, and invisible to readers that do not know it.
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        message TEXT NOT NULL
+    )""",
 )
+# Rows of the events table are kept for a minute, and at most this many: a poller
+# reads them within its poll_interval.
+_EVENTS_KEEP_ROWS = 1000
+_EVENTS_KEEP_US = 60_000_000
 _RUN_COLUMNS = (
     "id, job_id, seq, scheduled_time, started_at, finished_at, outcome, result, error, "
     "scheduler_id, attempt, coalesced"
@@ -202,6 +219,10 @@ class SQLiteStore:
         self._bumping = False
         self._finishing: list[_Finishing] = []
         self._flushing = False
+        # Event rows carry this instance's token, so that its poller skips its own.
+        self._events_sender = uuid.uuid4().hex
+        # The id of the last event row the poller read (or that existed at start).
+        self._events_seen = 0
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -299,10 +320,13 @@ class SQLiteStore:
             raise
         self._context = context
         if self.path not in (":memory:", ""):
+            self._events_seen = await self._call(
+                lambda conn: conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+            )
             self._stop_polling = threading.Event()
             self._poller = threading.Thread(
                 target=self._poll,
-                args=(context.wakeup, anyio.lowlevel.current_token(), self._stop_polling),
+                args=(context, anyio.lowlevel.current_token(), self._stop_polling),
                 name=f"horae sqlite poller {self.path}",
                 daemon=True,
             )
@@ -353,7 +377,7 @@ class SQLiteStore:
 
     def _poll(
         self,
-        wakeup: Callable[[], None],
+        context: StoreContext,
         token: anyio.lowlevel.EventLoopToken,
         stop: threading.Event,
     ) -> None:
@@ -369,6 +393,7 @@ class SQLiteStore:
                     if conn is None:
                         conn = sqlite3.connect(self.path, timeout=self._timeout)
                     row = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()
+                    events = self._read_events(conn)
                 except sqlite3.Error as exc:
                     if not failing:
                         logger.warning(
@@ -388,14 +413,60 @@ class SQLiteStore:
                     foreign = changes > self._seen_changes
                     if foreign:
                         self._seen_changes = changes
-                if foreign:
+                if foreign or events:
                     try:
-                        anyio.from_thread.run_sync(wakeup, token=token)
+                        anyio.from_thread.run_sync(_notify, context, foreign, events, token=token)
                     except RuntimeError:
                         return  # the event loop is gone
         finally:
             if conn is not None:
                 conn.close()
+
+    def _read_events(self, conn: sqlite3.Connection) -> list[Event]:
+        # In the poller thread, on the poller's connection.
+        rows = conn.execute(
+            "SELECT id, sender, message FROM events WHERE id > ? ORDER BY id",
+            (self._events_seen,),
+        ).fetchall()
+        if not rows:
+            return []
+        missed = rows[0][0] - self._events_seen - 1
+        if missed > 0 and self._events_seen:
+            logger.warning(
+                "%r: %d batches of other schedulers' events were trimmed before this "
+                "scheduler read them",
+                self,
+                missed,
+            )
+        self._events_seen = rows[-1][0]
+        events: list[Event] = []
+        for _, sender, message in rows:
+            if sender != self._events_sender:
+                events.extend(unpack(message, self._serializer)[1])
+        return events
+
+    async def broadcast(self, events: Sequence[Event]) -> None:
+        """Send events to the other schedulers: one row per batch in the ``events``
+        table, which their pollers read every ``poll_interval``. Rows older than a
+        minute (or beyond the last 1,000) are deleted by the same transaction."""
+        if self.path in (":memory:", ""):
+            return  # a private database: nobody else to tell
+        messages = pack(self._events_sender, events, self._serializer)
+        if messages:
+            await self._call(self._write_events, messages[0])
+
+    def _write_events(self, conn: sqlite3.Connection, message: str) -> None:
+        now = time.time_ns() // 1000
+        with self._writing(conn):
+            cursor = conn.execute(
+                "INSERT INTO events (sender, created, message) VALUES (?, ?, ?)",
+                (self._events_sender, now, message),
+            )
+            last = cursor.lastrowid or 0
+            conn.execute(
+                "DELETE FROM events WHERE id <= ? OR created < ?",
+                (last - _EVENTS_KEEP_ROWS, now - _EVENTS_KEEP_US),
+            )
 
     # -------------------------------------------------------------------- jobs
 
@@ -759,6 +830,14 @@ class SQLiteStore:
 
         rows = await self._call(read)
         return [decode_run(_run_record(row), self._serializer) for row in rows]
+
+
+def _notify(context: StoreContext, wake: bool, events: list[Event]) -> None:
+    # In the event loop, called by the poller thread.
+    if wake:
+        context.wakeup()
+    for event in events:
+        context.publish(event)
 
 
 class _Finishing:
