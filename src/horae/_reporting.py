@@ -6,21 +6,19 @@ import logging
 import traceback
 import uuid
 from datetime import datetime
+from typing import Any
 
 from horae.events import (
     EVENT_JOB_ERROR,
-    EVENT_JOB_EXECUTED,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    EVENT_JOB_SUBMITTED,
-    EVENT_JOB_TIMEOUT,
     EventHub,
+    JobAbandoned,
     JobError,
     JobExecuted,
     JobMissed,
     JobSkipped,
     JobSubmitted,
     JobTimedOut,
+    RunEvent,
 )
 from horae.jobs import Job, Run, RunOutcome
 from horae.stores.base import Lease
@@ -31,19 +29,25 @@ logger = logging.getLogger("horae.scheduler")
 # fire time.
 
 
-def submitted(hub: EventHub, run: Run, now: datetime) -> None:
-    """A run was handed to its executor."""
-    if hub.wanted & EVENT_JOB_SUBMITTED:
+def _publish(
+    hub: EventHub, cls: type[RunEvent], run: Run, timestamp: datetime, **fields: Any
+) -> None:
+    if hub.wanted & cls.code:
         hub.publish(
-            JobSubmitted(
-                timestamp=now,
+            cls(
+                timestamp=timestamp,
                 origin=hub.origin,
                 job_id=run.job_id,
                 run_id=run.id,
                 scheduled_time=run.scheduled_time,
-                coalesced=run.coalesced,
+                **fields,
             )
         )
+
+
+def submitted(hub: EventHub, run: Run, now: datetime) -> None:
+    """A run was handed to its executor."""
+    _publish(hub, JobSubmitted, run, now, coalesced=run.coalesced)
 
 
 def not_run(hub: EventHub, run: Run) -> None:
@@ -55,77 +59,35 @@ def not_run(hub: EventHub, run: Run) -> None:
             run.job_id,
             run.scheduled_time,
         )
-        if hub.wanted & EVENT_JOB_MISSED:
-            hub.publish(
-                JobMissed(
-                    timestamp=timestamp,
-                    origin=hub.origin,
-                    job_id=run.job_id,
-                    run_id=run.id,
-                    scheduled_time=run.scheduled_time,
-                    coalesced=run.coalesced,
-                )
-            )
+        _publish(hub, JobMissed, run, timestamp, coalesced=run.coalesced)
         return
     logger.warning(
         "job %r skipped its fire time %s: max_instances runs are in progress",
         run.job_id,
         run.scheduled_time,
     )
-    if hub.wanted & EVENT_JOB_MAX_INSTANCES:
-        hub.publish(
-            JobSkipped(
-                timestamp=timestamp,
-                origin=hub.origin,
-                job_id=run.job_id,
-                run_id=run.id,
-                scheduled_time=run.scheduled_time,
-            )
-        )
+    _publish(hub, JobSkipped, run, timestamp)
 
 
 def finished(hub: EventHub, job: Job, run: Run, exc: BaseException | None) -> None:
     """A run ended: succeeded, raised or timed out."""
     timestamp = run.finished_at or run.scheduled_time
     if run.outcome is RunOutcome.SUCCESS:
-        if hub.wanted & EVENT_JOB_EXECUTED:
-            hub.publish(
-                JobExecuted(
-                    timestamp=timestamp,
-                    origin=hub.origin,
-                    job_id=job.id,
-                    run_id=run.id,
-                    scheduled_time=run.scheduled_time,
-                    result=run.result,
-                )
-            )
-        return
-    if run.outcome is RunOutcome.TIMEOUT:
+        _publish(hub, JobExecuted, run, timestamp, result=run.result)
+    elif run.outcome is RunOutcome.TIMEOUT:
         logger.error("job %r: the run for %s timed out", job.id, run.scheduled_time)
-        if hub.wanted & EVENT_JOB_TIMEOUT:
-            hub.publish(
-                JobTimedOut(
-                    timestamp=timestamp,
-                    origin=hub.origin,
-                    job_id=job.id,
-                    run_id=run.id,
-                    scheduled_time=run.scheduled_time,
-                )
-            )
-        return
-    logger.error("job %r: the run for %s raised", job.id, run.scheduled_time, exc_info=exc)
-    if hub.wanted & EVENT_JOB_ERROR:
-        hub.publish(
-            JobError(
-                timestamp=timestamp,
-                origin=hub.origin,
-                job_id=job.id,
-                run_id=run.id,
-                scheduled_time=run.scheduled_time,
-                exception=exc,
-                traceback=run.error or "",
-            )
-        )
+        _publish(hub, JobTimedOut, run, timestamp)
+    else:
+        logger.error("job %r: the run for %s raised", job.id, run.scheduled_time, exc_info=exc)
+        _publish(hub, JobError, run, timestamp, exception=exc, traceback=run.error or "")
+
+
+def abandoned(hub: EventHub, run: Run, reason: str) -> None:
+    """A run was given up (its scheduler stopped without waiting for it)."""
+    logger.warning(
+        "job %r: the run for %s was abandoned: %s", run.job_id, run.scheduled_time, reason
+    )
+    _publish(hub, JobAbandoned, run, run.finished_at or run.scheduled_time, reason=reason)
 
 
 def job_failed(

@@ -49,7 +49,6 @@ from horae.events import (
     AllJobsRemoved,
     Event,
     EventHub,
-    JobAbandoned,
     JobAdded,
     JobModified,
     JobRemoved,
@@ -947,22 +946,16 @@ class AsyncScheduler:
             self._notify_idle()
 
     async def _abandon(self, run: Run) -> None:
-        now = self._now()
         reason = "cancelled: the scheduler shut down without waiting for the run"
-        await self.store.finish_run(
-            ended(run, started_at=None, finished_at=now, outcome=RunOutcome.ABANDONED, error=reason)
+        given_up = ended(
+            run,
+            started_at=None,
+            finished_at=self._now(),
+            outcome=RunOutcome.ABANDONED,
+            error=reason,
         )
-        if self._hub.wanted & JobAbandoned.code:
-            self._hub.publish(
-                JobAbandoned(
-                    timestamp=now,
-                    origin=self.id,
-                    job_id=run.job_id,
-                    run_id=run.id,
-                    scheduled_time=run.scheduled_time,
-                    reason=reason,
-                )
-            )
+        await self.store.finish_run(given_up)
+        _reporting.abandoned(self._hub, given_up, reason)
 
     async def _wait_jitter(self, jitter: timedelta, run: Run) -> None:
         until = self._now() + timedelta(seconds=random.uniform(0, jitter.total_seconds()))
