@@ -62,14 +62,27 @@ def bench(session: nox.Session) -> None:
     """Benchmarks beside APScheduler 3.11, APScheduler 4.0.0a6 and croniter.
 
     APScheduler 3 and 4 are both the ``apscheduler`` package, so APScheduler 4 gets an
-    environment of its own, which the benchmark scripts run as a subprocess.
+    environment of its own, which the benchmark scripts run as a subprocess. The store
+    benchmark needs PostgreSQL and Redis (``HORAE_POSTGRES_DSN``, ``HORAE_REDIS_URL``) and
+    the drivers of every library it compares; none of them is a dependency of horae.
     """
-    session.install("-e", ".", "apscheduler==3.11.*", "croniter")
+    session.install(
+        "-e", ".", "apscheduler==3.11.*", "croniter",
+        # horae's PostgreSQL and Redis stores, APScheduler 3's SQLAlchemyJobStore (SQLite,
+        # PostgreSQL) and RedisJobStore, and the profiler of `stores.py --profile-dir`.
+        "asyncpg", "redis", "sqlalchemy", "psycopg2-binary", "pyinstrument",
+    )  # fmt: skip
     aps4 = os.path.join(session.create_tmp(), "aps4")
     session.run("python", "-m", "venv", aps4)
     aps4_python = os.path.join(aps4, "bin", "python")
     session.run(
-        aps4_python, "-m", "pip", "install", "-q", "-e", ".", "--pre", "apscheduler==4.0.0a6"
-    )
+        aps4_python, "-m", "pip", "install", "-q", "-e", ".", "--pre", "apscheduler==4.0.0a6",
+        # SQLAlchemyDataStore on asyncpg. 4.0.0a6 predates the anyio releases whose
+        # start_soon() needs a running task, which its asyncpg event broker calls from an
+        # asyncpg callback: pin the anyio it was released with (and sniffio, which it uses).
+        "sqlalchemy[asyncio]", "asyncpg", "anyio==4.9.0", "sniffio",
+    )  # fmt: skip
+    env = {"HORAE_BENCH_APS4_PYTHON": aps4_python}
     session.run("python", "benchmarks/triggers.py")
-    session.run("python", "benchmarks/scheduler.py", env={"APS4_PYTHON": aps4_python})
+    session.run("python", "benchmarks/scheduler.py", env=env)
+    session.run("python", "benchmarks/stores.py", *session.posargs, env=env)
