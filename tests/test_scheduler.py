@@ -12,6 +12,7 @@ import pytest
 
 from horae import (
     EVENT_JOB_ABANDONED,
+    EVENT_JOB_ADDED,
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
     EVENT_JOB_MISSED,
@@ -904,3 +905,51 @@ async def test_a_listener_may_remove_itself(scheduler: AsyncScheduler) -> None:
     await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1])
     await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1])
     assert calls == ["once", "always", "always"]
+
+
+async def test_add_jobs_in_one_call(scheduler: AsyncScheduler, clock: FakeClock) -> None:
+    added: list[Event] = []
+    scheduler.add_listener(added.append, EVENT_JOB_ADDED)
+    jobs = await scheduler.add_jobs(
+        [
+            {
+                "func": jobfuncs.async_add,
+                "trigger": "interval",
+                "seconds": 10,
+                "args": [i],
+                "id": f"j{i}",
+            }
+            for i in range(5)
+        ]
+        + [
+            {
+                "func": "tests.jobfuncs:sync_add",
+                "trigger": "cron",
+                "minute": 1,
+                "args": [1],
+                "id": "c",
+            }
+        ]
+    )
+    assert [j.id for j in jobs] == ["j0", "j1", "j2", "j3", "j4", "c"]
+    assert len(added) == 6
+    clock.advance(10)
+    await wait_idle(scheduler)
+    assert [(await scheduler.get_runs(f"j{i}"))[0].result for i in range(5)] == [0, 1, 2, 3, 4]
+
+
+async def test_add_jobs_refuses_the_whole_batch(scheduler: AsyncScheduler) -> None:
+    specs = [
+        {"func": jobfuncs.async_add, "trigger": "interval", "seconds": 10, "args": [1], "id": "ok"},
+        {"func": jobfuncs.async_add, "trigger": "cron", "hour": 25, "args": [1], "id": "bad"},
+    ]
+    with pytest.raises(TriggerError, match="hour") as info:
+        await scheduler.add_jobs(specs)
+    assert "spec 1" in "".join(getattr(info.value, "__notes__", ["spec 1"]))
+    assert await scheduler.get_jobs() == []
+    with pytest.raises(JobArgumentError, match="spec 0 has no 'func'"):
+        await scheduler.add_jobs([{"trigger": "interval", "seconds": 1}])
+    await scheduler.add_jobs(specs[:1])
+    with pytest.raises(ConflictingIdError):
+        await scheduler.add_jobs(specs[:1])
+    await scheduler.add_jobs(specs[:1], replace_existing=True)

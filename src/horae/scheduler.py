@@ -131,7 +131,7 @@ class AsyncScheduler:
         clock: Clock | None = None,
         scheduler_id: str | None = None,
         lease_duration: float = 30.0,
-        batch_size: int = 100,
+        batch_size: int = 250,
         share_events: bool = False,
     ) -> None:
         if role not in ("scheduler", "client"):
@@ -226,7 +226,7 @@ class AsyncScheduler:
                 self._hub.share(EVENT_SHARED, self._share_event)
                 # Owner: the scheduler's task group; it ends once _stop() closed the outbox.
                 self._task_group.start_soon(self._send_events, name=f"horae events {self.id}")
-            await self._add_pending()
+            await self._add_pending_jobs()
             if self.role == "scheduler":
                 self._runs = await self._task_group.start(self._host_runs)
                 self._task_group.start_soon(self._loop, name=f"horae scheduler {self.id}")
@@ -542,16 +542,59 @@ class AsyncScheduler:
         }
         job = self._build_job(func, trigger, options, trigger_args)
         if self._state == "initial":
-            if not replace_existing and any(p.id == job.id for p, _ in self._pending):
-                raise ConflictingIdError(job.id)
-            self._pending = [(p, r) for p, r in self._pending if p.id != job.id]
-            self._pending.append((job, replace_existing))
+            self._add_pending(job, replace_existing)
             return self._bind(job)
         await self.store.add_jobs([job], replace=replace_existing)
-        self._wake()
+        self._wake_for(job.next_run_time)
         if self._hub.wanted & JobAdded.code:
             self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
         return self._bind(job)
+
+    async def add_jobs(
+        self, specs: Sequence[Mapping[str, Any]], *, replace_existing: bool = False
+    ) -> list[Job]:
+        """Add many jobs in one store round trip (much faster on persistent stores).
+
+        Each spec holds what :meth:`add_job` takes by keyword, with ``func`` and
+        ``trigger`` as keys too. Every spec is checked before anything is stored: one bad
+        spec refuses the whole batch, with the spec's index in the message.
+
+        Example::
+
+            await scheduler.add_jobs(
+                [{"func": report, "trigger": "cron", "hour": h, "id": f"report-{h}"}
+                 for h in range(24)]
+            )
+        """
+        self._check_usable("add_jobs")
+        jobs: list[Job] = []
+        for index, spec in enumerate(specs):
+            values = dict(spec)
+            try:
+                func = values.pop("func")
+            except KeyError:
+                raise JobArgumentError(f"add_jobs(): spec {index} has no 'func'") from None
+            trigger = values.pop("trigger", None)
+            options = {k: v for k, v in values.items() if k in JOB_OPTIONS}
+            trigger_args = {k: v for k, v in values.items() if k not in JOB_OPTIONS}
+            try:
+                jobs.append(self._build_job(func, trigger, options, trigger_args))
+            except HoraeError as exc:
+                if hasattr(exc, "add_note"):  # Python 3.11+
+                    exc.add_note(f"in add_jobs(), spec {index}")
+                raise
+        if self._state == "initial":
+            for job in jobs:
+                self._add_pending(job, replace_existing)
+            return [self._bind(job) for job in jobs]
+        await self.store.add_jobs(jobs, replace=replace_existing)
+        earliest = min((j.next_run_time for j in jobs if j.next_run_time), default=None)
+        self._wake_for(earliest)
+        if self._hub.wanted & JobAdded.code:
+            now = self._now()
+            for job in jobs:
+                self._publish(JobAdded(timestamp=now, job_id=job.id, origin=self.id))
+        return [self._bind(job) for job in jobs]
 
     def scheduled_job(
         self, trigger: Trigger | str | None = None, **options: Any
@@ -576,9 +619,7 @@ class AsyncScheduler:
                 k: v for k, v in options.items() if k not in JOB_OPTIONS and k != "replace_existing"
             }
             job = self._build_job(func, trigger, job_options, trigger_args)
-            if not replace and any(p.id == job.id for p, _ in self._pending):
-                raise ConflictingIdError(job.id)
-            self._pending.append((job, replace))
+            self._add_pending(job, replace)
             return func
 
         return decorator
@@ -601,7 +642,13 @@ class AsyncScheduler:
             now=self._now(),
         )
 
-    async def _add_pending(self) -> None:
+    def _add_pending(self, job: Job, replace: bool) -> None:
+        if not replace and any(p.id == job.id for p, _ in self._pending):
+            raise ConflictingIdError(job.id)
+        self._pending = [(p, r) for p, r in self._pending if p.id != job.id]
+        self._pending.append((job, replace))
+
+    async def _add_pending_jobs(self) -> None:
         pending, self._pending = self._pending, []
         for job, replace in pending:
             await self.store.add_jobs([job], replace=replace)
@@ -633,7 +680,7 @@ class AsyncScheduler:
             self._pending = [(job if p.id == job.id else p, r) for p, r in self._pending]
             return job
         await self.store.update_job(job)
-        self._wake()
+        self._wake_for(job.next_run_time)
         self._publish(event or JobModified(timestamp=self._now(), job_id=job.id, origin=self.id))
         return self._bind(job)
 
@@ -785,6 +832,16 @@ class AsyncScheduler:
 
     def _wake(self) -> None:
         self._wakeup.set()
+
+    def _wake_for(self, next_run_time: datetime | None) -> None:
+        # Waking the loop costs a store round trip or two (acquire, next run time), so
+        # only a fire time earlier than the one it sleeps until wakes it. While the loop
+        # is not asleep it may be reading a next run time from before this change: wake.
+        if next_run_time is None:
+            return
+        if self._loop_waiting and self._deadline is not None and next_run_time >= self._deadline:
+            return
+        self._wake()
 
     async def _host_runs(self, *, task_status: TaskStatus[TaskGroup]) -> None:
         # Owner of the runs: a task group of its own, so shutdown(wait=False) can cancel

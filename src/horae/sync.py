@@ -66,7 +66,7 @@ class Scheduler:
         clock: Clock | None = None,
         scheduler_id: str | None = None,
         lease_duration: float = 30.0,
-        batch_size: int = 100,
+        batch_size: int = 250,
         share_events: bool = False,
         backend: Literal["asyncio", "trio"] = "asyncio",
     ) -> None:
@@ -231,6 +231,15 @@ class Scheduler:
             **trigger_args,
         )
         return job
+
+    def add_jobs(
+        self, specs: Sequence[Mapping[str, Any]], *, replace_existing: bool = False
+    ) -> list[Job]:
+        """Add many jobs in one store round trip; see :meth:`AsyncScheduler.add_jobs`."""
+        jobs: list[Job] = self._call(
+            self.async_scheduler.add_jobs, specs, replace_existing=replace_existing
+        )
+        return jobs
 
     def scheduled_job(
         self, trigger: Trigger | str | None = None, **options: Any

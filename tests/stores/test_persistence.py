@@ -251,3 +251,24 @@ async def test_corrupted_job_is_reported_kept_and_backed_off(
     finally:
         await reader.stop()
     await anyio.lowlevel.checkpoint()
+
+
+async def test_add_jobs_batch_is_stored(store_factory: StoreFactory) -> None:
+    clock = FakeClock(T0)
+    async with AsyncScheduler(store_factory(), clock=clock, timezone="UTC") as scheduler:
+        await scheduler.add_jobs(
+            [
+                {
+                    "func": jobfuncs.async_add,
+                    "trigger": "interval",
+                    "seconds": 10,
+                    "args": [i],
+                    "id": f"b{i}",
+                }
+                for i in range(50)
+            ]
+        )
+        clock.advance(10)
+        await wait_idle(scheduler)
+        assert len(await scheduler.get_jobs()) == 50
+        assert (await scheduler.get_runs("b7"))[0].result == 7
