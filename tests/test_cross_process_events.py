@@ -134,6 +134,21 @@ def test_unreadable_messages_are_logged_and_skipped(caplog: pytest.LogCaptureFix
     assert len(caplog.records) == 3
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"v": 1, "from": "s", "events": 5},
+        {"v": 1, "from": "s", "events": None},
+        {"v": 1, "from": "s", "events": "JobAdded"},
+        {"v": 1, "from": "s", "events": {"type": "JobAdded"}},
+    ],
+)
+def test_a_message_whose_events_are_not_a_list_is_skipped(message: dict[str, object]) -> None:
+    # Anyone who can PUBLISH/NOTIFY on the channel can send this; a reader that raised
+    # here would lose its listener (RedisStore) or poller thread (SQLiteStore) for good.
+    assert unpack(json.dumps(message), SERIALIZER) == ("s", [])
+
+
 def test_pack_keeps_order_and_the_size_limit() -> None:
     events = [JobAdded(timestamp=T0, job_id=f"job-{i}", origin="a") for i in range(500)]
     messages = pack("sender", events, SERIALIZER, limit=2000)

@@ -231,6 +231,11 @@ def unpack(message: str | bytes, serializer: Serializer) -> tuple[str, list[Even
     except (ValueError, TypeError, KeyError) as exc:
         logger.error("skipping an event message that cannot be read: %s", exc)
         return "", []
+    if not isinstance(items, list):
+        # Whoever can publish on the channel can send anything: raising here would end
+        # a store's listener (Redis) or poller thread (SQLite) for good.
+        logger.error("skipping an event message whose events are not a list: %.80r", items)
+        return str(sender), []
     if version != MESSAGE_VERSION:
         logger.warning(
             "skipping an event message of layout version %r (this horae reads %d); "
