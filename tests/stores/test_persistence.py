@@ -4,6 +4,7 @@ and with several schedulers sharing it."""
 from __future__ import annotations
 
 import importlib
+import sys
 import uuid
 from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
@@ -251,6 +252,38 @@ async def test_corrupted_job_is_reported_kept_and_backed_off(
     finally:
         await reader.stop()
     await anyio.lowlevel.checkpoint()
+
+
+async def test_a_module_that_raises_on_import_is_reported_like_a_corrupted_job(
+    store_factory: StoreFactory,
+    store_name: str,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A deploy breaks a module (a SyntaxError, a missing setting raising RuntimeError):
+    # not an ImportError, and it must not hold up the jobs leased in the same batch.
+    if store_name == "memory":
+        pytest.skip("the memory store keeps callables, it never imports them again")
+    name = f"horae_broken_{uuid.uuid4().hex}"
+    source = tmp_path / f"{name}.py"
+    source.write_text("async def f() -> None:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("sys.dont_write_bytecode", True)
+    clock = FakeClock(T0)
+    errors: list[Event] = []
+    async with AsyncScheduler(store_factory(), clock=clock, timezone="UTC") as scheduler:
+        scheduler.add_listener(errors.append, EVENT_JOB_ERROR)
+        await scheduler.add_job(f"{name}:f", "interval", seconds=10, id="bad")
+        await scheduler.add_job(jobfuncs.async_add, "interval", seconds=10, args=[1], id="good")
+        source.write_text("raise RuntimeError('a setting is missing')\n")
+        monkeypatch.delitem(sys.modules, name)
+        importlib.invalidate_caches()
+        clock.advance(10)
+        await wait_idle(scheduler)
+        assert [e.job_id for e in errors if isinstance(e, JobError)] == ["bad"]
+        assert "a setting is missing" in errors[0].traceback  # type: ignore[attr-defined]
+        assert len(await scheduler.get_runs("good")) == 1
+        assert [j.id for j in await scheduler.get_jobs()] == ["good"]
 
 
 async def test_add_jobs_batch_is_stored(store_factory: StoreFactory) -> None:

@@ -18,7 +18,6 @@ import attrs
 
 from horae.errors import (
     DeserializationError,
-    HoraeError,
     InvalidCallableError,
     SerializationError,
 )
@@ -108,7 +107,11 @@ def decode_job(
             next_run_time=next_run_time,
             metadata=data["metadata"],
         )
-    except (HoraeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except Exception as exc:
+        # Anything: importing the callable's module runs user code (which may raise
+        # RuntimeError, SyntaxError...), and a store lets only DeserializationError
+        # through as "this one job is unreadable"; anything else would fail the whole
+        # batch of leases, or get_jobs(), over one job.
         if isinstance(exc, InvalidCallableError):
             reason = f"its callable cannot be imported: {exc}"
         else:
