@@ -35,6 +35,7 @@ from horae import (
     JobRemoved,
     JobSkipped,
     JobSubmitted,
+    Run,
     RunOutcome,
     SchedulerNotRunningError,
     SchedulerRunningError,
@@ -953,3 +954,35 @@ async def test_add_jobs_refuses_the_whole_batch(scheduler: AsyncScheduler) -> No
     with pytest.raises(ConflictingIdError):
         await scheduler.add_jobs(specs[:1])
     await scheduler.add_jobs(specs[:1], replace_existing=True)
+
+
+class FlakyFinishStore(MemoryStore):
+    """A memory store whose finish_run fails a given number of times."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def finish_run(self, run: Run) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the store went away")
+        await super().finish_run(run)
+
+
+async def test_a_failed_outcome_write_is_retried_not_lost(clock: FakeClock) -> None:
+    # An outcome that is never stored would leave the run in flight for good, and with
+    # max_instances=1 every later fire time would be skipped.
+    store = FlakyFinishStore(failures=2)
+    async with AsyncScheduler(store, clock=clock, timezone="UTC") as scheduler:
+        await scheduler.add_job(jobfuncs.async_add, "interval", seconds=10, args=[1], id="j")
+        for _ in range(5):
+            clock.advance(10)
+            await wait_idle(scheduler)
+        clock.advance(60)  # past the retry backoff
+        await wait_idle(scheduler)
+        runs = {r.scheduled_time: r.outcome for r in await scheduler.get_runs("j")}
+    assert store.failures == 0
+    assert None not in runs.values()  # nothing left in flight
+    assert runs[at(10)] is RunOutcome.SUCCESS  # its outcome was stored after all
+    assert (runs[at(40)], runs[at(50)]) == (RunOutcome.SUCCESS, RunOutcome.SUCCESS)

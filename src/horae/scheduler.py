@@ -181,7 +181,7 @@ class AsyncScheduler:
         self._deadline: datetime | None = None
         self._in_flight = 0
         # Runs waiting out their jitter, by run id: when each wait ends.
-        self._jitter_waits: dict[uuid.UUID, datetime] = {}
+        self._clock_waits: dict[uuid.UUID, datetime] = {}
         self._idle_watchers = 0
         self._idle_changed = anyio.Event()
 
@@ -976,8 +976,16 @@ class AsyncScheduler:
                 # Cancelled (shutdown without waiting) before these runs started.
                 with anyio.CancelScope(shield=True):
                     for _job, run in queue:
-                        await self._abandon(run)
-                        self._in_flight -= 1
+                        try:
+                            await self._abandon(run)
+                        except Exception:
+                            logger.exception(
+                                "job %r: storing that run %s was abandoned failed",
+                                run.job_id,
+                                run.id,
+                            )
+                        finally:
+                            self._in_flight -= 1
                 self._notify_idle()
 
     async def _execute(self, job: Job, run: Run) -> None:
@@ -992,7 +1000,7 @@ class AsyncScheduler:
                 with anyio.CancelScope(shield=True):
                     await self._abandon(run)
                 raise
-            await self.store.finish_run(finished)
+            await self._record_outcome(finished)
             _reporting.finished(self._hub, job, finished, exc)
         except anyio.get_cancelled_exc_class():
             raise
@@ -1015,13 +1023,58 @@ class AsyncScheduler:
         _reporting.abandoned(self._hub, given_up, reason)
 
     async def _wait_jitter(self, jitter: timedelta, run: Run) -> None:
-        until = self._now() + timedelta(seconds=random.uniform(0, jitter.total_seconds()))
-        self._jitter_waits[run.id] = until
+        delay = random.uniform(0, jitter.total_seconds())
+        await self._sleep_for_run(run, self._now() + timedelta(seconds=delay))
+
+    async def _sleep_for_run(self, run: Run, until: datetime) -> None:
+        # On the scheduler's clock, so that tests move it; wait_idle() counts such a run
+        # as idle until the clock reaches ``until``.
+        self._clock_waits[run.id] = until
         self._notify_idle()
         try:
             await self._clock.wait(until, anyio.Event())
         finally:
-            del self._jitter_waits[run.id]
+            del self._clock_waits[run.id]
+
+    async def _record_outcome(self, run: Run) -> None:
+        """Store a finished run's outcome, retrying while the store fails.
+
+        A run whose outcome is never stored stays in flight in the store and keeps
+        counting for max_instances, so giving up after one failure (a dropped
+        connection) would stop the job for good. ``finish_run`` is keyed by the run's id,
+        so retrying it is safe. While the scheduler stops, it gives up after a few tries
+        rather than hang the shutdown.
+        """
+        delay = _STORE_ERROR_BACKOFF[0]
+        failures = 0
+        while True:
+            try:
+                await self.store.finish_run(run)
+                if failures:
+                    logger.info("job %r: the outcome of run %s is stored", run.job_id, run.id)
+                return
+            except Exception:
+                failures += 1
+                stopping = self._state not in ("starting", "running")
+                if stopping and failures >= 3:
+                    logger.exception(
+                        "job %r: could not store the outcome of run %s while stopping; it "
+                        "stays in flight in the store",
+                        run.job_id,
+                        run.id,
+                    )
+                    return
+                if failures == 1:
+                    logger.exception(
+                        "job %r: storing the outcome of run %s failed; retrying",
+                        run.job_id,
+                        run.id,
+                    )
+                if stopping:
+                    await anyio.sleep(0.1 * failures)  # real time: no one moves a clock now
+                    continue
+            await self._sleep_for_run(run, self._now() + timedelta(seconds=delay))
+            delay = min(delay * 2, _STORE_ERROR_BACKOFF[1])
 
     # ---------------------------------------------------------------- idleness
 
@@ -1039,9 +1092,9 @@ class AsyncScheduler:
             # A run waiting out its jitter is idle until its time comes; once the clock
             # has reached it, it is busy even before its task has woken up.
             now = self._clock.now()
-            if any(until <= now for until in self._jitter_waits.values()):
+            if any(until <= now for until in self._clock_waits.values()):
                 return False
-            if self._in_flight > len(self._jitter_waits):
+            if self._in_flight > len(self._clock_waits):
                 return False
         if self.role == "client":
             return True

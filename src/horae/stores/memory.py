@@ -62,8 +62,11 @@ class MemoryStore:
         self._contexts[context.scheduler_id] = context
 
     async def stop(self) -> None:
-        """Nothing to close; the jobs stay for a scheduler started on this store again."""
-        self._leases.clear()
+        """Nothing to close; the jobs stay for a scheduler started on this store again.
+
+        Leases are left alone: other schedulers may share this instance, and a lease
+        this one still held expires by itself.
+        """
 
     def _schedule(self, job: Job) -> None:
         self._seq += 1
