@@ -166,3 +166,18 @@ async def test_run_history_newest_first_and_limited(store: Store) -> None:
         )
     runs = await store.get_runs("h", limit=3)
     assert [r.scheduled_time for r in runs] == [at(4), at(3), at(2)]
+
+
+async def test_memory_store_bounds_histories_of_removed_jobs() -> None:
+    from horae.stores import memory
+
+    store = memory.MemoryStore()
+    for i in range(memory._REMOVED_HISTORIES + 10):
+        await store.add_jobs([make_job(f"j{i}", 1)], replace=False)
+        await store.finish_run(
+            Run(job_id=f"j{i}", scheduled_time=at(1), finished_at=at(1), outcome=RunOutcome.SUCCESS)
+        )
+        await store.remove_job(f"j{i}")
+    assert await store.get_runs("j0") == []  # the oldest removed job's history is gone
+    last = f"j{memory._REMOVED_HISTORIES + 9}"
+    assert len(await store.get_runs(last)) == 1  # recent ones stay readable

@@ -17,6 +17,9 @@ from horae.stores.base import Lease, Release, StoreContext
 
 __all__ = ["MemoryStore"]
 
+#: How many removed jobs keep their run history.
+_REMOVED_HISTORIES = 1000
+
 
 class MemoryStore:
     """Keeps jobs in a heap ordered by next run time: O(log n) per change.
@@ -50,6 +53,7 @@ class MemoryStore:
         self._running: dict[str, int] = {}
         self._in_flight: dict[UUID, Run] = {}
         self._runs: dict[str, deque[Run]] = {}
+        self._removed: dict[str, None] = {}  # insertion-ordered
         # The schedulers started on this store, by id: several schedulers of one
         # process may share a MemoryStore, and see each other's events (broadcast).
         self._contexts: dict[str, StoreContext] = {}
@@ -128,9 +132,12 @@ class MemoryStore:
         if self._jobs.pop(job_id, None) is None:
             raise JobLookupError(job_id)
         self._live_seq.pop(job_id, None)
+        self._forget_later(job_id)
 
     async def remove_all_jobs(self) -> None:
         """Remove every job."""
+        for job_id in self._jobs:
+            self._forget_later(job_id)
         self._jobs.clear()
         self._live_seq.clear()
         self._heap.clear()
@@ -214,6 +221,7 @@ class MemoryStore:
                 and job.next_run_time == lease.job.next_run_time
             ):
                 del self._jobs[job_id]
+                self._forget_later(job_id)
                 continue
             held_job = lease.job
             if held_job is None or job.next_run_time == held_job.next_run_time:
@@ -223,6 +231,18 @@ class MemoryStore:
                 self._jobs[job_id] = job
             self._schedule(job)
         return rejected
+
+    def _forget_later(self, job_id: str) -> None:
+        # The run history of a removed job stays readable, but only that of the last
+        # _REMOVED_HISTORIES removed jobs: one-off jobs (add_job(f)) would otherwise
+        # grow the store without bound.
+        self._removed.pop(job_id, None)
+        self._removed[job_id] = None
+        if len(self._removed) > _REMOVED_HISTORIES:
+            oldest = next(iter(self._removed))
+            del self._removed[oldest]
+            if oldest not in self._jobs:
+                self._runs.pop(oldest, None)
 
     def _record(self, run: Run) -> None:
         if self._run_retention == 0:
