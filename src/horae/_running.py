@@ -1,0 +1,476 @@
+"""The scheduling loop and the runs it starts: the half of AsyncScheduler that runs.
+
+``AsyncScheduler`` (scheduler.py) owns the lifecycle and the job verbs; this mixin holds
+the loop (acquire due jobs -> plan -> release -> start runs), how runs are started and
+recorded, the broadcast of events to other schedulers, and the idleness that
+``horae.testing.wait_idle`` waits for. The state it uses is created by
+``AsyncScheduler.__init__`` and declared below.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections import deque
+from collections.abc import Coroutine, Generator
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup, TaskStatus
+
+from horae import _reporting
+from horae._clock import Clock
+from horae._execution import call_job, ended
+from horae._planning import plan_release
+from horae.errors import (
+    HoraeError,
+)
+from horae.events import (
+    Event,
+    EventHub,
+    JobRemoved,
+)
+from horae.executors.base import Executor
+from horae.jobs import Job, Run, RunOutcome
+from horae.stores.base import Lease, Release, Store
+
+logger = logging.getLogger("horae.scheduler")
+
+#: A job whose trigger raised, or that could not be read, is looked at again after this long.
+_FAILED_JOB_BACKOFF = timedelta(seconds=60)
+_STORE_ERROR_BACKOFF = (0.5, 30.0)
+#: Events waiting for a broadcast beyond this many are dropped (and counted).
+_OUTBOX_LIMIT = 100_000
+
+
+class _RunLoop:
+    """The loop and the runs of an :class:`~horae.AsyncScheduler` (a mixin)."""
+
+    # Created by AsyncScheduler.__init__.
+    id: str
+    role: Literal["scheduler", "client"]
+    store: Store
+    executors: dict[str, Executor]
+    share_events: bool
+    _clock: Clock
+    _hub: EventHub
+    _state: Literal["initial", "starting", "running", "stopping", "stopped"]
+    _paused: bool
+    _batch_size: int
+    _lease_duration: float
+    _task_group: TaskGroup | None
+    _runs: TaskGroup | None
+    _runs_close: anyio.Event
+    _loop_done: anyio.Event
+    _runs_done: anyio.Event
+    _wakeup: anyio.Event
+    _loop_waiting: bool
+    _deadline: datetime | None
+    _in_flight: int
+    _clock_waits: dict[uuid.UUID, datetime]
+    _idle_watchers: int
+    _idle_changed: anyio.Event
+    _outbox: list[Event]
+    _outbox_ready: anyio.Event
+    _outbox_closed: bool
+    _outbox_dropped: int
+    _sending: bool
+    _broadcast_failing: bool
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    # ------------------------------------------------------- events to others
+
+    def _share_event(self, event: Event) -> None:
+        if self._outbox_closed:
+            return
+        if len(self._outbox) >= _OUTBOX_LIMIT:
+            # The store is not keeping up (or is down): never let the backlog grow
+            # without bound; one warning per episode.
+            if not self._outbox_dropped:
+                logger.warning(
+                    "scheduler %s: events for other schedulers pile up faster than the "
+                    "store takes them; dropping them until it catches up",
+                    self.id,
+                )
+            self._outbox_dropped += 1
+            return
+        self._outbox.append(event)
+        if len(self._outbox) == 1:
+            self._outbox_ready.set()
+
+    def _close_outbox(self) -> None:
+        self._outbox_closed = True
+        self._outbox_ready.set()
+
+    async def _send_events(self) -> None:
+        """Broadcast the events collected since the last call, one batch per call.
+
+        While one batch is on its way, the next collects: under load, each store round
+        trip carries many events.
+        """
+        store = self.store
+        try:
+            while True:
+                await self._outbox_ready.wait()
+                # Let the rest of this loop turn (the runs of one batch) join the batch.
+                await anyio.lowlevel.checkpoint()
+                self._outbox_ready = anyio.Event()
+                batch, self._outbox = self._outbox, []
+                if batch:
+                    await self._broadcast(store, batch)
+                if self._outbox_closed and not self._outbox:
+                    return
+        finally:
+            self._outbox.clear()
+            self._notify_idle()
+
+    async def _broadcast(self, store: Store, batch: list[Event]) -> None:
+        self._sending = True
+        try:
+            await store.broadcast(batch)
+        except Exception as exc:
+            if not self._broadcast_failing:
+                logger.warning(
+                    "scheduler %s: could not send events to other schedulers (%s); "
+                    "they miss events until the store takes them again",
+                    self.id,
+                    exc,
+                )
+                self._broadcast_failing = True
+        else:
+            if self._broadcast_failing:
+                logger.warning("scheduler %s: sending events to other schedulers again", self.id)
+                self._broadcast_failing = False
+            if self._outbox_dropped:
+                logger.warning(
+                    "scheduler %s: %d events were not sent to other schedulers",
+                    self.id,
+                    self._outbox_dropped,
+                )
+                self._outbox_dropped = 0
+        finally:
+            self._sending = False
+            self._notify_idle()
+
+    # --------------------------------------------------------------- the loop
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    def _wake_for(self, next_run_time: datetime | None) -> None:
+        # Waking the loop costs a store round trip or two (acquire, next run time), so
+        # only a fire time earlier than the one it sleeps until wakes it. While the loop
+        # is not asleep it may be reading a next run time from before this change: wake.
+        if next_run_time is None:
+            return
+        if self._loop_waiting and self._deadline is not None and next_run_time >= self._deadline:
+            return
+        self._wake()
+
+    async def _host_runs(self, *, task_status: TaskStatus[TaskGroup]) -> None:
+        # Owner of the runs: a task group of its own, so shutdown(wait=False) can cancel
+        # the runs without cancelling the loop or the listeners.
+        try:
+            async with anyio.create_task_group() as runs:
+                task_status.started(runs)
+                await self._runs_close.wait()
+        finally:
+            self._runs_done.set()
+
+    async def _loop(self) -> None:
+        clock = self._clock
+        store = self.store
+        backoff = 0.0
+        try:
+            while self._state in ("starting", "running"):
+                wakeup = self._wakeup = anyio.Event()
+                deadline: datetime | None = None
+                if not self._paused:
+                    try:
+                        now = clock.now()
+                        leases = await store.acquire_jobs(
+                            self.id, now, self._batch_size, self._lease_duration
+                        )
+                        if leases:
+                            await self._process(leases, now)
+                            if len(leases) >= self._batch_size:
+                                await anyio.lowlevel.checkpoint()
+                                continue
+                        deadline = await store.next_run_time()
+                        backoff = 0.0
+                    except Exception:
+                        backoff = min(
+                            max(backoff * 2, _STORE_ERROR_BACKOFF[0]), _STORE_ERROR_BACKOFF[1]
+                        )
+                        logger.exception(
+                            "scheduler %s: the store failed; trying again in %.1f s",
+                            self.id,
+                            backoff,
+                        )
+                        deadline = clock.now() + timedelta(seconds=backoff)
+                self._loop_waiting = True
+                self._deadline = deadline
+                self._notify_idle()
+                try:
+                    await clock.wait(deadline, wakeup)
+                finally:
+                    self._loop_waiting = False
+        finally:
+            self._loop_done.set()
+            self._notify_idle()
+
+    async def _process(self, leases: list[Lease], now: datetime) -> None:
+        releases: list[Release] = []
+        failed: list[tuple[Lease, BaseException]] = []
+        backed_off = now + _FAILED_JOB_BACKOFF
+        for lease in leases:
+            if lease.job is None:
+                # The store could not read the job back (a corrupted row, a callable that
+                # no longer imports): report it and look again later; never delete it.
+                failed.append((lease, lease.error or HoraeError("unreadable job")))
+                releases.append(Release(lease=lease, next_run_time=backed_off))
+                continue
+            try:
+                release = plan_release(lease, now, self.id)
+            except Exception as error:
+                # A trigger that raises must not stop the scheduler: report it, and look
+                # at the job again later rather than spinning on it.
+                failed.append((lease, error))
+                release = Release(lease=lease, next_run_time=backed_off)
+            releases.append(release)
+        rejected = await self.store.release_jobs(self.id, releases)
+        hub = self._hub
+        for lease, failure in failed:
+            _reporting.job_failed(hub, lease, failure, now, backed_off)
+        to_start: deque[tuple[Job, Run]] = deque()
+        for release in releases:
+            job = release.lease.job
+            if job is None:
+                continue
+            if job.id in rejected:
+                logger.warning(
+                    "job %r: the store refused this scheduler's release (the job was removed "
+                    "meanwhile, or its lease expired and another scheduler took it over); "
+                    "its due fire times are not run here",
+                    job.id,
+                )
+                continue
+            for run in release.finished:
+                _reporting.not_run(hub, run)
+            if release.remove and hub.wanted & JobRemoved.code:
+                hub.publish(JobRemoved(timestamp=now, job_id=job.id, origin=self.id))
+            for run in release.started:
+                _reporting.submitted(hub, run, now)
+                to_start.append((job, run))
+        if to_start:
+            runs = self._runs
+            assert runs is not None
+            self._in_flight += len(to_start)
+            # Owner: the runs task group (see _host_runs).
+            runs.start_soon(self._drain, to_start)
+
+    async def _drain(self, queue: deque[tuple[Job, Run]]) -> None:
+        """Run queued runs in this task while they finish without suspending.
+
+        A task per run costs more than a no-op coroutine job itself, so a batch of runs
+        starts as one task. Each run's coroutine is stepped here; the first run that
+        suspends (awaits real I/O, sleeps, goes to a thread) keeps this task, and the rest
+        of the queue moves on to a new task at once: no run waits for another. Every run
+        still starts and ends in one task, so its cancel scopes stay valid.
+        """
+        inline = 0
+        try:
+            while queue:
+                job, run = queue.popleft()
+                coro = self._execute(job, run)
+                try:
+                    suspended_on = coro.send(None)
+                except StopIteration:
+                    inline += 1
+                    if inline % 64 == 0:
+                        await anyio.lowlevel.checkpoint()  # let the event loop breathe
+                    continue
+                if queue:
+                    assert self._runs is not None
+                    self._runs.start_soon(self._drain, queue)
+                    queue = deque()
+                await _Resume(coro, suspended_on)
+        finally:
+            if queue:
+                # Cancelled (shutdown without waiting) before these runs started.
+                with anyio.CancelScope(shield=True):
+                    for _job, run in queue:
+                        try:
+                            await self._abandon(run)
+                        except Exception:
+                            logger.exception(
+                                "job %r: storing that run %s was abandoned failed",
+                                run.job_id,
+                                run.id,
+                            )
+                        finally:
+                            self._in_flight -= 1
+                self._notify_idle()
+
+    async def _execute(self, job: Job, run: Run) -> None:
+        try:
+            try:
+                if job.jitter:
+                    await self._wait_jitter(job.jitter, run)
+                finished, exc = await call_job(job, run, self.executors[job.executor], self._now)
+            except anyio.get_cancelled_exc_class():
+                # Also while waiting out the jitter: the run is in flight in the store
+                # from the moment it was released, and must end there.
+                with anyio.CancelScope(shield=True):
+                    await self._abandon(run)
+                raise
+            await self._record_outcome(finished)
+            _reporting.finished(self._hub, job, finished, exc)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:
+            logger.exception("job %r: recording the outcome of run %s failed", job.id, run.id)
+        finally:
+            self._in_flight -= 1
+            self._notify_idle()
+
+    async def _abandon(self, run: Run) -> None:
+        reason = "cancelled: the scheduler shut down without waiting for the run"
+        given_up = ended(
+            run,
+            started_at=None,
+            finished_at=self._now(),
+            outcome=RunOutcome.ABANDONED,
+            error=reason,
+        )
+        await self.store.finish_run(given_up)
+        _reporting.abandoned(self._hub, given_up, reason)
+
+    async def _wait_jitter(self, jitter: timedelta, run: Run) -> None:
+        delay = random.uniform(0, jitter.total_seconds())
+        await self._sleep_for_run(run, self._now() + timedelta(seconds=delay))
+
+    async def _sleep_for_run(self, run: Run, until: datetime) -> None:
+        # On the scheduler's clock, so that tests move it; wait_idle() counts such a run
+        # as idle until the clock reaches ``until``.
+        self._clock_waits[run.id] = until
+        self._notify_idle()
+        try:
+            await self._clock.wait(until, anyio.Event())
+        finally:
+            del self._clock_waits[run.id]
+
+    async def _record_outcome(self, run: Run) -> None:
+        """Store a finished run's outcome, retrying while the store fails.
+
+        A run whose outcome is never stored stays in flight in the store and keeps
+        counting for max_instances, so giving up after one failure (a dropped
+        connection) would stop the job for good. ``finish_run`` is keyed by the run's id,
+        so retrying it is safe. While the scheduler stops, it gives up after a few tries
+        rather than hang the shutdown.
+        """
+        delay = _STORE_ERROR_BACKOFF[0]
+        failures = 0
+        while True:
+            try:
+                await self.store.finish_run(run)
+                if failures:
+                    logger.info("job %r: the outcome of run %s is stored", run.job_id, run.id)
+                return
+            except Exception:
+                failures += 1
+                stopping = self._state not in ("starting", "running")
+                if stopping and failures >= 3:
+                    logger.exception(
+                        "job %r: could not store the outcome of run %s while stopping; it "
+                        "stays in flight in the store",
+                        run.job_id,
+                        run.id,
+                    )
+                    return
+                if failures == 1:
+                    logger.exception(
+                        "job %r: storing the outcome of run %s failed; retrying",
+                        run.job_id,
+                        run.id,
+                    )
+                if stopping:
+                    await anyio.sleep(0.1 * failures)  # real time: no one moves a clock now
+                    continue
+            await self._sleep_for_run(run, self._now() + timedelta(seconds=delay))
+            delay = min(delay * 2, _STORE_ERROR_BACKOFF[1])
+
+    # ---------------------------------------------------------------- idleness
+
+    def _notify_idle(self) -> None:
+        if self._idle_watchers:
+            event, self._idle_changed = self._idle_changed, anyio.Event()
+            event.set()
+
+    def _is_idle(self) -> bool:
+        if self._outbox or self._sending:
+            return False
+        if self._state not in ("running", "starting"):
+            return self._in_flight == 0
+        if self._in_flight:
+            # A run waiting out its jitter is idle until its time comes; once the clock
+            # has reached it, it is busy even before its task has woken up.
+            now = self._clock.now()
+            if any(until <= now for until in self._clock_waits.values()):
+                return False
+            if self._in_flight > len(self._clock_waits):
+                return False
+        if self.role == "client":
+            return True
+        if not self._loop_waiting or self._wakeup.is_set():
+            return False
+        return self._deadline is None or self._deadline > self._clock.now()
+
+    async def _wait_idle(self) -> None:
+        while not self._is_idle():
+            self._idle_watchers += 1
+            try:
+                await self._idle_changed.wait()
+            finally:
+                self._idle_watchers -= 1
+        # Let async listeners started by the last events run.
+        await anyio.wait_all_tasks_blocked()
+
+
+class _Resume:
+    """Awaiting this goes on with a coroutine that was stepped by hand once.
+
+    It forwards what the event loop sends or throws, exactly as ``await coro`` would
+    have, had the coroutine not been started already (see ``AsyncScheduler._drain``).
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self._coro
+        value = self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
