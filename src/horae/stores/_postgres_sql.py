@@ -176,6 +176,16 @@ _NEXT_RUN_TIME = "SELECT min(due_at) FROM {s}.jobs"
 # leased in the same statement. A row whose lease expired but whose job was paused or
 # rescheduled later meanwhile (update_job keeps due_at at the lease expiry) is not
 # leased: its lease is cleared and it goes back to its own next run time.
+# The in-flight runs of just-leased jobs, counted again in a statement of its own: the
+# count inside _ACQUIRE reads the statement's snapshot, which can predate a release
+# that committed (with a still valid token) while the acquire waited for its row lock,
+# and so miss a run that release started. A new statement takes a new snapshot.
+_COUNT_RUNNING = """
+SELECT job_id, count(*) AS running FROM {s}.running
+WHERE job_id = ANY($1::text[])
+GROUP BY job_id
+"""
+
 _ACQUIRE = """
 WITH due AS (
     SELECT id, due_at, next_run_time IS NOT NULL AND next_run_time <= $1 AS take
@@ -387,6 +397,7 @@ class Statements:
     remove_all_jobs: str
     next_run_time: str
     acquire: str
+    count_running: str
     release: str
     finish_runs: str
     forget_runs: str
@@ -423,6 +434,7 @@ class Statements:
             remove_all_jobs=fill(_REMOVE_ALL_JOBS),
             next_run_time=fill(_NEXT_RUN_TIME),
             acquire=fill(_ACQUIRE),
+            count_running=fill(_COUNT_RUNNING),
             release=fill(_RELEASE),
             finish_runs=fill(_FINISH_RUNS),
             forget_runs=fill(_FORGET_RUNS),

@@ -443,6 +443,10 @@ class PostgresStore:
         expires = now + timedelta(seconds=lease_duration)
         rows = await pool.fetch(self._sql.acquire, now, limit, scheduler_id, expires)
         rows = sorted((row for row in rows if row["take"]), key=lambda row: row["due_at"])
+        running: dict[str, int] = {}
+        if rows:
+            counted = await pool.fetch(self._sql.count_running, [row["id"] for row in rows])
+            running = {row["job_id"]: row["running"] for row in counted}
         leases: list[Lease] = []
         serializer = self._serializer
         for row in rows:
@@ -461,7 +465,7 @@ class PostgresStore:
                     scheduler_id=scheduler_id,
                     expires_at=expires,
                     token=row["lease_token"],
-                    running=row["running"],
+                    running=max(row["running"], running.get(job_id, 0)),
                 )
             )
         return leases
