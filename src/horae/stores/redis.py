@@ -317,10 +317,15 @@ class RedisStore:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=60)
                     if message is None:
                         continue
-                    if _text(message["channel"]) == self._events_channel:
-                        self._deliver(message["data"])
-                    elif _text(message["data"]) != sender:
-                        self._wake()
+                    try:
+                        if _text(message["channel"]) == self._events_channel:
+                            self._deliver(message["data"])
+                        elif _text(message["data"]) != sender:
+                            self._wake()
+                    except Exception:
+                        # One bad message must not end the listener (and with it every
+                        # later wake-up and shared event).
+                        logger.exception("%r: could not handle a pub/sub message", self)
             except self._errors.RedisError as exc:
                 if failures == 0:
                     # One line per outage, not per retry.
