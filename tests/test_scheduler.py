@@ -986,3 +986,39 @@ async def test_a_failed_outcome_write_is_retried_not_lost(clock: FakeClock) -> N
     assert None not in runs.values()  # nothing left in flight
     assert runs[at(10)] is RunOutcome.SUCCESS  # its outcome was stored after all
     assert (runs[at(40)], runs[at(50)]) == (RunOutcome.SUCCESS, RunOutcome.SUCCESS)
+
+
+async def test_cron_across_the_fall_back_night_fires_each_wall_time_once() -> None:
+    # London, 2026-10-25: 01:00-02:00 happens twice (BST, then GMT). An hourly job runs
+    # at 00:00 BST, 01:00 BST and 02:00 GMT: once per wall time, never twice for 01:00.
+    clock = FakeClock("2026-10-24T22:30:00+00:00")
+    async with AsyncScheduler(clock=clock, timezone="Europe/London") as scheduler:
+        await scheduler.add_job(jobfuncs.async_add, "cron", minute=0, args=[1], id="hourly")
+        for _ in range(8):
+            clock.advance(timedelta(minutes=30))
+            await wait_idle(scheduler)
+        runs = await scheduler.get_runs("hourly")
+    fired = sorted(r.scheduled_time.astimezone(UTC) for r in runs)
+    assert fired == [
+        datetime(2026, 10, 24, 23, tzinfo=UTC),  # 00:00 BST
+        datetime(2026, 10, 25, 0, tzinfo=UTC),  # 01:00 BST
+        datetime(2026, 10, 25, 2, tzinfo=UTC),  # 02:00 GMT
+    ]
+    assert {r.outcome for r in runs} == {RunOutcome.SUCCESS}
+
+
+async def test_cron_across_the_spring_gap_fires_shifted() -> None:
+    # New York, 2026-03-08: 02:00-03:00 does not exist. A job at 02:30 fires at 03:30 EDT.
+    clock = FakeClock("2026-03-08T05:00:00+00:00")  # 00:00 EST
+    async with AsyncScheduler(clock=clock, timezone="America/New_York") as scheduler:
+        job = await scheduler.add_job(
+            jobfuncs.async_add, "cron", hour=2, minute=30, args=[1], id="j"
+        )
+        assert job.next_run_time == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 03:30 EDT
+        clock.advance(timedelta(hours=3))
+        await wait_idle(scheduler)
+        (run,) = await scheduler.get_runs("j")
+        assert run.outcome is RunOutcome.SUCCESS
+        assert (await scheduler.get_job("j")).next_run_time == datetime(
+            2026, 3, 9, 6, 30, tzinfo=UTC
+        )  # 02:30 EDT the next day
