@@ -10,9 +10,10 @@ from uuid import UUID
 
 import attrs
 
-from horae.errors import ConflictingIdError, JobArgumentError, JobLookupError
+from horae.errors import ConflictingIdError, JobLookupError
 from horae.events import Event, JobError
 from horae.jobs import Job, Run
+from horae.stores import _options
 from horae.stores.base import Lease, Release, StoreContext
 
 __all__ = ["MemoryStore"]
@@ -32,15 +33,7 @@ class MemoryStore:
     """
 
     def __init__(self, *, run_retention: int = 100) -> None:
-        if (
-            isinstance(run_retention, bool)
-            or not isinstance(run_retention, int)
-            or run_retention < 0
-        ):
-            raise JobArgumentError(
-                f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
-            )
-        self._run_retention = run_retention
+        self._run_retention = _options.run_retention(run_retention)
         self._jobs: dict[str, Job] = {}
         # Heap entries are (timestamp, sequence, job id); an entry is live only while its
         # sequence is the job's current one (changes push a new entry, lazily dropping the

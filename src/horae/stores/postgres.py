@@ -26,7 +26,8 @@ from horae.errors import (
 )
 from horae.events import Event
 from horae.jobs import Job, Run
-from horae.serializers import JSONSerializer, Serializer
+from horae.serializers import Serializer
+from horae.stores import _options
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
 from horae.stores._postgres_sql import CURRENT_VERSION, SCHEMA_NAME, Statements
 from horae.stores.base import Lease, Release, StoreContext
@@ -138,28 +139,12 @@ class PostgresStore:
                 f"schema: {schema!r} is not allowed; use letters, digits and '_' "
                 "(not starting with a digit), at most 63 characters"
             )
-        if (
-            isinstance(run_retention, bool)
-            or not isinstance(run_retention, int)
-            or run_retention < 0
-        ):
-            raise JobArgumentError(
-                f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
-            )
-        if serializer is not None and not (
-            callable(getattr(serializer, "dumps", None))
-            and callable(getattr(serializer, "loads", None))
-        ):
-            raise JobArgumentError(
-                f"serializer: {serializer!r} has no dumps()/loads(); "
-                "give a JSONSerializer, a PickleSerializer or None"
-            )
         self._asyncpg = asyncpg
         self._dsn = dsn_or_pool if isinstance(dsn_or_pool, str) else None
         self._given_pool: Any = None if isinstance(dsn_or_pool, str) else dsn_or_pool
         self._schema = schema
-        self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
-        self._run_retention = run_retention
+        self._serializer = _options.serializer(serializer)
+        self._run_retention = _options.run_retention(run_retention)
         self._sql = Statements.for_schema(schema)
         self._pool: Any = None
         self._listener: Any = None

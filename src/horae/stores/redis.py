@@ -17,10 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from horae._event_codec import pack, unpack
-from horae.errors import ConflictingIdError, JobArgumentError, JobLookupError, StoreError
+from horae.errors import ConflictingIdError, JobLookupError, StoreError
 from horae.events import Event
 from horae.jobs import Job, Run
-from horae.serializers import JSONSerializer, Serializer
+from horae.serializers import Serializer
+from horae.stores import _options
 from horae.stores import _redis_lua as lua
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
 from horae.stores.base import Lease, Release, StoreContext
@@ -152,17 +153,9 @@ class RedisStore:
             )
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix: {prefix!r} is not allowed; give a non-empty string")
-        if (
-            isinstance(run_retention, bool)
-            or not isinstance(run_retention, int)
-            or run_retention < 0
-        ):
-            raise JobArgumentError(
-                f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
-            )
         self._prefix = prefix
-        self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
-        self._run_retention = run_retention
+        self._serializer = _options.serializer(serializer)
+        self._run_retention = _options.run_retention(run_retention)
         self._retention_arg = str(run_retention)
         self._due = f"{prefix}:due"
         self._jobs = f"{prefix}:jobs"

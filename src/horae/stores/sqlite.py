@@ -38,7 +38,8 @@ from horae.errors import (
 )
 from horae.events import Event
 from horae.jobs import Job, Run
-from horae.serializers import JSONSerializer, Serializer
+from horae.serializers import Serializer
+from horae.stores import _options
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
 from horae.stores.base import Lease, Release, StoreContext
 
@@ -187,25 +188,12 @@ class SQLiteStore:
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise JobArgumentError(f"path: {path!r} is not a file path; give a str or pathlib.Path")
-        if serializer is not None and not isinstance(serializer, Serializer):
-            raise JobArgumentError(
-                f"serializer: {serializer!r} is not a serializer (JSONSerializer, "
-                "PickleSerializer or an object with dumps() and loads())"
-            )
-        if (
-            isinstance(run_retention, bool)
-            or not isinstance(run_retention, int)
-            or run_retention < 0
-        ):
-            raise JobArgumentError(
-                f"run_retention: {run_retention!r} is not allowed; give a whole number >= 0"
-            )
         for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise JobArgumentError(f"{name}: {value!r} is not allowed; give seconds > 0")
         self.path = os.fspath(path)
-        self._serializer: Serializer = serializer if serializer is not None else JSONSerializer()
-        self._run_retention = run_retention
+        self._serializer = _options.serializer(serializer)
+        self._run_retention = _options.run_retention(run_retention)
         self._timeout = float(timeout)
         self._poll_interval = float(poll_interval)
         self._conn: sqlite3.Connection | None = None
