@@ -176,10 +176,10 @@ _NEXT_RUN_TIME = "SELECT min(due_at) FROM {s}.jobs"
 # leased in the same statement. A row whose lease expired but whose job was paused or
 # rescheduled later meanwhile (update_job keeps due_at at the lease expiry) is not
 # leased: its lease is cleared and it goes back to its own next run time.
-# The in-flight runs of just-leased jobs, counted again in a statement of its own: the
-# count inside _ACQUIRE reads the statement's snapshot, which can predate a release
-# that committed (with a still valid token) while the acquire waited for its row lock,
-# and so miss a run that release started. A new statement takes a new snapshot.
+# The in-flight runs of just-leased jobs, counted in a statement of their own rather than
+# inside _ACQUIRE: that statement's snapshot can predate a release that committed (with a
+# still valid token) while the acquire waited for its row lock, and so miss a run that
+# release started. A new statement takes a new snapshot.
 _COUNT_RUNNING = """
 SELECT job_id, count(*) AS running FROM {s}.running
 WHERE job_id = ANY($1::text[])
@@ -202,8 +202,7 @@ UPDATE {s}.jobs j SET
     lease_token = CASE WHEN due.take THEN nextval({lease_tokens}) ELSE j.lease_token END
 FROM due
 WHERE j.id = due.id
-RETURNING j.id, j.next_run_time, j.payload, j.lease_token, due.due_at, due.take,
-    (SELECT count(*) FROM {s}.running r WHERE r.job_id = j.id) AS running
+RETURNING j.id, j.next_run_time, j.payload, j.lease_token, due.due_at, due.take
 """
 
 # One round trip for a batch of releases.

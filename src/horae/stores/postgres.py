@@ -450,7 +450,7 @@ class PostgresStore:
                     scheduler_id=scheduler_id,
                     expires_at=expires,
                     token=row["lease_token"],
-                    running=max(row["running"], running.get(job_id, 0)),
+                    running=running.get(job_id, 0),
                 )
             )
         return leases
