@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
@@ -57,7 +57,7 @@ def _children_from_dict(data: Mapping[str, Any]) -> list[Trigger]:
 def _describe_children(children: tuple[Trigger, ...]) -> str:
     # Parentheses keep nested combinations readable: "all of: A; (any of: B; C)".
     return "; ".join(
-        f"({child.describe()})" if isinstance(child, (AndTrigger, OrTrigger)) else child.describe()
+        f"({child.describe()})" if isinstance(child, _Combination) else child.describe()
         for child in children
     )
 
@@ -66,9 +66,42 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(_UTC)
 
 
+C = TypeVar("C", bound="_Combination")
+
+
+@attrs.frozen(init=False, repr=False)
+class _Combination:
+    """What AndTrigger and OrTrigger share: their children, and how they are stored and
+    shown."""
+
+    kind: ClassVar[str]
+    _joins: ClassVar[str]  # "all" or "any"
+
+    triggers: tuple[Trigger, ...]
+
+    def __init__(self, triggers: Iterable[Trigger]) -> None:
+        self.__attrs_init__(_check_children(self.kind, triggers))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": "and" | "or", "triggers": [<each child's to_dict()>]}``."""
+        return {"kind": self.kind, "triggers": [child.to_dict() for child in self.triggers]}
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+        """Rebuild the trigger, and its children, from :meth:`to_dict`'s output."""
+        return cls(_children_from_dict(data))
+
+    def describe(self) -> str:
+        """``"when all of: <child>; <child>"`` (``any of`` for OrTrigger)."""
+        return f"when {self._joins} of: " + _describe_children(self.triggers)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self.triggers)!r})"
+
+
 @register_trigger
 @attrs.frozen(init=False, repr=False)
-class AndTrigger:
+class AndTrigger(_Combination):
     """Fire at the instants at which every one of ``triggers`` fires.
 
     The search advances the children that lag behind to the latest child's next fire
@@ -90,11 +123,7 @@ class AndTrigger:
     """
 
     kind: ClassVar[str] = "and"
-
-    triggers: tuple[Trigger, ...]
-
-    def __init__(self, triggers: Iterable[Trigger]) -> None:
-        self.__attrs_init__(_check_children(self.kind, triggers))
+    _joins: ClassVar[str] = "all"
 
     def next(self, after: datetime) -> datetime | None:
         """The first instant strictly after ``after`` at which every child fires."""
@@ -121,26 +150,10 @@ class AndTrigger:
                     times[index] = fire
         return None
 
-    def to_dict(self) -> dict[str, Any]:
-        """``{"kind": "and", "triggers": [<each child's to_dict()>]}``."""
-        return {"kind": self.kind, "triggers": [child.to_dict() for child in self.triggers]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AndTrigger:
-        """Rebuild the trigger, and its children, from :meth:`to_dict`'s output."""
-        return cls(_children_from_dict(data))
-
-    def describe(self) -> str:
-        """``"when all of: <child>; <child>"``."""
-        return "when all of: " + _describe_children(self.triggers)
-
-    def __repr__(self) -> str:
-        return f"AndTrigger({list(self.triggers)!r})"
-
 
 @register_trigger
 @attrs.frozen(init=False, repr=False)
-class OrTrigger:
+class OrTrigger(_Combination):
     """Fire whenever any of ``triggers`` fires (once per instant).
 
     Exhausted only when every child is. Children may be in different zones; fire times
@@ -160,30 +173,10 @@ class OrTrigger:
     """
 
     kind: ClassVar[str] = "or"
-
-    triggers: tuple[Trigger, ...]
-
-    def __init__(self, triggers: Iterable[Trigger]) -> None:
-        self.__attrs_init__(_check_children(self.kind, triggers))
+    _joins: ClassVar[str] = "any"
 
     def next(self, after: datetime) -> datetime | None:
         """The earliest next fire time of any child, strictly after ``after``."""
         require_aware(after)
         fires = [fire for child in self.triggers if (fire := child.next(after)) is not None]
         return min(fires, key=_utc) if fires else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"kind": "or", "triggers": [<each child's to_dict()>]}``."""
-        return {"kind": self.kind, "triggers": [child.to_dict() for child in self.triggers]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OrTrigger:
-        """Rebuild the trigger, and its children, from :meth:`to_dict`'s output."""
-        return cls(_children_from_dict(data))
-
-    def describe(self) -> str:
-        """``"when any of: <child>; <child>"``."""
-        return "when any of: " + _describe_children(self.triggers)
-
-    def __repr__(self) -> str:
-        return f"OrTrigger({list(self.triggers)!r})"
