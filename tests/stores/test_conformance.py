@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import attrs
 import pytest
 
-from horae import ConflictingIdError, IntervalTrigger, Job, JobLookupError, Run, RunOutcome
+from horae import ConflictingIdError, JobLookupError, Run, RunOutcome
 from horae.stores.base import Release, Store
 
-from .. import jobfuncs
+from .helpers import at, make_job
 
 pytestmark = pytest.mark.anyio
-
-T0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def make_job(job_id: str, next_run: float | None, **options: object) -> Job:
-    return Job(
-        id=job_id,
-        func=jobfuncs.async_add,
-        func_ref="tests.jobfuncs:async_add",
-        trigger=IntervalTrigger(seconds=10, start_date=T0, timezone="UTC"),
-        args=(1, 2),
-        next_run_time=None if next_run is None else at(next_run),
-        **options,  # type: ignore[arg-type]
-    )
 
 
 async def test_add_get_list_remove(store: Store) -> None:

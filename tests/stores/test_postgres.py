@@ -4,45 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
 import attrs
 import pytest
 
-from horae import IntervalTrigger, Job, JobArgumentError, Run, RunOutcome, StoreError
+from horae import JobArgumentError, Run, RunOutcome, StoreError
 from horae.stores._postgres_sql import CURRENT_VERSION
 from horae.stores.base import Release, StoreContext
 from horae.stores.postgres import PostgresStore
 from tests.services import POSTGRES_DSN
 
-from .. import jobfuncs
+from .helpers import at, make_job
 from .target_postgres import connect, fresh_schema
 
 pytestmark = pytest.mark.anyio
-
-T0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # asyncpg runs on asyncio only
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def make_job(job_id: str, next_run: float | None) -> Job:
-    return Job(
-        id=job_id,
-        func=jobfuncs.async_add,
-        func_ref="tests.jobfuncs:async_add",
-        trigger=IntervalTrigger(seconds=10, start_date=T0, timezone="UTC"),
-        args=(1, 2),
-        next_run_time=None if next_run is None else at(next_run),
-    )
 
 
 class Wakeups:

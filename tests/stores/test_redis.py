@@ -11,20 +11,19 @@ from typing import Any
 import anyio
 import pytest
 
-from horae import IntervalTrigger, Job, JobLookupError, Run, RunOutcome, StoreError
+from horae import JobLookupError, Run, RunOutcome, StoreError
 from horae.stores.base import Release, StoreContext
 from horae.stores.redis import LAYOUT_VERSION, RedisStore
 from tests.services import REDIS_URL, unavailable
 
-from .. import jobfuncs
 from .conftest import context
+from .helpers import at, make_job
 from .target_redis import delete_prefix
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
 pytestmark = pytest.mark.anyio
 
-T0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 US = timedelta(microseconds=1)
 
@@ -56,21 +55,6 @@ async def prefix(client: Any) -> AsyncIterator[str]:
         yield prefix
     finally:
         await delete_prefix(client, prefix)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def make_job(job_id: str, next_run: float | None) -> Job:
-    return Job(
-        id=job_id,
-        func=jobfuncs.async_add,
-        func_ref="tests.jobfuncs:async_add",
-        trigger=IntervalTrigger(seconds=10, start_date=T0, timezone="UTC"),
-        args=(1, 2),
-        next_run_time=None if next_run is None else at(next_run),
-    )
 
 
 class Wakeups:

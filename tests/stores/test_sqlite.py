@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
@@ -16,32 +15,16 @@ import anyio.to_thread
 import attrs
 import pytest
 
-from horae import IntervalTrigger, Job, JobArgumentError, Run, RunOutcome, StoreError
+from horae import JobArgumentError, Run, RunOutcome, StoreError
 from horae.stores.base import Release, StoreContext
 from horae.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
-from .. import jobfuncs
 from .conftest import context
+from .helpers import at, make_job
 
 pytestmark = pytest.mark.anyio
 
-T0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
 REPO = Path(__file__).resolve().parents[2]
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def make_job(job_id: str, next_run: float | None) -> Job:
-    return Job(
-        id=job_id,
-        func=jobfuncs.async_add,
-        func_ref="tests.jobfuncs:async_add",
-        trigger=IntervalTrigger(seconds=10, start_date=T0, timezone="UTC"),
-        args=(1, 2),
-        next_run_time=None if next_run is None else at(next_run),
-    )
 
 
 @pytest.fixture

@@ -1,0 +1,29 @@
+"""Jobs and instants the store tests share."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from horae import IntervalTrigger, Job
+
+from .. import jobfuncs
+
+T0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    """``seconds`` after T0."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_job(job_id: str, next_run: float | None, **options: object) -> Job:
+    """A storable every-10-seconds job due ``next_run`` seconds after T0 (None: paused)."""
+    return Job(
+        id=job_id,
+        func=jobfuncs.async_add,
+        func_ref="tests.jobfuncs:async_add",
+        trigger=IntervalTrigger(seconds=10, start_date=T0, timezone="UTC"),
+        args=(1, 2),
+        next_run_time=None if next_run is None else at(next_run),
+        **options,  # type: ignore[arg-type]
+    )
