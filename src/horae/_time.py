@@ -157,18 +157,3 @@ def require_aware(value: datetime, name: str = "after") -> None:
     """Raise ``ValueError`` if ``value`` is a naive datetime."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
-
-
-def as_timedelta(value: float | timedelta, name: str) -> timedelta:
-    """Seconds (int or float) or a timedelta, as a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
-    return timedelta(seconds=value)
-
-
-def zone_name(tz: tzinfo) -> str:
-    """The IANA key of a zone (or its ``str``), for to_dict() and descriptions."""
-    key = getattr(tz, "key", None)
-    return key if isinstance(key, str) else str(tz)

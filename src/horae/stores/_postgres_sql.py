@@ -402,7 +402,6 @@ class Statements:
     forget_runs: str
     get_runs: str
     drop_leases: str
-    jobs_table: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -439,5 +438,4 @@ class Statements:
             forget_runs=fill(_FORGET_RUNS),
             get_runs=fill(_GET_RUNS),
             drop_leases=fill(_DROP_LEASES),
-            jobs_table=f"{s}.jobs",
         )
