@@ -107,11 +107,13 @@ def express(instant: datetime, tz: tzinfo) -> datetime:
     offset = local.utcoffset()
     if offset is None:  # only a broken tzinfo returns no offset
         return local
-    return local.replace(tzinfo=_fixed_offset(offset, local.tzname()), fold=0)
+    return local.replace(tzinfo=fixed_zone(offset, local.tzname()), fold=0)
 
 
-@lru_cache(maxsize=256)
-def _fixed_offset(offset: timedelta, name: str | None) -> timezone:
+@lru_cache(maxsize=1024)
+def fixed_zone(offset: timedelta, name: str | None) -> timezone:
+    """A fixed-offset ``tzinfo`` named like the zone at that moment (``CEST``); see
+    :func:`express` for why triggers return these."""
     return timezone(offset, name) if name else timezone(offset)
 
 

@@ -18,11 +18,12 @@ would compare wall times and ignore ``fold`` (PEP 495).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
+from horae._time import fixed_zone
 from horae.triggers.cron._schedule import Schedule
 
-__all__ = ["ZoneClock", "fixed_zone", "next_fire"]
+__all__ = ["ZoneClock", "next_fire"]
 
 _SECOND = timedelta(seconds=1)
 _MICROSECOND = timedelta(microseconds=1)
@@ -30,22 +31,6 @@ _MICROSECOND = timedelta(microseconds=1)
 # longer than any gap in the tz database (Pacific/Apia skipped a whole day in 2011).
 _GAP_LOOKBACK = timedelta(hours=25)
 _EPOCH = datetime(1970, 1, 1)
-_fixed: dict[tuple[timedelta, str | None], timezone] = {}
-
-
-def fixed_zone(offset: timedelta, name: str | None) -> timezone:
-    """A fixed-offset ``tzinfo`` named like the zone at that moment (``CEST``).
-
-    Results carry it instead of the ``ZoneInfo``: aware datetimes with a fixed offset
-    compare as instants, even in a repeated hour.
-    """
-    key = (offset, name)
-    zone = _fixed.get(key)
-    if zone is None:
-        zone = timezone(offset, name) if name else timezone(offset)
-        if len(_fixed) < 1024:
-            _fixed[key] = zone
-    return zone
 
 
 def _offset_at(tz: tzinfo, instant: datetime) -> timedelta | None:
