@@ -9,7 +9,11 @@ that is not released in time expires and another scheduler may acquire the job.
 
 Runs that are handed to an executor stay *in flight* in the store until
 ``finish_run``; the number of in-flight runs of a job is what ``max_instances`` counts,
-so it holds across every scheduler sharing the store.
+so it holds across every scheduler sharing the store. An in-flight run is leased too: its
+scheduler renews it (``extend_runs``) while the run goes on. A run whose lease expired
+belongs to a scheduler that died (or lost the store for longer than a lease): any
+scheduler may take it over with ``claim_expired_runs``, record it ``abandoned`` and, if the
+job's retry policy says so, start its next attempt, with ``finish_run(run, retry=...)``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+from uuid import UUID
 
 import attrs
 
@@ -78,7 +83,8 @@ class Release:
     Attributes:
         lease: the lease being given back.
         next_run_time: the job's next fire time (``None``: no more fire times).
-        started: runs handed to an executor now; in flight until ``finish_run``.
+        started: runs handed to an executor now; in flight until ``finish_run``, held by
+            the releasing scheduler until ``lease.expires_at`` (see ``extend_runs``).
         finished: runs that ended without executing (missed, skipped).
         remove: the trigger is exhausted: remove the job.
     """
@@ -150,8 +156,42 @@ class Store(Protocol):
         """
         ...
 
-    async def finish_run(self, run: Run) -> None:
-        """Record the outcome of an in-flight run; it no longer counts for max_instances."""
+    async def finish_run(
+        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
+    ) -> None:
+        """Record the outcome of a run; it leaves the in-flight runs (max_instances).
+
+        With ``retry`` (the job's next attempt for the same fire time), and only if
+        ``run`` was in flight, ``retry`` enters the in-flight runs in the same step, held
+        by ``retry.scheduler_id`` until ``expires_at``: the job's count of runs in flight
+        never drops in between, so max_instances holds through retries. A run that was
+        not in flight (another scheduler claimed it meanwhile, or a ``run_job`` run) is
+        recorded, and its ``retry`` ignored: whoever claimed it decides about retrying.
+        When a run id is recorded already, the first record stays.
+        """
+        ...
+
+    async def extend_runs(
+        self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
+    ) -> set[UUID]:
+        """Renew the leases of in-flight runs that ``scheduler_id`` still executes.
+
+        Returns the ids among ``run_ids`` that are no longer in flight held by
+        ``scheduler_id`` (another scheduler claimed them, or they finished).
+        """
+        ...
+
+    async def claim_expired_runs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Run]:
+        """Take over up to ``limit`` in-flight runs whose lease expired at or before ``now``.
+
+        Their scheduler stopped renewing them: it died, or lost the store for longer
+        than a lease. They stay in flight (still counting for max_instances), now held by
+        ``scheduler_id`` for ``lease_duration`` seconds, and are returned as stored (the
+        ``scheduler_id`` of each is still the one that ran it); the caller ends each with
+        :meth:`finish_run` (``abandoned``, with a retry or not). Oldest leases first.
+        """
         ...
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:

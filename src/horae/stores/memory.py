@@ -45,6 +45,8 @@ class MemoryStore:
         self._token = 0
         self._running: dict[str, int] = {}
         self._in_flight: dict[UUID, Run] = {}
+        # Who holds each in-flight run, and until when (see extend_runs).
+        self._run_leases: dict[UUID, tuple[str, datetime]] = {}
         self._runs: dict[str, deque[Run]] = {}
         self._removed: dict[str, None] = {}  # insertion-ordered
         # The schedulers started on this store, by id: several schedulers of one
@@ -142,12 +144,15 @@ class MemoryStore:
             heapq.heappop(heap)
 
     async def next_run_time(self) -> datetime | None:
-        """The earliest next run time of a job that is not leased."""
+        """The earliest next run time of a job that is not leased (a lease counts at its
+        expiry, when another scheduler may take the job over)."""
         self._pop_stale()
-        if not self._heap:
-            return None
-        job = self._jobs[self._heap[0][2]]
-        return job.next_run_time
+        earliest = self._jobs[self._heap[0][2]].next_run_time if self._heap else None
+        if self._leases:
+            expiry = min(lease.expires_at for lease in self._leases.values())
+            if earliest is None or expiry < earliest:
+                earliest = expiry
+        return earliest
 
     def _expire_leases(self, now: datetime) -> None:
         for job_id, lease in list(self._leases.items()):
@@ -199,8 +204,10 @@ class MemoryStore:
                 rejected.add(job_id)
                 continue
             del self._leases[job_id]
+            held_until = (scheduler_id, lease.expires_at)
             for run in release.started:
                 self._in_flight[run.id] = run
+                self._run_leases[run.id] = held_until
             if release.started:
                 self._running[job_id] = self._running.get(job_id, 0) + len(release.started)
             for run in release.finished:
@@ -245,15 +252,59 @@ class MemoryStore:
             history = self._runs[run.job_id] = deque(maxlen=self._run_retention)
         history.appendleft(run)
 
-    async def finish_run(self, run: Run) -> None:
-        """Record a finished run; it no longer counts for max_instances."""
+    async def finish_run(
+        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
+    ) -> None:
+        """Record a finished run; it no longer counts for max_instances.
+
+        ``retry`` takes its place in flight (see :meth:`Store.finish_run`).
+        """
         if self._in_flight.pop(run.id, None) is not None:
-            count = self._running.get(run.job_id, 0) - 1
-            if count > 0:
-                self._running[run.job_id] = count
+            del self._run_leases[run.id]
+            if retry is not None:
+                self._in_flight[retry.id] = retry
+                if expires_at is None:
+                    raise ValueError("finish_run: a retry needs expires_at")
+                self._run_leases[retry.id] = (retry.scheduler_id, expires_at)
             else:
-                self._running.pop(run.job_id, None)
+                count = self._running.get(run.job_id, 0) - 1
+                if count > 0:
+                    self._running[run.job_id] = count
+                else:
+                    self._running.pop(run.job_id, None)
+        elif any(r.id == run.id for r in self._runs.get(run.job_id, ())):
+            return  # the first record stays
         self._record(run)
+
+    async def extend_runs(
+        self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
+    ) -> set[UUID]:
+        """Renew this scheduler's leases of its in-flight runs; return those it lost."""
+        lost: set[UUID] = set()
+        leases = self._run_leases
+        for run_id in run_ids:
+            held = leases.get(run_id)
+            if held is None or held[0] != scheduler_id:
+                lost.add(run_id)
+            else:
+                leases[run_id] = (scheduler_id, expires_at)
+        return lost
+
+    async def claim_expired_runs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Run]:
+        """Take over in-flight runs whose lease expired, oldest lease first."""
+        if not self._run_leases:
+            return []
+        expired = sorted(
+            (until, run_id) for run_id, (_, until) in self._run_leases.items() if until <= now
+        )[:limit]
+        held_until = (scheduler_id, now + timedelta(seconds=lease_duration))
+        claimed = []
+        for _, run_id in expired:
+            self._run_leases[run_id] = held_until
+            claimed.append(self._in_flight[run_id])
+        return claimed
 
     async def broadcast(self, events: Sequence[Event]) -> None:
         """Hand the events to the other schedulers started on this store instance.
