@@ -67,10 +67,12 @@ from horae.events import (
     SchedulerResumed,
     SchedulerStarted,
     SchedulerStopped,
+    StoreFailed,
+    StoreRecovered,
     Subscription,
 )
 from horae.executors import AsyncExecutor, Executor, ThreadExecutor
-from horae.jobs import Job, JobDefaults, Run, RunOutcome
+from horae.jobs import Job, JobDefaults, Retry, Run, RunOutcome
 from horae.scheduler import AsyncScheduler, current_run
 from horae.serializers import JSONSerializer, PickleSerializer, Serializer
 from horae.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
@@ -143,6 +145,7 @@ __all__ = [
     "PickleSerializer",
     "PostgresStore",
     "RedisStore",
+    "Retry",
     "Run",
     "RunEvent",
     "RunOutcome",
@@ -159,6 +162,8 @@ __all__ = [
     "Serializer",
     "Store",
     "StoreError",
+    "StoreFailed",
+    "StoreRecovered",
     "Subscription",
     "SystemClock",
     "ThreadExecutor",

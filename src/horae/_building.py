@@ -162,6 +162,7 @@ JOB_OPTIONS = frozenset(
         "misfire_grace_time",
         "jitter",
         "timeout",
+        "retry",
         "next_run_time",
         "metadata",
     }
@@ -228,6 +229,7 @@ def build_job(
         misfire_grace_time=option("misfire_grace_time"),
         jitter=option("jitter"),
         timeout=option("timeout"),
+        retry=option("retry"),
         next_run_time=first,
         metadata=dict(options.get("metadata") or {}),
     )

@@ -69,21 +69,36 @@ def not_run(hub: EventHub, run: Run) -> None:
     _publish(hub, JobSkipped, run, timestamp)
 
 
-def finished(hub: EventHub, job: Job, run: Run, exc: BaseException | None) -> None:
-    """A run ended: succeeded, raised or timed out."""
+def finished(
+    hub: EventHub,
+    job: Job,
+    run: Run,
+    exc: BaseException | None,
+    retry_at: datetime | None = None,
+) -> None:
+    """A run ended: succeeded, raised or timed out (and is retried at ``retry_at``)."""
     timestamp = run.finished_at or run.scheduled_time
     if run.outcome is RunOutcome.SUCCESS:
         _publish(hub, JobExecuted, run, timestamp, result=run.result)
-    elif run.outcome is RunOutcome.TIMEOUT:
-        logger.error("job %r: the run for %s timed out", job.id, run.scheduled_time)
+        return
+    if retry_at is not None and job.retry is not None:
+        then = f"; attempt {run.attempt + 1} of {job.retry.attempts} at {retry_at}"
+    elif run.attempt > 1:
+        then = f" (attempt {run.attempt}, the last)"
+    else:
+        then = ""
+    if run.outcome is RunOutcome.TIMEOUT:
+        logger.error("job %r: the run for %s timed out%s", job.id, run.scheduled_time, then)
         _publish(hub, JobTimedOut, run, timestamp)
     else:
-        logger.error("job %r: the run for %s raised", job.id, run.scheduled_time, exc_info=exc)
+        logger.error(
+            "job %r: the run for %s raised%s", job.id, run.scheduled_time, then, exc_info=exc
+        )
         _publish(hub, JobError, run, timestamp, exception=exc, traceback=run.error or "")
 
 
 def abandoned(hub: EventHub, run: Run, reason: str) -> None:
-    """A run was given up (its scheduler stopped without waiting for it)."""
+    """A run was given up: its scheduler stopped without waiting for it, or died."""
     logger.warning(
         "job %r: the run for %s was abandoned: %s", run.job_id, run.scheduled_time, reason
     )

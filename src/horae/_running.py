@@ -25,13 +25,13 @@ from horae import _reporting
 from horae._clock import Clock
 from horae._execution import call_job, ended
 from horae._planning import plan_release
-from horae.errors import (
-    HoraeError,
-)
+from horae.errors import HoraeError, JobLookupError
 from horae.events import (
     Event,
     EventHub,
     JobRemoved,
+    StoreFailed,
+    StoreRecovered,
 )
 from horae.executors.base import Executor
 from horae.jobs import Job, Run, RunOutcome
@@ -79,6 +79,11 @@ class _RunLoop:
     _outbox_dropped: int
     _sending: bool
     _broadcast_failing: bool
+    _live_runs: dict[uuid.UUID, Run]
+    _lost_runs: set[uuid.UUID]
+    _store_down_since: datetime | None
+    _keeping: bool
+    _keep_deadline: datetime | None
 
     def _now(self) -> datetime:
         return self._clock.now()
@@ -157,6 +162,51 @@ class _RunLoop:
             self._sending = False
             self._notify_idle()
 
+    # ----------------------------------------------------------- store health
+
+    def _store_failed(self, exc: BaseException, what: str) -> None:
+        """A store call failed: log and announce the outage once, not once per retry."""
+        if self._store_down_since is not None:
+            logger.debug("scheduler %s: %s failed again: %r", self.id, what, exc)
+            return
+        now = self._clock.now()
+        self._store_down_since = now
+        logger.warning(
+            "scheduler %s: the store failed while %s (%s: %s); retrying with backoff "
+            "until it answers (runs already going on continue)",
+            self.id,
+            what,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        self._hub.publish(
+            StoreFailed(
+                timestamp=now,
+                origin=self.id,
+                scheduler_id=self.id,
+                error=f"{what}: {type(exc).__name__}: {exc}",
+                exception=exc,
+            )
+        )
+
+    def _store_ok(self) -> None:
+        since = self._store_down_since
+        if since is None:
+            return
+        self._store_down_since = None
+        now = self._clock.now()
+        logger.warning(
+            "scheduler %s: the store answers again (after %.1f s)",
+            self.id,
+            (now - since).total_seconds(),
+        )
+        self._hub.publish(
+            StoreRecovered(
+                timestamp=now, origin=self.id, scheduler_id=self.id, downtime=now - since
+            )
+        )
+
     # --------------------------------------------------------------- the loop
 
     def _wake(self) -> None:
@@ -203,15 +253,12 @@ class _RunLoop:
                                 continue
                         deadline = await store.next_run_time()
                         backoff = 0.0
-                    except Exception:
+                        self._store_ok()
+                    except Exception as exc:
                         backoff = min(
                             max(backoff * 2, _STORE_ERROR_BACKOFF[0]), _STORE_ERROR_BACKOFF[1]
                         )
-                        logger.exception(
-                            "scheduler %s: the store failed; trying again in %.1f s",
-                            self.id,
-                            backoff,
-                        )
+                        self._store_failed(exc, "acquiring due jobs")
                         deadline = clock.now() + timedelta(seconds=backoff)
                 self._loop_waiting = True
                 self._deadline = deadline
@@ -267,6 +314,7 @@ class _RunLoop:
             for run in release.started:
                 _reporting.submitted(hub, run, now)
                 to_start.append((job, run))
+                self._live_runs[run.id] = run
         if to_start:
             runs = self._runs
             assert runs is not None
@@ -314,30 +362,84 @@ class _RunLoop:
                                 run.id,
                             )
                         finally:
+                            self._live_runs.pop(run.id, None)
                             self._in_flight -= 1
                 self._notify_idle()
 
-    async def _execute(self, job: Job, run: Run) -> None:
+    async def _execute(self, job: Job, run: Run, start_at: datetime | None = None) -> None:
+        """Run ``run`` of ``job`` (at ``start_at``, for a retry), then its retries."""
         try:
-            try:
-                if job.jitter:
-                    await self._wait_jitter(job.jitter, run)
-                finished, exc = await call_job(job, run, self.executors[job.executor], self._now)
-            except anyio.get_cancelled_exc_class():
-                # Also while waiting out the jitter: the run is in flight in the store
-                # from the moment it was released, and must end there.
-                with anyio.CancelScope(shield=True):
-                    await self._abandon(run)
-                raise
-            await self._record_outcome(finished)
-            _reporting.finished(self._hub, job, finished, exc)
+            while True:
+                try:
+                    if start_at is not None:
+                        await self._sleep_for_run(run, start_at)
+                    elif job.jitter:
+                        await self._wait_jitter(job.jitter, run)
+                    finished, exc = await call_job(
+                        job, run, self.executors[job.executor], self._now
+                    )
+                except anyio.get_cancelled_exc_class():
+                    # Also while waiting out the jitter or a retry's backoff: the run is
+                    # in flight in the store from the moment it was released, and must
+                    # end there.
+                    with anyio.CancelScope(shield=True):
+                        await self._abandon(run)
+                    raise
+                if run.id in self._lost_runs:
+                    self._lost_runs.discard(run.id)
+                    logger.warning(
+                        "job %r: the run for %s ended here (%s) after another scheduler "
+                        "took it over as abandoned; the store keeps that record",
+                        job.id,
+                        run.scheduled_time,
+                        finished.outcome,
+                    )
+                    await self._record_outcome(finished)  # the first record stays
+                    return
+                retry = self._next_attempt(job, finished, exc)
+                if retry is None:
+                    await self._record_outcome(finished)
+                    _reporting.finished(self._hub, job, finished, exc)
+                    return
+                assert job.retry is not None
+                start_at = self._now() + job.retry.delay(run.attempt)
+                held = await self._record_outcome(finished, retry)
+                retry_at = start_at if held else None
+                _reporting.finished(self._hub, job, finished, exc, retry_at=retry_at)
+                if not held:
+                    return
+                del self._live_runs[run.id]
+                self._live_runs[retry.id] = retry
+                run = retry
         except anyio.get_cancelled_exc_class():
             raise
         except Exception:
             logger.exception("job %r: recording the outcome of run %s failed", job.id, run.id)
         finally:
+            self._live_runs.pop(run.id, None)
             self._in_flight -= 1
             self._notify_idle()
+
+    def _next_attempt(self, job: Job, run: Run, exc: BaseException | None) -> Run | None:
+        """The next attempt of a failed run, if the job's retry policy wants one."""
+        policy = job.retry
+        if policy is None:
+            return None
+        if run.outcome is RunOutcome.ABANDONED:
+            wanted = policy.retries(run.attempt, None)
+        elif run.outcome in (RunOutcome.ERROR, RunOutcome.TIMEOUT) and exc is not None:
+            wanted = policy.retries(run.attempt, exc)
+        else:
+            wanted = False
+        if not wanted:
+            return None
+        return Run(
+            job_id=run.job_id,
+            scheduled_time=run.scheduled_time,
+            scheduler_id=self.id,
+            attempt=run.attempt + 1,
+            coalesced=run.coalesced,
+        )
 
     async def _abandon(self, run: Run) -> None:
         reason = "cancelled: the scheduler shut down without waiting for the run"
@@ -365,45 +467,182 @@ class _RunLoop:
         finally:
             del self._clock_waits[run.id]
 
-    async def _record_outcome(self, run: Run) -> None:
-        """Store a finished run's outcome, retrying while the store fails.
+    async def _record_outcome(self, run: Run, retry: Run | None = None) -> bool:
+        """Store a finished run's outcome (and its retry), retrying while the store fails.
 
         A run whose outcome is never stored stays in flight in the store and keeps
         counting for max_instances, so giving up after one failure (a dropped
         connection) would stop the job for good. ``finish_run`` is keyed by the run's id,
         so retrying it is safe. While the scheduler stops, it gives up after a few tries
         rather than hang the shutdown.
+
+        Returns whether ``retry`` is in flight held by this scheduler (the store puts it
+        there only if ``run`` still was: another scheduler may have taken it over).
         """
         delay = _STORE_ERROR_BACKOFF[0]
         failures = 0
         while True:
             try:
-                await self.store.finish_run(run)
+                expires_at = self._now() + timedelta(seconds=self._lease_duration)
+                if retry is None:
+                    await self.store.finish_run(run)
+                    held = False
+                else:
+                    await self.store.finish_run(run, retry=retry, expires_at=expires_at)
+                    lost = await self.store.extend_runs(self.id, [retry.id], expires_at)
+                    held = retry.id not in lost
                 if failures:
+                    self._store_ok()
                     logger.info("job %r: the outcome of run %s is stored", run.job_id, run.id)
-                return
-            except Exception:
+                return held
+            except Exception as exc:
                 failures += 1
                 stopping = self._state not in ("starting", "running")
                 if stopping and failures >= 3:
                     logger.exception(
                         "job %r: could not store the outcome of run %s while stopping; it "
-                        "stays in flight in the store",
+                        "stays in flight in the store until another scheduler takes it "
+                        "over as abandoned",
                         run.job_id,
                         run.id,
                     )
-                    return
-                if failures == 1:
-                    logger.exception(
-                        "job %r: storing the outcome of run %s failed; retrying",
-                        run.job_id,
-                        run.id,
-                    )
+                    return False
+                self._store_failed(exc, f"storing the outcome of a run of job {run.job_id!r}")
                 if stopping:
                     await anyio.sleep(0.1 * failures)  # real time: no one moves a clock now
                     continue
             await self._sleep_for_run(run, self._now() + timedelta(seconds=delay))
             delay = min(delay * 2, _STORE_ERROR_BACKOFF[1])
+
+    # ------------------------------------------------- leases of in-flight runs
+
+    async def _keep_runs(self, runs_done: anyio.Event) -> None:
+        """Renew the leases of this scheduler's runs; take over those of dead schedulers.
+
+        Every third of ``lease_duration``: one ``extend_runs`` for the runs executing (or
+        waiting for a retry) here, then one ``claim_expired_runs``. Renewal goes on
+        while the scheduler stops and waits for its runs; claims only while it runs.
+        """
+        clock = self._clock
+        interval = timedelta(seconds=self._lease_duration / 3)
+        next_at = clock.now()
+        backoff = 0.0
+        try:
+            while not runs_done.is_set():
+                self._keep_deadline = next_at
+                self._notify_idle()
+                await clock.wait(next_at, runs_done)
+                if runs_done.is_set():
+                    return
+                self._keeping = True
+                try:
+                    now = clock.now()
+                    await self._renew_runs(now)
+                    if self._state == "running" and self.role == "scheduler" and not self._paused:
+                        await self._claim_runs(now)
+                    self._store_ok()
+                    backoff = 0.0
+                    next_at = now + interval
+                except Exception as exc:
+                    self._store_failed(exc, "renewing the leases of running jobs")
+                    backoff = min(
+                        max(backoff * 2, _STORE_ERROR_BACKOFF[0]), _STORE_ERROR_BACKOFF[1]
+                    )
+                    next_at = clock.now() + min(interval, timedelta(seconds=backoff))
+                finally:
+                    self._keeping = False
+                    self._notify_idle()
+        finally:
+            self._keep_deadline = None
+            self._notify_idle()
+
+    async def _renew_runs(self, now: datetime) -> None:
+        live = self._live_runs
+        if not live:
+            return
+        expires_at = now + timedelta(seconds=self._lease_duration)
+        lost = await self.store.extend_runs(self.id, list(live), expires_at)
+        for run_id in lost:
+            run = live.get(run_id)
+            if run is None or run_id in self._lost_runs:
+                continue  # finished meanwhile, or known already
+            self._lost_runs.add(run_id)
+            logger.warning(
+                "job %r: the run for %s is no longer held by this scheduler: another "
+                "scheduler took it over as abandoned (its lease was not renewed for "
+                "lease_duration=%g s: the store was unreachable or this process stalled)",
+                run.job_id,
+                run.scheduled_time,
+                self._lease_duration,
+            )
+
+    async def _claim_runs(self, now: datetime) -> None:
+        claimed = await self.store.claim_expired_runs(
+            self.id, now, self._batch_size, self._lease_duration
+        )
+        if not claimed:
+            return
+        runs = self._runs
+        assert runs is not None
+        for run in claimed:
+            self._live_runs[run.id] = run
+            self._in_flight += 1
+            # Owner: the runs task group, like every run.
+            runs.start_soon(self._take_over, run, now)
+
+    async def _take_over(self, run: Run, now: datetime) -> None:
+        """End a claimed run of a dead scheduler as abandoned; retry it if its job says so."""
+        job: Job | None = None
+        retry: Run | None = None
+        handed_on = False
+        try:
+            try:
+                job = await self.store.get_job(run.job_id)
+            except JobLookupError:
+                job = None
+            except Exception as exc:
+                logger.error("job %r: cannot read it to decide on a retry: %s", run.job_id, exc)
+                job = None
+            reason = (
+                f"scheduler {run.scheduler_id} stopped renewing the run's lease (it died or "
+                f"lost the store for longer than its lease); taken over by {self.id}"
+            )
+            given_up = ended(
+                run,
+                started_at=run.started_at,
+                finished_at=now,
+                outcome=RunOutcome.ABANDONED,
+                error=reason,
+            )
+            if job is not None:
+                retry = self._next_attempt(job, given_up, None)
+            held = await self._record_outcome(given_up, retry)
+            _reporting.abandoned(self._hub, given_up, reason)
+            if retry is not None and job is not None and held:
+                assert job.retry is not None
+                del self._live_runs[run.id]
+                self._live_runs[retry.id] = retry
+                start_at = self._now() + job.retry.delay(run.attempt)
+                logger.warning(
+                    "job %r: attempt %d of %d for %s at %s",
+                    job.id,
+                    retry.attempt,
+                    job.retry.attempts,
+                    run.scheduled_time,
+                    start_at,
+                )
+                handed_on = True
+                # _execute owns the retry from here, and its count in _in_flight.
+                await self._execute(job, retry, start_at)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:
+            logger.exception("job %r: taking over run %s failed", run.job_id, run.id)
+        finally:
+            self._live_runs.pop(run.id, None)
+            if not handed_on:
+                self._in_flight -= 1
+                self._notify_idle()
 
     # ---------------------------------------------------------------- idleness
 
@@ -425,6 +664,10 @@ class _RunLoop:
                 return False
             if self._in_flight > len(self._clock_waits):
                 return False
+        if self._keeping:
+            return False
+        if self._keep_deadline is not None and self._keep_deadline <= self._clock.now():
+            return False
         if self.role == "client":
             return True
         if not self._loop_waiting or self._wakeup.is_set():

@@ -11,7 +11,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
@@ -111,6 +111,37 @@ class SchedulerResumed(SchedulerEvent):
     """The scheduler was resumed."""
 
     code: ClassVar[int] = EVENT_SCHEDULER_RESUMED
+
+
+@attrs.frozen(kw_only=True)
+class StoreFailed(SchedulerEvent):
+    """The scheduler lost its store (``EVENT_STORE_ERROR``): a call failed.
+
+    Sent once per outage, when the first call fails; the scheduler keeps retrying with
+    a capped backoff, runs already executing go on, and :class:`StoreRecovered` follows
+    when a call succeeds again. (The exception stores raise is ``horae.StoreError``;
+    this event has another name so that the two never shadow each other.)
+
+    Attributes:
+        error: what failed, as text.
+        exception: the exception (not sent to other processes).
+    """
+
+    code: ClassVar[int] = EVENT_STORE_ERROR
+    error: str = ""
+    exception: BaseException | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class StoreRecovered(SchedulerEvent):
+    """The store answers again after a :class:`StoreFailed` (``EVENT_STORE_RECOVERED``).
+
+    Attributes:
+        downtime: how long the outage lasted, as the scheduler saw it.
+    """
+
+    code: ClassVar[int] = EVENT_STORE_RECOVERED
+    downtime: timedelta = timedelta(0)
 
 
 @attrs.frozen(kw_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import random
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from horae.scheduler import AsyncScheduler
     from horae.triggers.base import Trigger
 
-__all__ = ["Job", "JobDefaults", "Run", "RunOutcome"]
+__all__ = ["Job", "JobDefaults", "Retry", "Run", "RunOutcome"]
 
 
 class RunOutcome(str, enum.Enum):
@@ -81,6 +82,137 @@ def _check_aware_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise JobArgumentError(f"{attribute.name}: {value!r} is not a timezone-aware datetime")
 
 
+def _to_timedelta(value: float | timedelta) -> timedelta:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value  # type: ignore[return-value]  # checked by the validator
+
+
+def _check_positive_duration(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise JobArgumentError(
+            f"retry.{attribute.name}: {value!r} is not allowed; give a number of seconds "
+            "above 0 or a timedelta"
+        )
+
+
+def _check_attempts(_: Any, attribute: attrs.Attribute[int], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise JobArgumentError(
+            f"retry.attempts: {value!r} is not allowed; give the number of attempts in all "
+            "(the first run included), at least 1"
+        )
+
+
+def _check_multiplier(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+        raise JobArgumentError(f"retry.multiplier: {value!r} is not allowed; give 1 or more")
+
+
+def _check_jitter(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise JobArgumentError(
+            f"retry.jitter: {value!r} is not allowed; give a fraction from 0 to 1"
+        )
+
+
+def _to_exception_types(value: Any) -> Any:
+    if isinstance(value, type):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return value
+
+
+def _check_exception_types(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple) or not all(
+        isinstance(t, type) and issubclass(t, BaseException) for t in value
+    ):
+        raise JobArgumentError(
+            f"retry.on: {value!r} is not allowed; give an exception class or a tuple of them"
+        )
+
+
+@attrs.frozen
+class Retry:
+    """When and how often a failed run of a job is tried again.
+
+    A run that raises one of ``on`` (a timeout counts as ``TimeoutError``), or that was
+    abandoned because its scheduler died (with ``abandoned=True``), is tried again for
+    the same fire time, up to ``attempts`` runs in all. Each attempt is a :class:`Run`
+    of its own (``Run.attempt`` counts them); the last failure is final. While a retry
+    waits, it keeps its place in flight, so ``max_instances`` counts it.
+
+    The delay before attempt ``n + 1`` is ``backoff * multiplier ** (n - 1)``, at most
+    ``max_backoff``, then shortened at random by up to ``jitter`` of itself (so that
+    many jobs failing together do not retry in lockstep).
+
+    Example::
+
+        await scheduler.add_job(sync_feed, "interval", minutes=5,
+                                retry=Retry(attempts=3, backoff=10, on=(OSError,)))
+
+    Attributes:
+        attempts: runs in all, the first one included (``1``: never retry).
+        backoff: seconds (or a timedelta) before the first retry.
+        multiplier: how much each further delay grows.
+        max_backoff: the longest delay.
+        jitter: the fraction (0 to 1) of each delay that is random.
+        on: the exception classes that are retried.
+        abandoned: whether a run abandoned by a crashed scheduler is retried.
+    """
+
+    attempts: int = attrs.field(default=3, validator=_check_attempts)
+    backoff: timedelta = attrs.field(
+        default=timedelta(seconds=1), converter=_to_timedelta, validator=_check_positive_duration
+    )
+    multiplier: float = attrs.field(default=2.0, validator=_check_multiplier)
+    max_backoff: timedelta = attrs.field(
+        default=timedelta(minutes=5), converter=_to_timedelta, validator=_check_positive_duration
+    )
+    jitter: float = attrs.field(default=0.5, validator=_check_jitter)
+    on: tuple[type[BaseException], ...] = attrs.field(
+        default=(Exception,), converter=_to_exception_types, validator=_check_exception_types
+    )
+    abandoned: bool = attrs.field(default=True, validator=_check_bool)
+
+    def retries(self, attempt: int, exc: BaseException | None) -> bool:
+        """Whether attempt number ``attempt``, which failed with ``exc``, is tried again.
+
+        ``exc`` is ``None`` for a run that was abandoned.
+        """
+        if attempt >= self.attempts:
+            return False
+        if exc is None:
+            return self.abandoned
+        return isinstance(exc, self.on)
+
+    def delay(self, attempt: int) -> timedelta:
+        """How long to wait after attempt number ``attempt`` failed (jitter included)."""
+        seconds = self.backoff.total_seconds() * self.multiplier ** (attempt - 1)
+        seconds = min(seconds, self.max_backoff.total_seconds())
+        return timedelta(seconds=seconds * (1 - self.jitter * random.random()))
+
+
+def _check_retry(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, Retry):
+        raise JobArgumentError(
+            f"retry: {value!r} is not a retry policy; give Retry(attempts=..., backoff=...), "
+            "a number of attempts, or None"
+        )
+
+
+def _to_retry(value: Any) -> Any:
+    # retry=3 is short for Retry(attempts=3).
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Retry(attempts=value)
+    return value
+
+
+def _retry_option() -> Any:
+    return attrs.field(default=None, converter=_to_retry, validator=_check_retry)
+
+
 def _duration_option() -> Any:
     # One definition for the duration options that jobs and job defaults share.
     return attrs.field(
@@ -102,6 +234,7 @@ class JobDefaults:
     misfire_grace_time: timedelta | None = _duration_option()
     jitter: timedelta | None = _duration_option()
     timeout: timedelta | None = _duration_option()
+    retry: Retry | None = _retry_option()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | JobDefaults | None) -> JobDefaults:
@@ -156,6 +289,7 @@ class Job:
     misfire_grace_time: timedelta | None = _duration_option()
     jitter: timedelta | None = _duration_option()
     timeout: timedelta | None = _duration_option()
+    retry: Retry | None = _retry_option()
     next_run_time: datetime | None = attrs.field(default=None, validator=_check_aware_or_none)
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     _scheduler: AsyncScheduler | None = attrs.field(

@@ -60,7 +60,7 @@ from horae.events import (
 from horae.executors.async_ import AsyncExecutor
 from horae.executors.base import Executor
 from horae.executors.thread import ThreadExecutor
-from horae.jobs import Job, JobDefaults, Run
+from horae.jobs import Job, JobDefaults, Retry, Run
 from horae.stores.base import Store, StoreContext
 from horae.stores.memory import MemoryStore
 from horae.triggers.base import Trigger
@@ -176,6 +176,13 @@ class AsyncScheduler(_RunLoop):
         self._clock_waits: dict[uuid.UUID, datetime] = {}
         self._idle_watchers = 0
         self._idle_changed = anyio.Event()
+        # Runs executing here (or waiting for a retry), whose store leases the keeper
+        # task renews; those another scheduler took over; the store's health.
+        self._live_runs: dict[uuid.UUID, Run] = {}
+        self._lost_runs: set[uuid.UUID] = set()
+        self._store_down_since: datetime | None = None
+        self._keeping = False
+        self._keep_deadline: datetime | None = None
 
     def __repr__(self) -> str:
         return f"AsyncScheduler(id={self.id!r}, store={self.store!r}, state={self._state!r})"
@@ -222,6 +229,10 @@ class AsyncScheduler(_RunLoop):
             if self.role == "scheduler":
                 self._runs = await self._task_group.start(self._host_runs)
                 self._task_group.start_soon(self._loop, name=f"horae scheduler {self.id}")
+                # Owner: the scheduler's task group; it ends once the runs are done.
+                self._task_group.start_soon(
+                    self._keep_runs, self._runs_done, name=f"horae run leases {self.id}"
+                )
             else:
                 self._loop_done.set()
                 self._runs_done.set()
@@ -406,6 +417,7 @@ class AsyncScheduler(_RunLoop):
         misfire_grace_time: float | timedelta | None = UNSET,
         jitter: float | timedelta | None = UNSET,
         timeout: float | timedelta | None = UNSET,
+        retry: Retry | int | None = UNSET,
         next_run_time: datetime | str | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         **trigger_args: Any,
@@ -427,7 +439,11 @@ class AsyncScheduler(_RunLoop):
             misfire_grace_time: seconds after its fire time a run may still start
                 (``None``: no limit); later fire times are reported missed.
             jitter: delay each run by a random 0..jitter seconds (spreads load).
-            timeout: cancel a run after this many seconds.
+            timeout: cancel a run after this many seconds and record it ``timeout``
+                (a thread cannot be cancelled: see ``docs/guarantees.md``).
+            retry: a :class:`Retry` policy for runs that fail, time out or are
+                abandoned (a number is short for ``Retry(attempts=n)``); no retries by
+                default.
             next_run_time: override the first fire time; ``None`` adds the job paused.
             metadata: your own JSON-able data, kept with the job.
             **trigger_args: arguments of the trigger named by ``trigger``.
@@ -452,6 +468,7 @@ class AsyncScheduler(_RunLoop):
             "misfire_grace_time": misfire_grace_time,
             "jitter": jitter,
             "timeout": timeout,
+            "retry": retry,
             "next_run_time": next_run_time,
             "metadata": metadata,
         }

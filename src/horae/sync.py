@@ -23,7 +23,7 @@ from horae._execution import in_job
 from horae.errors import SchedulerNotRunningError, SchedulerRunningError
 from horae.events import EVENT_ALL, Listener
 from horae.executors.base import Executor
-from horae.jobs import Job, JobDefaults, Run
+from horae.jobs import Job, JobDefaults, Retry, Run
 from horae.scheduler import AsyncScheduler, Role
 from horae.stores.base import Store
 from horae.triggers.base import Trigger
@@ -206,6 +206,7 @@ class Scheduler:
         misfire_grace_time: float | timedelta | None = UNSET,
         jitter: float | timedelta | None = UNSET,
         timeout: float | timedelta | None = UNSET,
+        retry: Retry | int | None = UNSET,
         next_run_time: datetime | str | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         **trigger_args: Any,
@@ -226,6 +227,7 @@ class Scheduler:
             misfire_grace_time=misfire_grace_time,
             jitter=jitter,
             timeout=timeout,
+            retry=retry,
             next_run_time=next_run_time,
             metadata=metadata,
             **trigger_args,

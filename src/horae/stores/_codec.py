@@ -21,7 +21,7 @@ from horae.errors import (
     InvalidCallableError,
     SerializationError,
 )
-from horae.jobs import Job, Run, RunOutcome
+from horae.jobs import Job, Retry, Run, RunOutcome
 from horae.refs import callable_to_ref, ref_to_callable
 from horae.serializers import Serializer
 from horae.triggers.base import trigger_from_dict
@@ -67,9 +67,42 @@ def encode_job(job: Job, serializer: Serializer) -> str:
         "misfire_grace_time": _seconds(job.misfire_grace_time),
         "jitter": _seconds(job.jitter),
         "timeout": _seconds(job.timeout),
+        "retry": None if job.retry is None else _encode_retry(job.retry),
         "metadata": json.loads(metadata),
     }
     return json.dumps(payload, separators=(",", ":"))
+
+
+def _encode_retry(retry: Retry) -> dict[str, Any]:
+    on = []
+    for exc_type in retry.on:
+        try:
+            on.append(callable_to_ref(exc_type))
+        except InvalidCallableError as exc:
+            raise SerializationError(f"retry.on: {exc_type!r} cannot be stored: {exc}") from exc
+    return {
+        "attempts": retry.attempts,
+        "backoff": retry.backoff.total_seconds(),
+        "multiplier": retry.multiplier,
+        "max_backoff": retry.max_backoff.total_seconds(),
+        "jitter": retry.jitter,
+        "on": on,
+        "abandoned": retry.abandoned,
+    }
+
+
+def _decode_retry(data: dict[str, Any] | None) -> Retry | None:
+    if data is None:
+        return None
+    return Retry(
+        attempts=data["attempts"],
+        backoff=data["backoff"],
+        multiplier=data["multiplier"],
+        max_backoff=data["max_backoff"],
+        jitter=data["jitter"],
+        on=tuple(ref_to_callable(ref) for ref in data["on"]),
+        abandoned=data["abandoned"],
+    )
 
 
 def decode_job(
@@ -104,6 +137,7 @@ def decode_job(
             misfire_grace_time=data["misfire_grace_time"],
             jitter=data["jitter"],
             timeout=data["timeout"],
+            retry=_decode_retry(data.get("retry")),
             next_run_time=next_run_time,
             metadata=data["metadata"],
         )
