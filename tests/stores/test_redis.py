@@ -106,7 +106,10 @@ async def test_every_key_is_under_the_prefix(client: Any, prefix: str) -> None:
         # Other clients (tests running at the same time) may write keys of their own,
         # but none of them has this test's prefix, nor is one of the store's key names
         # without a prefix.
-        unprefixed = {"version", "due", "jobs", "leases", "token", "job:0", "runs:1"}
+        unprefixed = {
+            *("version", "due", "jobs", "leases", "token", "job:0", "runs:1"),
+            *("runleases", "runholders"),
+        }
         assert not {key for key in new - mine if prefix in key}
         assert not {key for key in new if key.lstrip(":") in unprefixed}
         assert {key.removeprefix(f"{prefix}:") for key in mine} == {
@@ -118,6 +121,8 @@ async def test_every_key_is_under_the_prefix(client: Any, prefix: str) -> None:
             *(f"job:{i}" for i in ("0", "1", "2", "3", "4", "paused")),
             "inflight:0",
             "runs:1",
+            "runleases",
+            "runholders",
         }
         assert await client.get(f"{prefix}:version") == str(LAYOUT_VERSION).encode()
         assert await client.zrange(f"{prefix}:due", 0, -1) == [b"3", b"4", b"0", b"1"]
@@ -127,6 +132,11 @@ async def test_every_key_is_under_the_prefix(client: Any, prefix: str) -> None:
         assert int(lease[b"ltoken"]) == leases[2].token
         assert lease[b"exp"] == str((at(32) - EPOCH) // US).encode()
         assert await client.hget(f"{prefix}:job:0", "running") == b"1"
+        # The started run is held by s1 until the job's lease expiry.
+        assert await client.zrange(f"{prefix}:runleases", 0, -1, withscores=True) == [
+            (str(run.id).encode(), (at(32) - EPOCH) // US)
+        ]
+        assert await client.hgetall(f"{prefix}:runholders") == {str(run.id).encode(): b"2:s10"}
         await store.finish_run(
             Run(
                 id=run.id,
@@ -139,6 +149,7 @@ async def test_every_key_is_under_the_prefix(client: Any, prefix: str) -> None:
         )
         assert await client.hget(f"{prefix}:job:0", "running") is None
         assert not await client.exists(f"{prefix}:inflight:0")
+        assert not await client.exists(f"{prefix}:runleases", f"{prefix}:runholders")
     finally:
         await store.stop()
 

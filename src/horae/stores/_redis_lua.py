@@ -17,11 +17,39 @@ expiry, token, and the next run time when leased; present only while leased),
 ``running`` (in-flight runs; absent when 0). A removed job whose lease or runs are still
 out keeps a hash without ``payload``/``nrt`` until those come back; Redis deletes a hash
 when its last field goes.
+
+In-flight runs are leased (layout version 2): ``{prefix}:runleases`` is a sorted set of
+run ids by lease expiry, and ``{prefix}:runholders`` a hash of run id to the holder and
+the job id, written as ``<byte length of holder>:<holder><job id>`` (any scheduler id and
+job id fit, and Lua checks the holder with one prefix comparison). Both have an entry for
+exactly the runs in ``{prefix}:inflight:<job id>``.
 """
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "ADD", "FINISH", "LIST", "RELEASE", "REMOVE", "REMOVE_ALL", "UPDATE"]
+__all__ = [
+    "ACQUIRE",
+    "ADD",
+    "CLAIM",
+    "EXTEND",
+    "FINISH",
+    "LIST",
+    "RELEASE",
+    "REMOVE",
+    "REMOVE_ALL",
+    "UPDATE",
+    "UPGRADE",
+]
+
+# Redis's Lua passes at most 8000 values through one unpack(): index writes gathered
+# over a batch go out in commands of at most 4000 arguments (2000 pairs).
+_FLUSH = """
+local function flush(command, key, args)
+  for i = 1, #args, 4000 do
+    redis.call(command, key, unpack(args, i, math.min(i + 3999, #args)))
+  end
+end
+"""
 
 # KEYS: due, jobs. ARGV: prefix, sender, replace ("1"/"0"), then (id, nrt, payload)*.
 # Returns the first id that exists already (nothing written), or nil.
@@ -155,15 +183,21 @@ end
 return cjson.encode(reply)
 """
 
-# KEYS: due, leases, jobs. ARGV: prefix, sender, retention, then a JSON array with one
-# [id, token, next run time ('' = none), remove (1/0), [[run id, run record], ...] of
-# the started runs, [run record, ...] of the finished runs] per release (one string
-# argument: packing thousands of separate ones costs the client more than the server).
+# KEYS: due, leases, jobs, run leases, run holders. ARGV: prefix, sender, retention, a
+# JSON array with one [id, token, next run time ('' = none), remove (1/0), [[run id, run
+# record], ...] of the started runs, [run record, ...] of the finished runs] per release
+# (one string argument: packing thousands of separate ones costs the client more than
+# the server), then the releasing scheduler's id. Started runs are held by it until the
+# job's lease expiry (the ``exp`` the acquisition wrote, which is ``lease.expires_at``).
 # Returns the ids of releases whose token is not the job's current lease token.
-RELEASE = """
+RELEASE = (
+    _FLUSH
+    + """
 local prefix, retention = ARGV[1], tonumber(ARGV[3])
+local owner = #ARGV[5] .. ':' .. ARGV[5]
 local rejected = {}
 local wake = false
+local expiries, holders = {}, {}
 for _, release in ipairs(cjson.decode(ARGV[4])) do
   local id, token, nrt = release[1], release[2], release[3]
   local key = prefix .. ':job:' .. id
@@ -179,6 +213,10 @@ for _, release in ipairs(cjson.decode(ARGV[4])) do
       local inflight = prefix .. ':inflight:' .. id
       for _, run in ipairs(started) do
         redis.call('HSET', inflight, run[1], run[2])
+        expiries[#expiries + 1] = held[3]
+        expiries[#expiries + 1] = run[1]
+        holders[#holders + 1] = run[1]
+        holders[#holders + 1] = owner .. id
       end
       redis.call('HINCRBY', key, 'running', #started)
     end
@@ -211,29 +249,148 @@ for _, release in ipairs(cjson.decode(ARGV[4])) do
     end
   end
 end
+flush('ZADD', KEYS[4], expiries)
+flush('HSET', KEYS[5], holders)
 if wake then
   redis.call('PUBLISH', prefix .. ':wakeup', ARGV[2])
 end
 return rejected
 """
+)
 
-# ARGV: prefix, retention, then a JSON array of [job id, run id, run record] of runs
-# that ended (runs ending at the same moment are recorded in one call).
-FINISH = """
+# KEYS: run leases, run holders. ARGV: prefix, retention, then a JSON array of [job id,
+# run id, run record] of runs that ended, each followed, for a retry, by [run id, run
+# record, scheduler id, lease expiry] of the retry (runs ending at the same moment are
+# recorded in one call). A run that was not in flight is recorded only if its id is not
+# in the history already (another scheduler claimed it and recorded it first), and its
+# retry is ignored.
+FINISH = (
+    _FLUSH
+    + """
 local prefix, retention = ARGV[1], tonumber(ARGV[2])
+local done = {}
+local function record(runs, text)
+  redis.call('LPUSH', runs, text)
+  redis.call('LTRIM', runs, 0, retention - 1)
+end
 for _, run in ipairs(cjson.decode(ARGV[3])) do
-  local id = run[1]
-  if redis.call('HDEL', prefix .. ':inflight:' .. id, run[2]) == 1 then
-    local key = prefix .. ':job:' .. id
-    if redis.call('HINCRBY', key, 'running', -1) <= 0 then
-      redis.call('HDEL', key, 'running')
+  local id, run_id, retry = run[1], run[2], run[4]
+  local inflight = prefix .. ':inflight:' .. id
+  local runs = prefix .. ':runs:' .. id
+  if redis.call('HDEL', inflight, run_id) == 1 then
+    done[#done + 1] = run_id
+    if retry then
+      -- The retry takes the run's place: the job's count of runs in flight stays.
+      redis.call('HSET', inflight, retry[1], retry[2])
+      redis.call('ZADD', KEYS[1], retry[4], retry[1])
+      redis.call('HSET', KEYS[2], retry[1], #retry[3] .. ':' .. retry[3] .. id)
+    else
+      local key = prefix .. ':job:' .. id
+      if redis.call('HINCRBY', key, 'running', -1) <= 0 then
+        redis.call('HDEL', key, 'running')
+      end
+    end
+    if retention > 0 then
+      record(runs, run[3])
+    end
+  elseif retention > 0 then
+    -- Not in flight: recorded already if another scheduler claimed it and ended it (the
+    -- record starts with its id, see RedisStore._encode_run); the first record stays.
+    local head = '{"id":"' .. run_id .. '"'
+    local seen = false
+    for _, text in ipairs(redis.call('LRANGE', runs, 0, -1)) do
+      if string.sub(text, 1, #head) == head then
+        seen = true
+        break
+      end
+    end
+    if not seen then
+      record(runs, run[3])
     end
   end
-  if retention > 0 then
-    local runs = prefix .. ':runs:' .. id
-    redis.call('LPUSH', runs, run[3])
-    redis.call('LTRIM', runs, 0, retention - 1)
-  end
+end
+if #done > 0 then
+  flush('ZREM', KEYS[1], done)
+  flush('HDEL', KEYS[2], done)
 end
 return 1
+"""
+)
+
+# KEYS: run leases, run holders. ARGV: holder, lease expiry, then run ids. Renews the
+# runs held by holder; returns the ids among them that are not.
+EXTEND = """
+local owner = #ARGV[1] .. ':' .. ARGV[1]
+local expires = ARGV[2]
+local lost = {}
+for i = 3, #ARGV do
+  local value = redis.call('HGET', KEYS[2], ARGV[i])
+  if value and string.sub(value, 1, #owner) == owner then
+    redis.call('ZADD', KEYS[1], 'XX', expires, ARGV[i])
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+"""
+
+# KEYS: run leases, run holders. ARGV: prefix, holder, now, new lease expiry, limit.
+# Takes over the runs whose lease expired at or before now, oldest first; returns their
+# in-flight records. An index entry without its run (a run ended by horae of layout 1,
+# which knew no index) is dropped on the way.
+CLAIM = """
+local prefix, now, expires = ARGV[1], ARGV[3], ARGV[4]
+local owner = #ARGV[2] .. ':' .. ARGV[2]
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+local claimed = {}
+for _, run_id in ipairs(ids) do
+  local value = redis.call('HGET', KEYS[2], run_id)
+  local text = false
+  local id
+  if value then
+    local colon = string.find(value, ':', 1, true)
+    id = string.sub(value, colon + tonumber(string.sub(value, 1, colon - 1)) + 1)
+    text = redis.call('HGET', prefix .. ':inflight:' .. id, run_id)
+  end
+  if text then
+    redis.call('ZADD', KEYS[1], expires, run_id)
+    redis.call('HSET', KEYS[2], run_id, owner .. id)
+    claimed[#claimed + 1] = text
+  else
+    redis.call('ZREM', KEYS[1], run_id)
+    redis.call('HDEL', KEYS[2], run_id)
+  end
+end
+return claimed
+"""
+
+# KEYS: version, run leases, run holders. ARGV: prefix, then job ids whose in-flight
+# runs to index. Upgrades layout 1 to 2: the in-flight runs of layout 1 have no lease;
+# they enter the index held by nobody, expired since 1970, so that the first claim
+# takes them over (see docs/store-redis.md, "Upgrades"). Returns the number of runs
+# indexed, or -1 if the layout is not version 1 (upgraded already).
+UPGRADE = """
+if redis.call('GET', KEYS[1]) ~= '1' then
+  return -1
+end
+local prefix = ARGV[1]
+local ids = {}
+for i = 2, #ARGV do
+  ids[ARGV[i]] = true
+end
+for _, id in ipairs(redis.call('SMEMBERS', prefix .. ':jobs')) do
+  ids[id] = true
+end
+local count = 0
+for id in pairs(ids) do
+  local run_ids = redis.call('HKEYS', prefix .. ':inflight:' .. id)
+  for _, run_id in ipairs(run_ids) do
+    if redis.call('HSETNX', KEYS[3], run_id, '0:' .. id) == 1 then
+      redis.call('ZADD', KEYS[2], 0, run_id)
+      count = count + 1
+    end
+  end
+end
+redis.call('SET', KEYS[1], '2')
+return count
 """

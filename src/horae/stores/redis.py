@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
 
 import anyio
 
@@ -35,7 +36,8 @@ __all__ = ["RedisStore"]
 logger = logging.getLogger(__name__)
 
 #: Version of the key layout; see docs/store-redis.md for what each version holds.
-LAYOUT_VERSION = 1
+#: Version 2 added the leases of in-flight runs; ``start()`` upgrades version 1 in place.
+LAYOUT_VERSION = 2
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
@@ -85,7 +87,21 @@ _LIST = _Script("list", lua.LIST)
 _ACQUIRE = _Script("acquire", lua.ACQUIRE)
 _RELEASE = _Script("release", lua.RELEASE)
 _FINISH = _Script("finish", lua.FINISH)
-_SCRIPTS = (_ADD, _UPDATE, _REMOVE, _REMOVE_ALL, _LIST, _ACQUIRE, _RELEASE, _FINISH)
+_EXTEND = _Script("extend", lua.EXTEND)
+_CLAIM = _Script("claim", lua.CLAIM)
+_UPGRADE = _Script("upgrade", lua.UPGRADE)
+_SCRIPTS = (
+    _ADD,
+    _UPDATE,
+    _REMOVE,
+    _REMOVE_ALL,
+    _LIST,
+    _ACQUIRE,
+    _RELEASE,
+    _FINISH,
+    _EXTEND,
+    _CLAIM,
+)
 
 
 class RedisStore:
@@ -161,6 +177,8 @@ class RedisStore:
         self._jobs = f"{prefix}:jobs"
         self._leases = f"{prefix}:leases"
         self._token = f"{prefix}:token"
+        self._run_leases = f"{prefix}:runleases"
+        self._run_holders = f"{prefix}:runholders"
         self._version = f"{prefix}:version"
         self._channel = f"{prefix}:wakeup"
         self._events_channel = f"{prefix}:events"
@@ -268,11 +286,37 @@ class RedisStore:
         except self._errors.RedisError as exc:
             raise StoreError(f"{self!r}: cannot prepare the store ({exc})") from exc
         version = _text(replies[1])
-        if version != str(LAYOUT_VERSION):
+        if version == "1":
+            await self._upgrade()
+        elif version != str(LAYOUT_VERSION):
             raise StoreError(
                 f"{self!r}: the keys under prefix {self._prefix!r} have layout version "
                 f"{version}, and this horae knows version {LAYOUT_VERSION}; upgrade horae, "
                 "or use another prefix (docs/store-redis.md describes the upgrade path)"
+            )
+
+    async def _upgrade(self) -> None:
+        # Layout 1 had no leases of in-flight runs: index the runs it left in flight, as
+        # expired (see _redis_lua.UPGRADE). The in-flight runs of removed jobs are found
+        # by their key names only, hence the SCAN; it runs once per prefix.
+        client = self._started_client()
+        pattern = "".join(f"\\{c}" if c in "\\*?[]" else c for c in self._prefix)
+        start = len(self._prefix) + len(":inflight:")
+        try:
+            job_ids = [
+                _text(key)[start:]
+                async for key in client.scan_iter(match=f"{pattern}:inflight:*", count=1000)
+            ]
+            keys = (self._version, self._run_leases, self._run_holders)
+            indexed = await client.eval(_UPGRADE.text, len(keys), *keys, self._prefix, *job_ids)
+        except self._errors.RedisError as exc:
+            raise StoreError(f"{self!r}: cannot upgrade the key layout to 2 ({exc})") from exc
+        if int(indexed) >= 0:
+            logger.info(
+                "%r: upgraded the key layout from version 1 to 2; %d run(s) that were in "
+                "flight can be claimed as abandoned now",
+                self,
+                int(indexed),
             )
 
     async def _subscribe(self) -> PubSub:
@@ -554,19 +598,33 @@ class RedisStore:
             ]
             for release in releases
         ]
-        args = (self._prefix, self._sender, self._retention_arg, _dumps(batch))
-        rejected = await self._eval(_RELEASE, (self._due, self._leases, self._jobs), args)
+        args = (self._prefix, self._sender, self._retention_arg, _dumps(batch), scheduler_id)
+        keys = (self._due, self._leases, self._jobs, self._run_leases, self._run_holders)
+        rejected = await self._eval(_RELEASE, keys, args)
         return {_text(job_id) for job_id in rejected}
 
     # ------------------------------------------------------------------ runs
 
-    async def finish_run(self, run: Run) -> None:
-        """Record a finished run; it no longer counts for max_instances.
+    async def finish_run(
+        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
+    ) -> None:
+        """Record a finished run; it no longer counts for max_instances, unless ``retry``
+        (an attempt of the same job) takes its place in flight, held by
+        ``retry.scheduler_id`` until ``expires_at`` (see :meth:`Store.finish_run`).
 
         Runs that end while another batch of outcomes is being written (or in the same
         event loop turn) are written together, in one script call: a group commit.
+
+        Raises:
+            ValueError: ``retry`` without ``expires_at``.
         """
-        entry = [run.job_id, str(run.id), self._encode_run(run)]
+        entry: list[Any] = [run.job_id, str(run.id), self._encode_run(run)]
+        if retry is not None:
+            if expires_at is None:
+                raise ValueError("finish_run: a retry needs expires_at, the end of its lease")
+            entry.append(
+                [str(retry.id), self._encode_run(retry), retry.scheduler_id, _us(expires_at)]
+            )
         batch = self._finishing
         if batch is not None:
             batch.runs.append(entry)
@@ -584,7 +642,7 @@ class RedisStore:
                 async with self._finish_lock:  # ... and those ending while one is written
                     self._finishing = None
                     args = (self._prefix, self._retention_arg, _dumps(batch.runs))
-                    await self._eval(_FINISH, (), args)
+                    await self._eval(_FINISH, (self._run_leases, self._run_holders), args)
         except BaseException as exc:
             batch.error = exc
             raise
@@ -592,6 +650,39 @@ class RedisStore:
             if self._finishing is batch:
                 self._finishing = None
             batch.done.set()
+
+    async def extend_runs(
+        self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
+    ) -> set[UUID]:
+        """Renew the leases of the in-flight runs ``scheduler_id`` holds, in one script
+        call; returns the ids among ``run_ids`` it does not hold (any more)."""
+        if not run_ids:
+            return set()
+        args = (scheduler_id, _us(expires_at), *map(str, run_ids))
+        lost = await self._eval(_EXTEND, (self._run_leases, self._run_holders), args)
+        return {UUID(_text(run_id)) for run_id in lost}
+
+    async def claim_expired_runs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Run]:
+        """Take over up to ``limit`` in-flight runs whose lease expired, oldest lease
+        first, in one script call (each run goes to exactly one claimer).
+
+        A claimed run whose record cannot be read back is logged and left out; it stays
+        held by ``scheduler_id`` until that lease expires, and is claimed again then.
+        """
+        if limit <= 0:
+            return []
+        expires = now + timedelta(seconds=lease_duration)
+        args = (self._prefix, scheduler_id, _us(now), _us(expires), str(limit))
+        texts = await self._eval(_CLAIM, (self._run_leases, self._run_holders), args)
+        runs: list[Run] = []
+        for text in texts:
+            try:
+                runs.append(self._decode_run(text))
+            except Exception as exc:
+                logger.error("%r: cannot read back a claimed run (%s): %.200r", self, exc, text)
+        return runs
 
     async def broadcast(self, events: Sequence[Event]) -> None:
         """Send events to the other schedulers: one ``PUBLISH`` on ``{prefix}:events``
@@ -624,7 +715,7 @@ class _FinishBatch:
     __slots__ = ("done", "error", "runs")
 
     def __init__(self) -> None:
-        self.runs: list[list[str]] = []
+        self.runs: list[list[Any]] = []
         self.done = anyio.Event()
         self.error: BaseException | None = None
 
