@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from horae import JobLookupError, Run, RunOutcome, StoreError
@@ -394,7 +395,172 @@ async def test_a_client_that_decodes_responses_works_too(prefix: str) -> None:
         run = Run(job_id="d", scheduled_time=at(1), scheduler_id="s")
         await store.release_jobs("s", [Release(lease=lease, next_run_time=at(2), started=[run])])
         assert [r.id for r in await store.get_runs("d")] == [run.id]
+        unknown = uuid.uuid4()
+        assert await store.extend_runs("s", [run.id, unknown], at(60)) == {unknown}
+        (claimed,) = await store.claim_expired_runs("s2", at(60), 10, 30)
+        assert claimed.id == run.id
     finally:
         await other.stop()
         await store.stop()
         await own.aclose()
+
+
+async def test_layout_1_is_upgraded_and_its_in_flight_runs_can_be_claimed(
+    client: Any, prefix: str
+) -> None:
+    # What horae of layout 1 left behind: a job with a run in flight, and a removed job
+    # (no longer in the jobs set) with a run in flight, none of them leased.
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    kept = Run(job_id="kept", scheduled_time=at(1), scheduler_id="old")
+    gone = Run(job_id="gone", scheduled_time=at(2), scheduler_id="old")
+    await client.set(f"{prefix}:version", "1")
+    await client.sadd(f"{prefix}:jobs", "kept")
+    await client.hset(f"{prefix}:job:kept", mapping={"payload": "{}", "nrt": "", "running": 1})
+    await client.hset(f"{prefix}:job:gone", "running", 1)
+    for run in (kept, gone):
+        await client.hset(f"{prefix}:inflight:{run.job_id}", str(run.id), store._encode_run(run))
+    await store.start(context())
+    try:
+        assert await client.get(f"{prefix}:version") == str(LAYOUT_VERSION).encode()
+        # Expired since 1970: the first claim takes both.
+        claimed = await store.claim_expired_runs("new", at(0), limit=10, lease_duration=30)
+        assert {r.id for r in claimed} == {kept.id, gone.id}
+        assert {r.scheduler_id for r in claimed} == {"old"}
+        for run in claimed:
+            await store.finish_run(attrs.evolve(run, outcome=RunOutcome.ABANDONED))
+        assert await client.hget(f"{prefix}:job:kept", "running") is None
+        assert not await client.exists(f"{prefix}:job:gone")
+        assert [r.outcome for r in await store.get_runs("gone")] == [RunOutcome.ABANDONED]
+    finally:
+        await store.stop()
+    # Once upgraded, nothing happens again.
+    again = RedisStore(REDIS_URL, prefix=prefix)
+    await again.start(context())
+    try:
+        assert await again.claim_expired_runs("new", at(10**6), 10, 30) == []
+    finally:
+        await again.stop()
+
+
+async def test_index_entries_without_their_run_are_dropped_by_claims(
+    client: Any, prefix: str
+) -> None:
+    # A horae of layout 1 still running beside this one finishes runs without touching
+    # the index: the entries left behind must not be claimed as runs.
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("a", 1)], replace=False)
+        run = await _start(store, "a", 1, "s1")
+        await client.hdel(f"{prefix}:inflight:a", str(run.id))
+        assert await store.claim_expired_runs("s2", at(100), limit=10, lease_duration=30) == []
+        assert not await client.exists(f"{prefix}:runleases", f"{prefix}:runholders")
+    finally:
+        await store.stop()
+
+
+async def _start(store: RedisStore, job_id: str, when: float, holder: str) -> Run:
+    (lease,) = await store.acquire_jobs(holder, at(when), limit=1, lease_duration=30)
+    run = Run(job_id=job_id, scheduled_time=at(when), scheduler_id=holder)
+    assert not await store.release_jobs(
+        holder, [Release(lease=lease, next_run_time=at(when + 1000), started=[run])]
+    )
+    return run
+
+
+async def test_concurrent_claimers_get_disjoint_runs(prefix: str) -> None:
+    stores = [RedisStore(REDIS_URL, prefix=prefix) for _ in range(4)]
+    for i, store in enumerate(stores):
+        await store.start(context(f"s{i}"))
+    try:
+        await stores[0].add_jobs([make_job("many", 1)], replace=False)
+        (lease,) = await stores[0].acquire_jobs("dead", at(1), 10, 30)
+        started = [
+            Run(job_id="many", scheduled_time=at(1), scheduler_id="dead") for _ in range(500)
+        ]
+        await stores[0].release_jobs(
+            "dead", [Release(lease=lease, next_run_time=at(2), started=started)]
+        )
+        taken: dict[str, list[Run]] = {f"s{i}": [] for i in range(4)}
+
+        async def claim(store: RedisStore, scheduler_id: str) -> None:
+            while runs := await store.claim_expired_runs(scheduler_id, at(31), 17, 30):
+                taken[scheduler_id].extend(runs)
+
+        async with anyio.create_task_group() as tg:
+            for i, store in enumerate(stores):
+                tg.start_soon(claim, store, f"s{i}")
+        every = [run.id for runs in taken.values() for run in runs]
+        assert sorted(every) == sorted(run.id for run in started)
+        assert sum(1 for runs in taken.values() if runs) > 1  # they really competed
+        # Each holds what it claimed, and nothing else.
+        for scheduler_id, runs in taken.items():
+            mine = [run.id for run in runs]
+            others = [run.id for run in started if run.id not in set(mine)]
+            assert await stores[0].extend_runs(scheduler_id, mine, at(100)) == set()
+            assert await stores[0].extend_runs(scheduler_id, others, at(100)) == set(others)
+    finally:
+        for store in stores:
+            await store.stop()
+
+
+@pytest.mark.parametrize("holder", ["s:1", "1:s", "", "ünï ✓"])
+async def test_any_scheduler_and_job_id_hold_runs(prefix: str, holder: str) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        job_id = "3:a:b"
+        await store.add_jobs([make_job(job_id, 1)], replace=False)
+        run = await _start(store, job_id, 1, "3:a")
+        # A holder that is a prefix of another, or of holder + job id, holds nothing.
+        assert await store.extend_runs("3", [run.id], at(50)) == {run.id}
+        assert await store.extend_runs("3:a:b", [run.id], at(50)) == {run.id}
+        (claimed,) = await store.claim_expired_runs(holder, at(31), 10, 30)
+        assert claimed.id == run.id
+        assert claimed.job_id == job_id
+        assert await store.extend_runs(holder, [run.id], at(90)) == set()
+        assert await store.extend_runs("3:a", [run.id], at(90)) == {run.id}
+        retry = Run(job_id=job_id, scheduled_time=at(1), scheduler_id=holder, attempt=2)
+        await store.finish_run(
+            attrs.evolve(claimed, outcome=RunOutcome.ABANDONED), retry=retry, expires_at=at(95)
+        )
+        (again,) = await store.claim_expired_runs("other", at(95), 10, 30)
+        assert (again.id, again.attempt, again.scheduler_id) == (retry.id, 2, holder)
+    finally:
+        await store.stop()
+
+
+async def test_a_late_finish_keeps_the_first_record_among_many(prefix: str) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("a", 1)], replace=False)
+        run = await _start(store, "a", 1, "s1")
+        (claimed,) = await store.claim_expired_runs("s2", at(31), 10, 30)
+        await store.finish_run(attrs.evolve(claimed, outcome=RunOutcome.ABANDONED))
+        # Other runs recorded since, then the late outcome, and a run_job run (never in
+        # flight) that is recorded once.
+        for i in range(5):
+            await store.finish_run(
+                Run(job_id="a", scheduled_time=at(2 + i), outcome=RunOutcome.MISSED)
+            )
+        await store.finish_run(attrs.evolve(run, outcome=RunOutcome.SUCCESS, result=1))
+        direct = Run(job_id="a", scheduled_time=at(9), outcome=RunOutcome.SUCCESS)
+        await store.finish_run(direct)
+        runs = await store.get_runs("a")
+        assert len(runs) == 7
+        assert runs[0].id == direct.id
+        assert [r.outcome for r in runs if r.id == run.id] == [RunOutcome.ABANDONED]
+    finally:
+        await store.stop()
+
+
+async def test_a_retry_needs_its_lease_expiry(prefix: str) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        run = Run(job_id="a", scheduled_time=at(1), outcome=RunOutcome.ERROR)
+        with pytest.raises(ValueError, match="expires_at"):
+            await store.finish_run(run, retry=Run(job_id="a", scheduled_time=at(1), attempt=2))
+    finally:
+        await store.stop()
