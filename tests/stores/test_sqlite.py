@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -58,6 +58,110 @@ async def test_file_is_in_wal_mode_with_a_schema_version(store: SQLiteStore, pat
 async def test_due_query_uses_the_index(store: SQLiteStore, path: Path) -> None:
     plan = query(path, "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE due <= 0 ORDER BY due LIMIT 5")
     assert "USING INDEX jobs_due" in " ".join(str(row[-1]) for row in plan)
+
+
+async def test_claim_query_uses_the_partial_index_of_in_flight_runs(
+    store: SQLiteStore, path: Path
+) -> None:
+    plan = query(
+        path,
+        "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE lease_expires <= 0 "
+        "ORDER BY lease_expires LIMIT 5",
+    )
+    assert "USING INDEX runs_lease" in " ".join(str(row[-1]) for row in plan)
+
+
+# The layout of version 1, as the first SQLiteStore wrote it (without the events table,
+# which came later within version 1).
+_VERSION_1 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    """CREATE TABLE jobs (id TEXT PRIMARY KEY, next_run_time INTEGER, due INTEGER,
+        payload TEXT NOT NULL, lease_holder TEXT, lease_expires INTEGER,
+        lease_token INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX jobs_due ON jobs (due)",
+    """CREATE TABLE runs (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, seq INTEGER,
+        scheduled_time INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,
+        outcome TEXT, result TEXT, error TEXT, scheduler_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL, coalesced INTEGER NOT NULL)""",
+    "CREATE INDEX runs_job ON runs (job_id, seq)",
+    "INSERT INTO meta VALUES ('schema_version', 1), ('changes', 7), ('lease_token', 3)",
+)
+
+
+async def test_a_version_1_file_is_upgraded_and_its_in_flight_runs_are_claimable(
+    path: Path,
+) -> None:
+    in_flight = Run(job_id="a", scheduled_time=at(10), scheduler_id="old")
+    done = Run(job_id="a", scheduled_time=at(0), scheduler_id="old", outcome=RunOutcome.SUCCESS)
+    conn = sqlite3.connect(path)
+    with conn:
+        for statement in _VERSION_1:
+            conn.execute(statement)
+        for run, seq in ((in_flight, None), (done, 1)):
+            conn.execute(
+                "INSERT INTO runs VALUES (?, 'a', ?, 0, NULL, NULL, ?, NULL, NULL, 'old', 1, 0)",
+                (str(run.id), seq, None if run.outcome is None else run.outcome.value),
+            )
+    conn.close()
+    store = SQLiteStore(path)
+    await store.start(context("new"))
+    try:
+        assert query(path, "SELECT key, value FROM meta ORDER BY key") == [
+            ("changes", 7),
+            ("lease_token", 3),
+            ("schema_version", SCHEMA_VERSION),
+        ]
+        # Left by a scheduler that could not renew it: expired already, whatever the time.
+        (claimed,) = await store.claim_expired_runs("new", at(-(10**6)), 10, lease_duration=30)
+        assert (claimed.id, claimed.scheduler_id, claimed.outcome) == (in_flight.id, "old", None)
+        await store.add_jobs([make_job("a", 10)], replace=False)
+        (lease,) = await store.acquire_jobs("new", at(10), 10, lease_duration=30)
+        assert lease.running == 1
+        await store.broadcast([])  # the events table of later version 1 files exists too
+    finally:
+        await store.stop()
+    plan = query(path, "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE lease_expires <= 0")
+    assert "USING INDEX runs_lease" in " ".join(str(row[-1]) for row in plan)
+    assert query(path, "SELECT COUNT(*) FROM events") == [(0,)]
+    # Opening the upgraded file again changes nothing.
+    store = SQLiteStore(path)
+    await store.start(context("new"))
+    await store.stop()
+    assert query(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
+
+
+async def test_stop_gives_back_the_job_leases_it_holds(path: Path) -> None:
+    first = SQLiteStore(path)
+    await first.start(context("s1"))
+    second = SQLiteStore(path)
+    await second.start(context("s2"))
+    try:
+        await first.add_jobs([make_job("mine", 10), make_job("theirs", 11)], replace=False)
+        (mine,) = await first.acquire_jobs("s1", at(10), 1, lease_duration=60)
+        (theirs,) = await second.acquire_jobs("s2", at(11), 1, lease_duration=60)
+        assert (mine.job_id, theirs.job_id) == ("mine", "theirs")
+        await first.stop()
+        # Due again at once rather than at the lease's expiry (70), and only that one.
+        assert await second.next_run_time() == at(10)
+        (again,) = await second.acquire_jobs("s2", at(12), 10, lease_duration=60)
+        assert again.job_id == "mine"
+        assert again.token > mine.token
+        # The stopped scheduler's late release no longer applies.
+        await first.start(context("s1"))
+        assert await first.release_jobs("s1", [Release(lease=mine, next_run_time=at(99))]) == {
+            "mine"
+        }
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_a_retry_needs_the_end_of_its_lease(store: SQLiteStore) -> None:
+    run = Run(job_id="a", scheduled_time=at(10), outcome=RunOutcome.ERROR)
+    retry = Run(job_id="a", scheduled_time=at(10), attempt=2)
+    with pytest.raises(ValueError, match="expires_at"):
+        await store.finish_run(run, retry=retry)
+    assert await store.get_runs("a") == []
 
 
 async def test_a_newer_schema_is_refused(path: Path) -> None:
@@ -169,7 +273,7 @@ _ACQUIRER = textwrap.dedent(
     from horae.stores.sqlite import SQLiteStore
 
 
-    async def main(path: str, name: str) -> None:
+    async def main(path: str, name: str, what: str) -> None:
         store = SQLiteStore(path)
         await store.start(
             StoreContext(scheduler_id=name, wakeup=lambda: None, publish=lambda e: None)
@@ -177,31 +281,45 @@ _ACQUIRER = textwrap.dedent(
         print("ready", flush=True)
         sys.stdin.readline()
         now = datetime(2027, 1, 2, tzinfo=timezone.utc)
-        while leases := await store.acquire_jobs(name, now, 7, 60):
-            for lease in leases:
-                print(lease.job_id, lease.token, flush=True)
+        if what == "jobs":
+            while leases := await store.acquire_jobs(name, now, 7, 60):
+                for lease in leases:
+                    print(lease.job_id, lease.token, flush=True)
+        else:
+            while runs := await store.claim_expired_runs(name, now, 7, 60):
+                for run in runs:
+                    print(run.id, 0, flush=True)
+        # Stopping gives the leases back: not before the others are done acquiring.
+        print("done", flush=True)
+        sys.stdin.readline()
         await store.stop()
 
 
-    anyio.run(main, sys.argv[1], sys.argv[2])
+    anyio.run(main, *sys.argv[1:])
     """
 )
 
 
 @pytest.fixture
-def acquirers(path: Path) -> Iterator[list[subprocess.Popen[str]]]:
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", _ACQUIRER, str(path), name],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+def competitors(path: Path) -> Iterator[Callable[[str], list[subprocess.Popen[str]]]]:
+    """Start three processes that will take jobs (or runs) from the file at once."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(what: str) -> list[subprocess.Popen[str]]:
+        processes.extend(
+            subprocess.Popen(
+                [sys.executable, "-c", _ACQUIRER, str(path), name, what],
+                cwd=REPO,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for name in ("p1", "p2", "p3")
         )
-        for name in ("p1", "p2", "p3")
-    ]
+        return processes
+
     try:
-        yield processes
+        yield start
     finally:
         for process in processes:
             if process.poll() is None:
@@ -209,7 +327,7 @@ def acquirers(path: Path) -> Iterator[list[subprocess.Popen[str]]]:
             process.wait()
 
 
-def _acquire_together(processes: list[subprocess.Popen[str]]) -> list[list[tuple[str, int]]]:
+def _take_together(processes: list[subprocess.Popen[str]]) -> list[list[tuple[str, int]]]:
     for process in processes:
         assert process.stdout is not None
         assert process.stdout.readline() == "ready\n"
@@ -219,23 +337,48 @@ def _acquire_together(processes: list[subprocess.Popen[str]]) -> list[list[tuple
         process.stdin.flush()
     results = []
     for process in processes:
-        out, _ = process.communicate(timeout=60)
+        assert process.stdout is not None
+        result = []
+        while (line := process.stdout.readline()) not in ("done\n", ""):
+            taken, token = line.split()
+            result.append((taken, int(token)))
+        results.append(result)
+    for process in processes:
+        process.communicate("stop\n", timeout=60)
         assert process.returncode == 0
-        results.append([(line.split()[0], int(line.split()[1])) for line in out.splitlines()])
     return results
 
 
 async def test_processes_sharing_the_file_lease_disjoint_jobs(
-    store: SQLiteStore, acquirers: list[subprocess.Popen[str]]
+    store: SQLiteStore, competitors: Callable[[str], list[subprocess.Popen[str]]]
 ) -> None:
     jobs = [make_job(f"j{i}", i) for i in range(1500)]
     await store.add_jobs(jobs, replace=False)
-    results = await anyio.to_thread.run_sync(_acquire_together, acquirers)
+    results = await anyio.to_thread.run_sync(_take_together, competitors("jobs"))
     leased = [job_id for result in results for job_id, _ in result]
     tokens = [token for result in results for _, token in result]
     assert sorted(leased) == sorted(job.id for job in jobs)  # each job once, none lost
     assert len(set(tokens)) == len(tokens)
     # They really competed: every process got some of the jobs.
+    assert all(results)
+
+
+async def test_processes_sharing_the_file_claim_disjoint_runs(
+    store: SQLiteStore, competitors: Callable[[str], list[subprocess.Popen[str]]]
+) -> None:
+    await store.add_jobs([make_job(f"j{i}", 10) for i in range(1500)], replace=False)
+    leases = await store.acquire_jobs("dead", at(10), 1500, lease_duration=30)
+    runs = [
+        Run(job_id=lease.job_id, scheduled_time=at(10), scheduler_id="dead") for lease in leases
+    ]
+    releases = [
+        Release(lease=lease, next_run_time=None, started=[run])
+        for lease, run in zip(leases, runs, strict=True)
+    ]
+    assert await store.release_jobs("dead", releases) == set()
+    results = await anyio.to_thread.run_sync(_take_together, competitors("runs"))
+    claimed = [run_id for result in results for run_id, _ in result]
+    assert sorted(claimed) == sorted(str(run.id) for run in runs)  # each run once
     assert all(results)
 
 

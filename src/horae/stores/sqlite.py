@@ -20,8 +20,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from uuid import UUID
 
 import anyio
 import anyio.from_thread
@@ -41,108 +42,35 @@ from horae.jobs import Job, Run
 from horae.serializers import Serializer
 from horae.stores import _options
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
+from horae.stores._sqlite_schema import (
+    INSERT_FINISHED,
+    INSERT_STARTED,
+    NEXT_SEQ,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    instant,
+    prepare,
+    run_record,
+    run_row,
+    started_row,
+    us,
+    us_or_none,
+)
 from horae.stores.base import Lease, Release, StoreContext
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Version of the tables' layout, kept in ``meta``; see docs/store-sqlite.md for upgrades.
-SCHEMA_VERSION = 1
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 # SQLite allows 32766 host parameters per statement (since 3.32); stay well below.
 _CHUNK = 500
 
-# Instants are whole microseconds since the epoch (UTC) in INTEGER columns: exact (no
-# float rounding) and ordered, so the due-job query is a range scan of one index.
-#
-# jobs.due is when the job next needs a scheduler's attention: its next run time while
-# no one holds it, the lease's expiry while someone does, NULL when paused. Acquiring
-# is then "due <= now, earliest first" on one index, and the earliest due is what a
-# scheduler sleeps until, which wakes it to take over a crashed scheduler's jobs.
-#
-# runs.seq is NULL while a run is in flight and, once it finished, its place in the
-# job's history (1, 2, 3, ...), which makes retention a range delete.
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS jobs (
-        id TEXT PRIMARY KEY,
-        next_run_time INTEGER,
-        due INTEGER,
-        payload TEXT NOT NULL,
-        lease_holder TEXT,
-        lease_expires INTEGER,
-        lease_token INTEGER NOT NULL DEFAULT 0
-    )""",
-    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due)",
-    """CREATE TABLE IF NOT EXISTS runs (
-        id TEXT PRIMARY KEY,
-        job_id TEXT NOT NULL,
-        seq INTEGER,
-        scheduled_time INTEGER NOT NULL,
-        started_at INTEGER,
-        finished_at INTEGER,
-        outcome TEXT,
-        result TEXT,
-        error TEXT,
-        scheduler_id TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        coalesced INTEGER NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id, seq)",
-    # Events for the other schedulers (broadcast): one row per batch, read by their
-    # pollers, trimmed by the writers. Added after version 1 first shipped: created on
-    # start by IF NOT EXISTS, and invisible to readers that do not know it.
-    """CREATE TABLE IF NOT EXISTS events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        sender TEXT NOT NULL,
-        created INTEGER NOT NULL,
-        message TEXT NOT NULL
-    )""",
-)
 # Rows of the events table are kept for a minute, and at most this many: a poller
 # reads them within its poll_interval.
 _EVENTS_KEEP_ROWS = 1000
 _EVENTS_KEEP_US = 60_000_000
-_RUN_COLUMNS = (
-    "id, job_id, seq, scheduled_time, started_at, finished_at, outcome, result, error, "
-    "scheduler_id, attempt, coalesced"
-)
-_INSERT_RUN = f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-_NEXT_SEQ = "SELECT COALESCE(MAX(seq), 0) + 1 FROM runs WHERE job_id = ?"
-
-
-def _us(value: datetime) -> int:
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def _us_or_none(value: datetime | None) -> int | None:
-    return None if value is None else (value - _EPOCH) // _MICROSECOND
-
-
-def _instant(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
-
-
-def _run_row(record: RunRecord, seq: int | None) -> tuple[Any, ...]:
-    return (
-        record.id,
-        record.job_id,
-        seq,
-        _us(record.scheduled_time),
-        _us_or_none(record.started_at),
-        _us_or_none(record.finished_at),
-        record.outcome,
-        record.result,
-        record.error,
-        record.scheduler_id,
-        record.attempt,
-        record.coalesced,
-    )
 
 
 class SQLiteStore:
@@ -321,39 +249,49 @@ class SQLiteStore:
             self._poller.start()
 
     def _create_schema(self, conn: sqlite3.Connection) -> int:
-        # One write transaction: processes starting at once create the tables once.
+        # One write transaction: processes starting at once create (or upgrade) the
+        # tables once.
         with self._writing(conn):
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES "
-                "('schema_version', ?), ('changes', 0), ('lease_token', 0)",
-                (SCHEMA_VERSION,),
-            )
-            (version,) = conn.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path!r} holds horae tables of schema version {version}, newer "
-                    f"than this horae's ({SCHEMA_VERSION}); upgrade horae"
-                )
-            # Version 1 is the first; upgrades from older versions go here, in this
-            # transaction, one version step at a time.
-            (changes,) = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()
-        return int(changes)
+            return prepare(conn, self.path)
 
     async def stop(self) -> None:
-        """Stop watching for other writers and close the database; the jobs stay in it."""
+        """Give back the job leases this scheduler still holds, stop watching for other
+        writers and close the database; the jobs stay in it."""
         with anyio.CancelScope(shield=True):
+            context, self._context = self._context, None
+            if context is not None and self._conn is not None:
+                await self._drop_leases(context.scheduler_id)
             poller, self._poller = self._poller, None
             if poller is not None:
                 self._stop_polling.set()
                 # Joined off the event loop: the poller may be waiting for the loop to
                 # run a wake-up.
                 await anyio.to_thread.run_sync(poller.join)
-            self._context = None
             await self._close()
+
+    async def _drop_leases(self, scheduler_id: str) -> None:
+        # A job still leased here (a release that failed, a stop in the middle of a
+        # batch) is due again at once for the others, rather than at its lease's expiry.
+        # Its in-flight runs keep their leases: whoever claims them after expiry decides
+        # whether they were abandoned.
+        def drop(conn: sqlite3.Connection) -> None:
+            with self._writing(conn):
+                dropped = conn.execute(
+                    "UPDATE jobs SET lease_holder = NULL, lease_expires = NULL, "
+                    "due = next_run_time WHERE lease_holder = ?",
+                    (scheduler_id,),
+                ).rowcount
+                if dropped:
+                    self._bump(conn)
+
+        try:
+            await self._call(drop)
+        except (sqlite3.Error, StoreError) as exc:
+            logger.warning(
+                "%r: could not give back leases at stop (they expire by themselves): %s",
+                self,
+                exc,
+            )
 
     async def _close(self) -> None:
         def close() -> None:
@@ -466,7 +404,7 @@ class SQLiteStore:
             if not replace and job.id in seen:
                 raise ConflictingIdError(job.id)
             seen.add(job.id)
-            next_run = _us_or_none(job.next_run_time)
+            next_run = us_or_none(job.next_run_time)
             rows.append((job.id, next_run, next_run, encode_job(job, self._serializer)))
         if rows:
             self._bumped(await self._call(self._add_jobs, rows, replace))
@@ -513,7 +451,7 @@ class SQLiteStore:
         )
         if row is None:
             raise JobLookupError(job_id)
-        return decode_job(job_id, _instant(row[0]), row[1], self._serializer)
+        return decode_job(job_id, instant(row[0]), row[1], self._serializer)
 
     async def get_jobs(self) -> list[Job]:
         """Every readable job, by next run time, paused jobs last; unreadable ones are
@@ -527,7 +465,7 @@ class SQLiteStore:
             "ORDER BY next_run_time IS NULL, next_run_time, id"
         ):
             try:
-                jobs.append(decode_job(job_id, _instant(next_run), payload, self._serializer))
+                jobs.append(decode_job(job_id, instant(next_run), payload, self._serializer))
             except DeserializationError as exc:
                 logger.error(
                     "%r: skipping job %r, which cannot be read back: %s", self, job_id, exc
@@ -540,7 +478,7 @@ class SQLiteStore:
         Raises:
             JobLookupError: no job has that id.
         """
-        next_run = _us_or_none(job.next_run_time)
+        next_run = us_or_none(job.next_run_time)
         row = (encode_job(job, self._serializer), next_run, next_run, job.id)
         self._bumped(await self._call(self._update_job, row))
 
@@ -583,7 +521,7 @@ class SQLiteStore:
     async def next_run_time(self) -> datetime | None:
         """The earliest next run time of a job not leased, or lease expiry of one leased."""
         row = await self._call(lambda conn: conn.execute("SELECT MIN(due) FROM jobs").fetchone())
-        return _instant(row[0])
+        return instant(row[0])
 
     # ------------------------------------------------------------------ leases
 
@@ -594,7 +532,7 @@ class SQLiteStore:
         if limit < 1:
             return []
         expires = now + timedelta(seconds=lease_duration)
-        return await self._call(self._acquire, scheduler_id, _us(now), limit, expires, _us(expires))
+        return await self._call(self._acquire, scheduler_id, us(now), limit, expires, us(expires))
 
     def _acquire(
         self,
@@ -656,7 +594,7 @@ class SQLiteStore:
             job: Job | None = None
             error: Exception | None = None
             try:
-                job = decode_job(job_id, _instant(next_run), payload, self._serializer)
+                job = decode_job(job_id, instant(next_run), payload, self._serializer)
             except DeserializationError as exc:
                 error = exc
             result.append(
@@ -685,13 +623,14 @@ class SQLiteStore:
             )
             for release in releases
         ]
-        rejected, foreign = await self._call(self._release, work)
+        rejected, foreign = await self._call(self._release, scheduler_id, work)
         self._bumped(foreign)
         return rejected
 
     def _release(
         self,
         conn: sqlite3.Connection,
+        scheduler_id: str,
         work: list[tuple[Release, list[RunRecord], list[RunRecord]]],
     ) -> tuple[set[str], bool]:
         rejected: set[str] = set()
@@ -710,23 +649,25 @@ class SQLiteStore:
                     # gave it back): this scheduler's view is stale.
                     rejected.add(job_id)
                     continue
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [_run_row(record, None) for record in started],
-                )
+                if started:
+                    # In flight, held by the releasing scheduler as long as the job was.
+                    held = (scheduler_id, us(lease.expires_at))
+                    conn.executemany(
+                        INSERT_STARTED, [started_row(record, *held) for record in started]
+                    )
                 for record in finished:
                     self._record_finished(conn, record)
                 if row is None:
                     continue  # removed while leased
                 stored_next, _, _, lease_expires = row
                 next_run = stored_next
-                if lease.job is None or stored_next == _us_or_none(lease.job.next_run_time):
+                if lease.job is None or stored_next == us_or_none(lease.job.next_run_time):
                     # Its next run time is the one acquired: unchanged, or changed in ways
                     # that do not touch its schedule (a new name, new arguments).
                     if release.remove and lease.job is not None:
                         conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
                         continue
-                    next_run = _us_or_none(release.next_run_time)
+                    next_run = us_or_none(release.next_run_time)
                 conn.execute(
                     "UPDATE jobs SET next_run_time = ?, due = ?, lease_holder = NULL, "
                     "lease_expires = NULL WHERE id = ?",
@@ -744,8 +685,8 @@ class SQLiteStore:
         if keep == 0:
             conn.execute("DELETE FROM runs WHERE id = ?", (record.id,))
             return
-        (seq,) = conn.execute(_NEXT_SEQ, (record.job_id,)).fetchone()
-        conn.execute(_INSERT_RUN, _run_row(record, seq))
+        (seq,) = conn.execute(NEXT_SEQ, (record.job_id,)).fetchone()
+        conn.execute(INSERT_FINISHED, run_row(record, seq))
         if seq > keep:
             conn.execute(
                 "DELETE FROM runs WHERE job_id = ? AND seq <= ?", (record.job_id, seq - keep)
@@ -753,14 +694,31 @@ class SQLiteStore:
 
     # -------------------------------------------------------------------- runs
 
-    async def finish_run(self, run: Run) -> None:
+    async def finish_run(
+        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
+    ) -> None:
         """Record a finished run; it no longer counts for max_instances.
 
+        If ``run`` was in flight, ``retry`` takes its place in the same transaction, held
+        by ``retry.scheduler_id`` until ``expires_at`` (see :meth:`Store.finish_run`).
         Runs finishing while another call is writing are recorded together in the next
         transaction (a group commit): a burst of short runs costs one transaction per
         batch, not one per run.
+
+        Raises:
+            ValueError: ``retry`` without ``expires_at``.
         """
-        finishing = _Finishing(encode_run(run, self._serializer))
+        serializer = self._serializer
+        retry_row = None
+        if retry is not None:
+            if expires_at is None:
+                raise ValueError(
+                    f"finish_run: retry {retry.id} needs expires_at, the end of its lease"
+                )
+            retry_row = started_row(
+                encode_run(retry, serializer), retry.scheduler_id, us(expires_at)
+            )
+        finishing = _Finishing(encode_run(run, serializer), retry_row)
         self._finishing.append(finishing)
         if not self._flushing:
             self._flushing = True
@@ -778,13 +736,13 @@ class SQLiteStore:
             raise finishing.error
 
     async def _flush(self, batch: list[_Finishing]) -> None:
-        def finish(conn: sqlite3.Connection, records: list[RunRecord]) -> None:
+        def finish(conn: sqlite3.Connection, batch: list[_Finishing]) -> None:
             with self._writing(conn):
-                for record in records:
-                    self._record_finished(conn, record)
+                for finishing in batch:
+                    self._finish(conn, finishing.record, finishing.retry_row)
 
         try:
-            await self._call(finish, [f.record for f in batch])
+            await self._call(finish, batch)
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc
@@ -792,11 +750,93 @@ class SQLiteStore:
                 # One at a time, so that each caller gets its own outcome.
                 for finishing in batch:
                     try:
-                        await self._call(finish, [finishing.record])
+                        await self._call(finish, [finishing])
                     except Exception as each:
                         finishing.error = each
         for finishing in batch:
             finishing.done.set()
+
+    def _finish(
+        self, conn: sqlite3.Connection, record: RunRecord, retry_row: tuple[Any, ...] | None
+    ) -> None:
+        # One primary-key lookup tells the three cases apart: in flight (seq NULL),
+        # recorded already, or unknown (a run_job run, or trimmed by retention).
+        row = conn.execute("SELECT seq FROM runs WHERE id = ?", (record.id,)).fetchone()
+        if row is not None:
+            if row[0] is not None:
+                return  # the first record stays
+            if retry_row is not None:
+                # Before the finished row replaces the in-flight one, in this
+                # transaction: the job's count of runs in flight never drops.
+                conn.execute(INSERT_STARTED, retry_row)
+        self._record_finished(conn, record)
+
+    async def extend_runs(
+        self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
+    ) -> set[UUID]:
+        """Renew this scheduler's leases of its in-flight runs, in one write transaction;
+        return the ids among ``run_ids`` it no longer holds."""
+        if not run_ids:
+            return set()
+        ids = [str(run_id) for run_id in run_ids]
+        held = await self._call(self._extend_runs, scheduler_id, ids, us(expires_at))
+        return {run_id for run_id in run_ids if str(run_id) not in held}
+
+    def _extend_runs(
+        self, conn: sqlite3.Connection, scheduler_id: str, ids: list[str], expires: int
+    ) -> set[str]:
+        held: set[str] = set()
+        with self._writing(conn):
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                where = (
+                    f"WHERE id IN ({','.join('?' * len(chunk))}) AND lease_holder = ? "
+                    "AND seq IS NULL"
+                )
+                # Without RETURNING (SQLite 3.35): the write lock keeps the two in step.
+                conn.execute(
+                    f"UPDATE runs SET lease_expires = ? {where}", (expires, *chunk, scheduler_id)
+                )
+                held.update(
+                    row[0]
+                    for row in conn.execute(f"SELECT id FROM runs {where}", (*chunk, scheduler_id))
+                )
+        return held
+
+    async def claim_expired_runs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Run]:
+        """Take over in-flight runs whose lease expired, oldest lease first.
+
+        The database's write lock makes the claim exclusive: of several processes
+        claiming at once, each run goes to one. When no lease has expired (the usual
+        case), only a read happens, which never waits for writers.
+        """
+        if limit < 1:
+            return []
+        expires = us(now + timedelta(seconds=lease_duration))
+        rows = await self._call(self._claim_expired_runs, scheduler_id, us(now), limit, expires)
+        return [decode_run(run_record(row), self._serializer) for row in rows]
+
+    def _claim_expired_runs(
+        self, conn: sqlite3.Connection, scheduler_id: str, now: int, limit: int, expires: int
+    ) -> list[Any]:
+        if (
+            conn.execute("SELECT 1 FROM runs WHERE lease_expires <= ? LIMIT 1", (now,)).fetchone()
+            is None
+        ):
+            return []
+        with self._writing(conn):
+            rows = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE lease_expires <= ? "
+                "ORDER BY lease_expires LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE runs SET lease_holder = ?, lease_expires = ? WHERE id = ?",
+                [(scheduler_id, expires, row[0]) for row in rows],
+            )
+        return rows
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""
@@ -805,19 +845,19 @@ class SQLiteStore:
 
         def read(conn: sqlite3.Connection) -> list[Any]:
             in_flight = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? AND seq IS NULL "
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ? AND seq IS NULL "
                 "ORDER BY scheduled_time DESC LIMIT ?",
                 (job_id, limit),
             ).fetchall()
             finished = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? AND seq IS NOT NULL "
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ? AND seq IS NOT NULL "
                 "ORDER BY seq DESC LIMIT ?",
                 (job_id, limit),
             ).fetchall()
             return (in_flight + finished)[:limit]
 
         rows = await self._call(read)
-        return [decode_run(_run_record(row), self._serializer) for row in rows]
+        return [decode_run(run_record(row), self._serializer) for row in rows]
 
 
 def _notify(context: StoreContext, wake: bool, events: list[Event]) -> None:
@@ -829,41 +869,12 @@ def _notify(context: StoreContext, wake: bool, events: list[Event]) -> None:
 
 
 class _Finishing:
-    """A run waiting for its outcome to be written."""
+    """A run waiting for its outcome to be written (and its retry, if any, to start)."""
 
-    __slots__ = ("done", "error", "record")
+    __slots__ = ("done", "error", "record", "retry_row")
 
-    def __init__(self, record: RunRecord) -> None:
+    def __init__(self, record: RunRecord, retry_row: tuple[Any, ...] | None) -> None:
         self.record = record
+        self.retry_row = retry_row
         self.done = anyio.Event()
         self.error: Exception | None = None
-
-
-def _run_record(row: Sequence[Any]) -> RunRecord:
-    (
-        run_id,
-        job_id,
-        _,
-        scheduled,
-        started,
-        finished,
-        outcome,
-        result,
-        error,
-        scheduler_id,
-        attempt,
-        coalesced,
-    ) = row
-    return RunRecord(
-        id=run_id,
-        job_id=job_id,
-        scheduled_time=_EPOCH + timedelta(microseconds=scheduled),
-        started_at=_instant(started),
-        finished_at=_instant(finished),
-        outcome=outcome,
-        result=result,
-        error=error,
-        scheduler_id=scheduler_id,
-        attempt=attempt,
-        coalesced=coalesced,
-    )

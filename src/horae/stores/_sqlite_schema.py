@@ -1,0 +1,216 @@
+"""The SQLite store's file layout: its tables, their upgrades, and how values map to rows.
+
+See ``docs/store-sqlite.md`` for the layout in prose and the upgrade path.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from horae.errors import StoreError
+from horae.stores._codec import RunRecord
+
+logger = logging.getLogger(__name__)
+
+#: Version of the tables' layout, kept in ``meta``; see docs/store-sqlite.md for upgrades.
+SCHEMA_VERSION = 2
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+# Instants are whole microseconds since the epoch (UTC) in INTEGER columns: exact (no
+# float rounding) and ordered, so the due-job query is a range scan of one index.
+#
+# jobs.due is when the job next needs a scheduler's attention: its next run time while
+# no one holds it, the lease's expiry while someone does, NULL when paused. Acquiring
+# is then "due <= now, earliest first" on one index, and the earliest due is what a
+# scheduler sleeps until, which wakes it to take over a crashed scheduler's jobs.
+#
+# runs.seq is NULL while a run is in flight and, once it finished, its place in the
+# job's history (1, 2, 3, ...), which makes retention a range delete.
+#
+# runs.lease_holder and runs.lease_expires (version 2) say which scheduler holds an
+# in-flight run and until when; both are NULL once the run finished. The partial index
+# runs_lease therefore holds the in-flight runs only, and claiming expired ones is a
+# range scan of it, whatever the size of the history.
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY,
+        next_run_time INTEGER,
+        due INTEGER,
+        payload TEXT NOT NULL,
+        lease_holder TEXT,
+        lease_expires INTEGER,
+        lease_token INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        seq INTEGER,
+        scheduled_time INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        outcome TEXT,
+        result TEXT,
+        error TEXT,
+        scheduler_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        coalesced INTEGER NOT NULL,
+        lease_holder TEXT,
+        lease_expires INTEGER
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_job ON runs (job_id, seq)",
+    # Created after the version 2 upgrade of an older file (below) has added the column.
+    "CREATE INDEX IF NOT EXISTS runs_lease ON runs (lease_expires) WHERE lease_expires IS NOT NULL",
+    # Events for the other schedulers (broadcast): one row per batch, read by their
+    # pollers, trimmed by the writers. Added after version 1 first shipped: created on
+    # start by IF NOT EXISTS, and invisible to readers that do not know it.
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        message TEXT NOT NULL
+    )""",
+)
+# The statements that take a file from the version before to the version of the key.
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    # Leases of in-flight runs. Runs in flight in a version 1 file were left by
+    # schedulers that could not renew them: their leases are expired already (at the
+    # epoch), so the first claim_expired_runs after the upgrade takes them over. They
+    # stay held by the scheduler that ran them until then.
+    2: (
+        "ALTER TABLE runs ADD COLUMN lease_holder TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_expires INTEGER",
+        "UPDATE runs SET lease_holder = scheduler_id, lease_expires = 0 WHERE seq IS NULL",
+    ),
+}
+
+RUN_COLUMNS = (
+    "id, job_id, seq, scheduled_time, started_at, finished_at, outcome, result, error, "
+    "scheduler_id, attempt, coalesced"
+)
+#: A finished run (its lease columns are NULL), replacing the in-flight row of that id.
+INSERT_FINISHED = f"INSERT OR REPLACE INTO runs ({RUN_COLUMNS}) VALUES ({','.join('?' * 12)})"
+#: A run going in flight, held by a scheduler until an instant.
+INSERT_STARTED = (
+    f"INSERT OR IGNORE INTO runs ({RUN_COLUMNS}, lease_holder, lease_expires) "
+    f"VALUES ({','.join('?' * 14)})"
+)
+NEXT_SEQ = "SELECT COALESCE(MAX(seq), 0) + 1 FROM runs WHERE job_id = ?"
+
+
+def prepare(conn: sqlite3.Connection, path: str) -> int:
+    """Create the tables, or upgrade them one version at a time; returns meta.changes.
+
+    Runs inside the caller's write transaction: processes starting at once create or
+    upgrade the file once, and every process sees either the old layout or the new one.
+
+    Raises:
+        StoreError: the file holds a layout newer than this horae knows.
+    """
+    conn.execute(_META)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is not None:
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path!r} holds horae tables of schema version {version}, newer "
+                f"than this horae's ({SCHEMA_VERSION}); upgrade horae"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _UPGRADES[step]:
+                conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            logger.info(
+                "%r: upgraded the horae tables from schema version %d to %d",
+                path,
+                version,
+                SCHEMA_VERSION,
+            )
+    # On a new file this creates everything; on an upgraded one what the upgrade needs
+    # to exist beside its new columns (and the events table older files lack).
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES "
+        "('schema_version', ?), ('changes', 0), ('lease_token', 0)",
+        (SCHEMA_VERSION,),
+    )
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+    (changes,) = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()
+    return int(changes)
+
+
+def us(value: datetime) -> int:
+    """An instant as whole microseconds since the epoch."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def us_or_none(value: datetime | None) -> int | None:
+    """:func:`us`, or ``None``."""
+    return None if value is None else (value - _EPOCH) // _MICROSECOND
+
+
+def instant(value: int | None) -> datetime | None:
+    """The UTC instant of microseconds since the epoch, or ``None``."""
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def run_row(record: RunRecord, seq: int | None) -> tuple[Any, ...]:
+    """The values of :data:`RUN_COLUMNS` for a run."""
+    return (
+        record.id,
+        record.job_id,
+        seq,
+        us(record.scheduled_time),
+        us_or_none(record.started_at),
+        us_or_none(record.finished_at),
+        record.outcome,
+        record.result,
+        record.error,
+        record.scheduler_id,
+        record.attempt,
+        record.coalesced,
+    )
+
+
+def started_row(record: RunRecord, holder: str, expires: int) -> tuple[Any, ...]:
+    """The values of :data:`INSERT_STARTED` for a run going in flight."""
+    return (*run_row(record, None), holder, expires)
+
+
+def run_record(row: Sequence[Any]) -> RunRecord:
+    """The run a row of :data:`RUN_COLUMNS` holds."""
+    (
+        run_id,
+        job_id,
+        _,
+        scheduled,
+        started,
+        finished,
+        outcome,
+        result,
+        error,
+        scheduler_id,
+        attempt,
+        coalesced,
+    ) = row
+    return RunRecord(
+        id=run_id,
+        job_id=job_id,
+        scheduled_time=_EPOCH + timedelta(microseconds=scheduled),
+        started_at=instant(started),
+        finished_at=instant(finished),
+        outcome=outcome,
+        result=result,
+        error=error,
+        scheduler_id=scheduler_id,
+        attempt=attempt,
+        coalesced=coalesced,
+    )
