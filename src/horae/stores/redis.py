@@ -110,7 +110,9 @@ class RedisStore:
     Due jobs sit in a sorted set by next run time; acquiring a batch of them, releasing a
     batch and recording a run are each one Lua script call (atomic on the server, one
     round trip). Leases carry a fencing token, so a scheduler whose lease expired cannot
-    overwrite the job another scheduler took over. Schedulers wake each other through
+    overwrite the job another scheduler took over. Runs in flight are leased too (a
+    sorted set by lease expiry), so the runs of a crashed scheduler are claimed by
+    another without scanning the rest. Schedulers wake each other through
     pub/sub when jobs change. Every key starts with ``prefix``; see docs/store-redis.md
     for the layout.
 
@@ -210,8 +212,8 @@ class RedisStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, context: StoreContext) -> None:
-        """Connect, check or write the key layout version, load the scripts, and start
-        listening for other schedulers' wake-ups.
+        """Connect, check or write the key layout version (upgrading version 1 in
+        place), load the scripts, and start listening for other schedulers' wake-ups.
 
         Raises:
             StoreError: on trio (use the asyncio backend), when Redis cannot be reached,
@@ -434,6 +436,7 @@ class RedisStore:
         started_at, finished_at = record.started_at, record.finished_at
         return _dumps(
             {
+                # First: the FINISH script finds a run in the history by this head.
                 "id": record.id,
                 "job_id": record.job_id,
                 "scheduled_time": record.scheduled_time.isoformat(),
