@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
 from horae import JobArgumentError, Run, RunOutcome, StoreError
-from horae.stores._postgres_sql import CURRENT_VERSION
+from horae.stores._postgres_sql import CURRENT_VERSION, Statements
 from horae.stores.base import Release, StoreContext
 from horae.stores.postgres import PostgresStore
 from tests.services import POSTGRES_DSN
@@ -326,3 +329,204 @@ async def test_expired_lease_of_a_paused_job_is_not_handed_out(
     assert await store.acquire_jobs("s2", at(10), 10, 5) == []
     assert (await store.get_job("p")).next_run_time is None
     assert await store.next_run_time() is None
+
+
+# ------------------------------------------------------------- run leases (layout 2)
+
+
+async def _v1_schema(schema: str) -> None:
+    """Create ``schema`` as horae with layout version 1 left it, with one run in flight."""
+    sql = Statements.for_schema(schema)
+    conn = await connect()
+    try:
+        await conn.execute(sql.prepare)
+        await conn.execute(sql.migrations[1])
+        await conn.execute(sql.set_version, 1)
+        await conn.execute(
+            f'INSERT INTO "{schema}".running (id, job_id, scheduled_time, scheduler_id, '
+            "attempt, coalesced) VALUES ($1, 'a', $2, 'old', 1, 0)",
+            _LEFT_BEHIND.id,
+            _LEFT_BEHIND.scheduled_time,
+        )
+    finally:
+        await conn.close()
+
+
+_LEFT_BEHIND = Run(job_id="a", scheduled_time=at(5), scheduler_id="old")
+
+
+async def test_a_version_1_schema_is_upgraded(schema: str, open_store: Callable[..., Any]) -> None:
+    await _v1_schema(schema)
+    store = await open_store("new")
+    conn = await connect()
+    try:
+        assert await conn.fetchval(f'SELECT version FROM "{schema}".schema_version') == 2
+        # A process of version 1 still running inserts runs without the new columns:
+        # they never expire (they are not taken over while it runs them).
+        await conn.execute(
+            f'INSERT INTO "{schema}".running (id, job_id, scheduled_time, scheduler_id, '
+            "attempt, coalesced) VALUES ($1, 'a', $2, 'old', 1, 0)",
+            uuid.uuid4(),
+            at(6),
+        )
+    finally:
+        await conn.close()
+    # The run left in flight before the upgrade is expired: claimable at once.
+    (claimed,) = await store.claim_expired_runs("new", at(0), limit=10, lease_duration=30)
+    assert claimed == _LEFT_BEHIND
+    # The one inserted by the old process is not, however late.
+    later = await store.claim_expired_runs("new", at(10**8), limit=10, lease_duration=30)
+    assert [r.id for r in later] == [_LEFT_BEHIND.id]
+    await store.finish_run(attrs.evolve(claimed, outcome=RunOutcome.ABANDONED, finished_at=at(1)))
+    assert [r.outcome for r in await store.get_runs("a")] == [None, RunOutcome.ABANDONED]
+
+
+async def test_claiming_uses_the_expiry_index(schema: str, open_store: Callable[..., Any]) -> None:
+    await open_store()
+    conn = await connect()
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        rows = await conn.fetch(
+            "EXPLAIN " + Statements.for_schema(schema).claim_runs, "s", at(0), 10, at(30)
+        )
+    finally:
+        await conn.close()
+    assert "running_expires_at" in "\n".join(row[0] for row in rows)
+
+
+async def test_concurrent_claimers_take_each_run_once(open_store: Callable[..., Any]) -> None:
+    stores = [await open_store(f"c{i}") for i in range(4)]
+    await stores[0].add_jobs([make_job(f"j{i}", 0) for i in range(50)], replace=False)
+    leases = await stores[0].acquire_jobs("dead", at(0), 100, 5)
+    started = [
+        Run(job_id=lease.job_id, scheduled_time=at(-k)) for lease in leases for k in range(4)
+    ]
+    await stores[0].release_jobs(
+        "dead",
+        [
+            Release(
+                lease=lease,
+                next_run_time=None,
+                started=[r for r in started if r.job_id == lease.job_id],
+            )
+            for lease in leases
+        ],
+    )
+    taken: dict[str, list[Run]] = {}
+
+    async def claim(store: PostgresStore, name: str) -> None:
+        taken[name] = []
+        while runs := await store.claim_expired_runs(name, at(10), 7, 60):
+            taken[name].extend(runs)
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        for i, store in enumerate(stores):
+            tg.start_soon(claim, store, f"c{i}")
+    everything = [run.id for runs in taken.values() for run in runs]
+    assert len(everything) == len(set(everything)) == len(started) == 200
+    # Each run is renewable by the one that claimed it, and by nobody else.
+    for name, runs in taken.items():
+        ids = [run.id for run in runs]
+        assert await stores[0].extend_runs(name, ids, at(100)) == set()
+        assert await stores[0].extend_runs("dead", ids, at(100)) == set(ids)
+
+
+async def test_two_finishes_of_a_run_put_one_retry_in_flight(
+    open_store: Callable[..., Any],
+) -> None:
+    stores = [await open_store("s1"), await open_store("s2")]
+    await stores[0].add_jobs([make_job(f"j{i}", 0) for i in range(30)], replace=False)
+    leases = await stores[0].acquire_jobs("s1", at(0), 100, 5)
+    runs = [Run(job_id=lease.job_id, scheduled_time=at(0), scheduler_id="s1") for lease in leases]
+    await stores[0].release_jobs(
+        "s1",
+        [
+            Release(lease=lease, next_run_time=None, started=[run])
+            for lease, run in zip(leases, runs, strict=True)
+        ],
+    )
+
+    async def finish(store: PostgresStore, run: Run, name: str, outcome: RunOutcome) -> None:
+        retry = Run(job_id=run.job_id, scheduled_time=run.scheduled_time, scheduler_id=name)
+        await store.finish_run(
+            attrs.evolve(run, outcome=outcome, finished_at=at(1)), retry=retry, expires_at=at(50)
+        )
+
+    # Each run is finished twice at once: by its scheduler (in a batch of its store),
+    # and as abandoned by another process that claimed it (in another store's batch);
+    # the two statements race for the row.
+    async with anyio.create_task_group() as tg:
+        for run in runs:
+            tg.start_soon(finish, stores[0], run, "s1", RunOutcome.ERROR)
+            tg.start_soon(finish, stores[1], run, "s2", RunOutcome.ABANDONED)
+    for run in runs:
+        history = await stores[0].get_runs(run.job_id)
+        assert [r.outcome for r in history] == [None, history[1].outcome]
+        # The retry in flight is that of the finish whose record stayed.
+        retry, recorded = history
+        expected = "s1" if recorded.outcome is RunOutcome.ERROR else "s2"
+        assert retry.scheduler_id == expected
+    for lease in await stores[0].acquire_jobs("s1", at(1), 100, 5):
+        assert lease.running == 1
+
+
+async def test_a_run_finished_twice_in_one_batch_counts_once(
+    open_store: Callable[..., Any],
+) -> None:
+    store = await open_store("s1")
+    await store.add_jobs([make_job("a", 0)], replace=False)
+    (lease,) = await store.acquire_jobs("s1", at(0), 10, 5)
+    run = Run(job_id="a", scheduled_time=at(0), scheduler_id="s1")
+    await store.release_jobs("s1", [Release(lease=lease, next_run_time=None, started=[run])])
+    first = Run(job_id="a", scheduled_time=at(0), scheduler_id="s1", attempt=2)
+    second = Run(job_id="a", scheduled_time=at(0), scheduler_id="s2", attempt=2)
+    ended = attrs.evolve(run, outcome=RunOutcome.ERROR, finished_at=at(1))
+    async with anyio.create_task_group() as tg:
+        # The two finishes of `run` land in one batch (while `other` is written): the
+        # first of them counts, the second is a late duplicate and its retry ignored.
+        other = Run(job_id="a", scheduled_time=at(-1), outcome=RunOutcome.SUCCESS)
+        tg.start_soon(store.finish_run, other)
+        await anyio.lowlevel.checkpoint()
+        tg.start_soon(functools.partial(store.finish_run, ended, retry=first, expires_at=at(9)))
+        tg.start_soon(
+            functools.partial(
+                store.finish_run,
+                attrs.evolve(ended, outcome=RunOutcome.ABANDONED),
+                retry=second,
+                expires_at=at(9),
+            )
+        )
+    assert [(r.id, r.outcome) for r in await store.get_runs("a")] == [
+        (first.id, None),
+        (run.id, RunOutcome.ERROR),
+        (other.id, RunOutcome.SUCCESS),
+    ]
+
+
+async def test_a_retry_is_put_in_flight_without_run_retention(schema: str) -> None:
+    store = PostgresStore(POSTGRES_DSN, schema=schema, run_retention=0)
+    await store.start(Wakeups("s1").context)
+    try:
+        await store.add_jobs([make_job("a", 0)], replace=False)
+        (lease,) = await store.acquire_jobs("s1", at(0), 10, 5)
+        run = Run(job_id="a", scheduled_time=at(0), scheduler_id="s1")
+        await store.release_jobs("s1", [Release(lease=lease, next_run_time=None, started=[run])])
+        retry = Run(job_id="a", scheduled_time=at(0), scheduler_id="s1", attempt=2)
+        ended = attrs.evolve(run, outcome=RunOutcome.ERROR, finished_at=at(1))
+        await store.finish_run(ended, retry=retry, expires_at=at(30))
+        assert [r.id for r in await store.get_runs("a")] == [retry.id]
+        # Not in flight any more: a second finish changes nothing.
+        await store.finish_run(ended, retry=attrs.evolve(retry, attempt=3), expires_at=at(30))
+        assert [r.id for r in await store.get_runs("a")] == [retry.id]
+        assert await store.claim_expired_runs("s2", at(29), 10, 30) == []
+        assert [r.id for r in await store.claim_expired_runs("s2", at(30), 10, 30)] == [retry.id]
+    finally:
+        await store.stop()
+
+
+async def test_a_retry_needs_an_expiry(open_store: Callable[..., Any]) -> None:
+    store = await open_store()
+    run = Run(job_id="a", scheduled_time=at(0), outcome=RunOutcome.ERROR)
+    with pytest.raises(JobArgumentError, match="expires_at"):
+        await store.finish_run(run, retry=Run(job_id="a", scheduled_time=at(0), attempt=2))

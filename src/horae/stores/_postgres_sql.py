@@ -11,7 +11,9 @@ Tables (see ``docs/store-postgres.md``):
   does. The due-job query and ``next_run_time()`` read only that column, through a
   partial index, so both stay O(log n) however many jobs are leased or paused.
 - ``running``: runs in flight (handed to an executor, not finished): what
-  ``max_instances`` counts. It only holds what runs now, so it stays small.
+  ``max_instances`` counts. It only holds what runs now, so it stays small. Each row is
+  leased: ``holder`` renews ``expires_at`` while the run goes on; a row whose expiry
+  passed is claimed by another scheduler through the ``running_expires_at`` index.
 - ``runs``: finished runs, ordered by ``seq`` (taken when the run was recorded).
   Finishing a run moves it from ``running`` to ``runs``: a delete and an insert by
   primary key, never an update of an indexed column.
@@ -31,7 +33,7 @@ __all__ = ["CURRENT_VERSION", "MIGRATIONS", "SCHEMA_NAME", "Statements", "quote_
 SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 #: The layout this code reads and writes.
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 
 #: ``MIGRATIONS[v]`` takes a schema from layout ``v - 1`` to ``v`` (0: nothing there).
 #: Each runs in the start-up transaction, under the schema's advisory lock, so several
@@ -80,6 +82,18 @@ CREATE TABLE {s}.runs (
     coalesced      integer NOT NULL
 );
 CREATE INDEX runs_job_id_seq ON {s}.runs (job_id, seq);
+""",
+    # Leases of in-flight runs. Rows already there were left by version-1 schedulers,
+    # which never renew them: they get an expiry of -infinity (claimable at once) and no
+    # holder. The defaults change afterwards so that a version-1 process still running
+    # during an upgrade can go on inserting runs (the columns are not in its statements):
+    # those rows never expire, as in version 1, instead of being taken over mid-run.
+    2: """
+ALTER TABLE {s}.running
+    ADD COLUMN holder text NOT NULL DEFAULT '',
+    ADD COLUMN expires_at timestamptz NOT NULL DEFAULT '-infinity';
+ALTER TABLE {s}.running ALTER COLUMN expires_at SET DEFAULT 'infinity';
+CREATE INDEX running_expires_at ON {s}.running (expires_at);
 """,
 }
 
@@ -213,6 +227,8 @@ RETURNING j.id, j.next_run_time, j.payload, j.lease_token, due.due_at, due.take
 #            to `running`), else a finished one (to `runs`, in this order).
 #   $18, $19: jobs whose old finished runs to trim, and how many of them to keep.
 #   $20 channel, $21 scheduler id, $22 whether to notify.
+#   $23: the releasing scheduler, holder of the started runs; $24: one element per run
+#        to record, the lease expiry of a started run (NULL for a finished one).
 # Only releases whose token is the job's current one (and still held) are applied;
 # their ids come back, every other one was stale.
 _RELEASE = (
@@ -258,20 +274,21 @@ trimmed AS (
 u AS (
     SELECT * FROM unnest(
         $7::uuid[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
-        $12::text[], $13::text[], $14::text[], $15::text[], $16::integer[], $17::integer[]
+        $12::text[], $13::text[], $14::text[], $15::text[], $16::integer[], $17::integer[],
+        $24::timestamptz[]
     ) WITH ORDINALITY AS u(
         id, job_id, scheduled_time, started_at, finished_at, outcome, result, error,
-        scheduler_id, attempt, coalesced, ord
+        scheduler_id, attempt, coalesced, expires_at, ord
     )
     WHERE u.job_id IN (SELECT id FROM held)
 ),
 started AS (
     INSERT INTO {s}.running ("""
     + _RUN_COLUMNS
-    + """)
+    + """, holder, expires_at)
     SELECT """
     + _RUN_COLUMNS
-    + """
+    + """, $23, expires_at
     FROM u WHERE outcome IS NULL
 ),
 ended AS (
@@ -289,10 +306,38 @@ SELECT array(SELECT id FROM held) AS accepted,
 """
 )
 
+
+def _retried(first: int) -> str:
+    """The CTE putting retries in flight in place of the runs ``ended`` removed.
+
+    Thirteen arrays from ``$first``, one element per retry: the id of the run it takes
+    the place of, the retry's columns (as in _RUN_COLUMNS), its lease expiry. A retry
+    enters `running` only if the run it follows was still there for this statement to
+    delete: a concurrent finish of the same run waits on the row lock and then finds it
+    gone, so of two finishes of a run exactly one puts its retry in flight. A retry is
+    held by its own scheduler_id.
+    """
+    types = ["uuid", "uuid", "text"] + ["timestamptz"] * 3 + ["text"] * 4
+    types += ["integer", "integer", "timestamptz"]
+    arrays = ", ".join(f"${first + k}::{t}[]" for k, t in enumerate(types))
+    return f"""
+retried AS (
+    INSERT INTO {{s}}.running ({_RUN_COLUMNS}, holder, expires_at)
+    SELECT {_RUN_COLUMNS}, scheduler_id, expires_at
+    FROM unnest({arrays}) AS n(
+        after, id, job_id, scheduled_time, started_at, finished_at, outcome, result, error,
+        scheduler_id, attempt, coalesced, expires_at
+    )
+    WHERE n.after IN (SELECT id FROM ended)
+)"""
+
+
 # A batch of finished runs in one statement: $1..$11 one element per run to keep (as in
 # _RUN_COLUMNS; at most the retention per job), $12 the retention, $13 the ids of every
-# run of the batch. Each run leaves `running` (if it was there: run_job runs never
-# were); those kept enter `runs`, taking the next ``seq`` in the batch's order.
+# run of the batch, $14..$26 the retries (see _retried). Each run leaves `running` (if it
+# was there: run_job runs and runs another scheduler finished first were not); those
+# kept enter `runs`, taking the next ``seq`` in the batch's order, unless a run of that
+# id is recorded already (the first record stays).
 # The statement's snapshot does not see the batch in `runs` yet, so the trim keeps
 # the retention minus the job's runs in the batch.
 _FINISH_RUNS = (
@@ -309,8 +354,10 @@ WITH f AS MATERIALIZED (
     ORDER BY u.ord
 ),
 ended AS (
-    DELETE FROM {s}.running WHERE id = ANY($13::uuid[])
-),
+    DELETE FROM {s}.running WHERE id = ANY($13::uuid[]) RETURNING id
+),"""
+    + _retried(14)
+    + """,
 recorded AS (
     INSERT INTO {s}.runs ("""
     + _RUN_COLUMNS
@@ -334,11 +381,48 @@ DELETE FROM {s}.runs WHERE id = ANY(ARRAY(
 """
 )
 
-# run_retention = 0: nothing finished is kept.
-_FORGET_RUNS = """
-WITH ended AS (DELETE FROM {s}.running WHERE id = ANY($1::uuid[]))
+# run_retention = 0: nothing finished is kept. $1 the ids of the batch's runs, $2 their
+# jobs, $3..$15 the retries (see _retried).
+_FORGET_RUNS = (
+    """
+WITH ended AS (DELETE FROM {s}.running WHERE id = ANY($1::uuid[]) RETURNING id),"""
+    + _retried(3)
+    + """
 DELETE FROM {s}.runs WHERE job_id = ANY($2::text[])
 """
+)
+
+# $1 scheduler id, $2 run ids, $3 new expiry: the runs among $2 still held by $1.
+# A run being claimed or finished concurrently is waited for, then no longer matches.
+_EXTEND_RUNS = """
+WITH renewed AS (
+    UPDATE {s}.running SET expires_at = $3
+    WHERE id = ANY($2::uuid[]) AND holder = $1
+    RETURNING id
+)
+SELECT array(SELECT id FROM renewed) AS renewed
+"""
+
+# $1 scheduler id, $2 now, $3 limit, $4 new expiry. As _ACQUIRE: SKIP LOCKED lets
+# concurrent claimers take disjoint rows, and a row renewed or claimed meanwhile fails
+# the re-checked `expires_at <= $2` once locked. The old expiry comes back for the order.
+_CLAIM_RUNS = (
+    """
+WITH due AS (
+    SELECT id, expires_at FROM {s}.running
+    WHERE expires_at <= $2
+    ORDER BY expires_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {s}.running r SET holder = $1, expires_at = $4
+FROM due
+WHERE r.id = due.id
+RETURNING """
+    + ", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+    + """, due.expires_at AS expired_at
+"""
+)
 
 _GET_RUNS = (
     "SELECT "
@@ -400,6 +484,8 @@ class Statements:
     release: str
     finish_runs: str
     forget_runs: str
+    extend_runs: str
+    claim_runs: str
     get_runs: str
     drop_leases: str
 
@@ -436,6 +522,8 @@ class Statements:
             release=fill(_RELEASE),
             finish_runs=fill(_FINISH_RUNS),
             forget_runs=fill(_FORGET_RUNS),
+            extend_runs=fill(_EXTEND_RUNS),
+            claim_runs=fill(_CLAIM_RUNS),
             get_runs=fill(_GET_RUNS),
             drop_leases=fill(_DROP_LEASES),
         )

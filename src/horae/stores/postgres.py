@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import anyio
 import attrs
@@ -47,6 +48,23 @@ _NOTIFY_LIMIT = 7900
 _NOTIFY_EVENTS = "SELECT count(pg_notify($1, message)) FROM unnest($2::text[]) AS m(message)"
 
 
+def _run_arrays(records: Sequence[RunRecord]) -> list[list[Any]]:
+    """The columns of ``records`` as one array each, in ``_RUN_COLUMNS`` order."""
+    return [
+        [r.id for r in records],
+        [r.job_id for r in records],
+        [r.scheduled_time for r in records],
+        [r.started_at for r in records],
+        [r.finished_at for r in records],
+        [r.outcome for r in records],
+        [r.result for r in records],
+        [r.error for r in records],
+        [r.scheduler_id for r in records],
+        [r.attempt for r in records],
+        [r.coalesced for r in records],
+    ]
+
+
 def _events_channel(schema: str) -> str:
     """``<schema>_events``, kept within PostgreSQL's 63-byte identifiers."""
     channel = f"{schema}_events"
@@ -70,11 +88,24 @@ def _import_asyncpg() -> Any:
         ) from None
 
 
+@attrs.frozen
+class _Retry:
+    """A retry to put in flight in place of the finished run ``after``."""
+
+    after: str
+    record: RunRecord
+    expires_at: datetime
+
+
 @attrs.define
 class _RunBatch:
-    """Finished runs waiting to be written together (see ``finish_run``)."""
+    """Finished runs waiting to be written together (see ``finish_run``).
+
+    ``retries[i]`` is the retry asked for with ``records[i]``, if any.
+    """
 
     records: list[RunRecord] = attrs.Factory(list)
+    retries: list[_Retry | None] = attrs.Factory(list)
     done: anyio.Event = attrs.Factory(anyio.Event)
     error: BaseException | None = None
 
@@ -467,6 +498,8 @@ class PostgresStore:
         has_job: list[bool] = []
         removes: list[bool] = []
         runs: list[RunRecord] = []
+        # The lease expiry of each started run, None for each finished one.
+        run_expiries: list[datetime | None] = []
         trim_ids: list[str] = []
         trim_keep: list[int] = []
         retention = self._run_retention
@@ -483,11 +516,14 @@ class PostgresStore:
             if release.next_run_time is not None and release.next_run_time < lease.expires_at:
                 # Others may sleep until this lease expires: wake them for the earlier time.
                 notify = True
-            runs.extend(encode_run(run, serializer) for run in release.started)
+            if release.started:
+                runs.extend(encode_run(run, serializer) for run in release.started)
+                run_expiries.extend([lease.expires_at] * len(release.started))
             if release.finished:
                 # Only the newest `retention` of them would survive the trim anyway.
                 finished = release.finished[max(len(release.finished) - retention, 0) :]
                 runs.extend(encode_run(run, serializer) for run in finished)
+                run_expiries.extend([None] * len(finished))
                 trim_ids.append(lease.job_id)
                 trim_keep.append(max(retention - len(finished), 0))
         row = await pool.fetchrow(
@@ -498,30 +534,27 @@ class PostgresStore:
             leased_times,
             has_job,
             removes,
-            [r.id for r in runs],
-            [r.job_id for r in runs],
-            [r.scheduled_time for r in runs],
-            [r.started_at for r in runs],
-            [r.finished_at for r in runs],
-            [r.outcome for r in runs],
-            [r.result for r in runs],
-            [r.error for r in runs],
-            [r.scheduler_id for r in runs],
-            [r.attempt for r in runs],
-            [r.coalesced for r in runs],
+            *_run_arrays(runs),
             trim_ids,
             trim_keep,
             self._schema,
             self._sender,
             notify,
+            scheduler_id,
+            run_expiries,
         )
         accepted = set(row["accepted"])
         return {job_id for job_id in ids if job_id not in accepted}
 
     # ------------------------------------------------------------------- runs
 
-    async def finish_run(self, run: Run) -> None:
+    async def finish_run(
+        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
+    ) -> None:
         """Record a run's outcome; it no longer counts for max_instances.
+
+        ``retry`` takes its place in flight, in the same statement, if the run was
+        still in flight (see :meth:`Store.finish_run`).
 
         Runs finishing at the same time are written together: the first caller of a
         batch waits for the write before it (one at a time), meanwhile the others join
@@ -530,8 +563,18 @@ class PostgresStore:
         """
         self._require_pool()
         record = encode_run(run, self._serializer)
+        retry_entry: _Retry | None = None
+        if retry is not None:
+            if expires_at is None:
+                raise JobArgumentError("finish_run: a retry needs expires_at (its lease expiry)")
+            retry_entry = _Retry(
+                after=record.id,
+                record=encode_run(retry, self._serializer),
+                expires_at=expires_at,
+            )
         batch = self._finishing
         batch.records.append(record)
+        batch.retries.append(retry_entry)
         if len(batch.records) > 1:
             # The batch's first caller writes it: wait for that.
             await batch.done.wait()
@@ -547,21 +590,41 @@ class PostgresStore:
                 async with self._finish_lock:
                     if self._finishing is batch:
                         self._finishing = _RunBatch()
-                    await self._write_runs(batch.records)
+                    await self._write_runs(batch.records, batch.retries)
             except BaseException as exc:
                 batch.error = exc
                 raise
             finally:
                 batch.done.set()
 
-    async def _write_runs(self, records: list[RunRecord]) -> None:
+    async def _write_runs(self, records: list[RunRecord], asked: list[_Retry | None]) -> None:
         pool = self._require_pool()
+        retries = [retry for retry in asked if retry is not None]
+        if len(records) > 1 and len({r.id for r in records}) < len(records):
+            # One run finished twice in one batch (by its scheduler, and by another
+            # that claimed it, in one process): the first finish counts, with its retry,
+            # as if they had been written one after the other.
+            seen: set[str] = set()
+            firsts: list[RunRecord] = []
+            retries = []
+            for r, retry in zip(records, asked, strict=True):
+                if r.id not in seen:
+                    seen.add(r.id)
+                    firsts.append(r)
+                    if retry is not None:
+                        retries.append(retry)
+            records = firsts
+        ended = [r.id for r in records]
+        retry_arrays = [
+            [retry.after for retry in retries],
+            *_run_arrays([retry.record for retry in retries]),
+            [retry.expires_at for retry in retries],
+        ]
         if self._run_retention == 0:
             await pool.execute(
-                self._sql.forget_runs, [r.id for r in records], [r.job_id for r in records]
+                self._sql.forget_runs, ended, [r.job_id for r in records], *retry_arrays
             )
             return
-        ended = [r.id for r in records]
         if len(records) > self._run_retention:
             # Only the newest `retention` runs of a job survive: write no more than that.
             per_job: dict[str, int] = {}
@@ -575,19 +638,57 @@ class PostgresStore:
             records = kept
         await pool.execute(
             self._sql.finish_runs,
-            [r.id for r in records],
-            [r.job_id for r in records],
-            [r.scheduled_time for r in records],
-            [r.started_at for r in records],
-            [r.finished_at for r in records],
-            [r.outcome for r in records],
-            [r.result for r in records],
-            [r.error for r in records],
-            [r.scheduler_id for r in records],
-            [r.attempt for r in records],
-            [r.coalesced for r in records],
+            *_run_arrays(records),
             self._run_retention,
             ended,
+            *retry_arrays,
+        )
+
+    async def extend_runs(
+        self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
+    ) -> set[UUID]:
+        """Renew the leases of in-flight runs ``scheduler_id`` holds, in one statement.
+
+        Returns the ids among ``run_ids`` it no longer holds (claimed or finished).
+        """
+        pool = self._require_pool()
+        if not run_ids:
+            return set()
+        renewed = await pool.fetchval(self._sql.extend_runs, scheduler_id, run_ids, expires_at)
+        return set(run_ids).difference(renewed)
+
+    async def claim_expired_runs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> list[Run]:
+        """Take over in-flight runs whose lease expired, oldest lease first.
+
+        One statement; concurrent claimers (``FOR UPDATE SKIP LOCKED``) take disjoint
+        runs, and the ``running_expires_at`` index keeps it from reading the rest.
+        """
+        pool = self._require_pool()
+        if limit <= 0:
+            return []
+        expires = now + timedelta(seconds=lease_duration)
+        rows = await pool.fetch(self._sql.claim_runs, scheduler_id, now, limit, expires)
+        rows.sort(key=lambda row: (row["expired_at"], row["id"]))
+        return [self._run_from_row(row) for row in rows]
+
+    def _run_from_row(self, row: Any) -> Run:
+        return decode_run(
+            RunRecord(
+                id=str(row["id"]),
+                job_id=row["job_id"],
+                scheduled_time=row["scheduled_time"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                outcome=row["outcome"],
+                result=row["result"],
+                error=row["error"],
+                scheduler_id=row["scheduler_id"],
+                attempt=row["attempt"],
+                coalesced=row["coalesced"],
+            ),
+            self._serializer,
         )
 
     async def broadcast(self, events: Sequence[Event]) -> None:
@@ -606,23 +707,4 @@ class PostgresStore:
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""
         rows = await self._require_pool().fetch(self._sql.get_runs, job_id, limit)
-        serializer = self._serializer
-        return [
-            decode_run(
-                RunRecord(
-                    id=str(row["id"]),
-                    job_id=row["job_id"],
-                    scheduled_time=row["scheduled_time"],
-                    started_at=row["started_at"],
-                    finished_at=row["finished_at"],
-                    outcome=row["outcome"],
-                    result=row["result"],
-                    error=row["error"],
-                    scheduler_id=row["scheduler_id"],
-                    attempt=row["attempt"],
-                    coalesced=row["coalesced"],
-                ),
-                serializer,
-            )
-            for row in rows
-        ]
+        return [self._run_from_row(row) for row in rows]
