@@ -140,9 +140,9 @@ class RedisServer:
                 process.kill()
                 process.wait()
 
-    def log_tail(self) -> str:
+    def log_tail(self, size: int = 2000) -> str:
         path = self.directory / "redis.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
 
 @contextlib.contextmanager
@@ -241,9 +241,9 @@ class PostgresServer:
         if result.returncode != 0 or _pid_alive(pid):
             _kill_pid(pid)
 
-    def log_tail(self) -> str:
+    def log_tail(self, size: int = 2000) -> str:
         path = self.directory / "postgres.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
 
 @contextlib.contextmanager
