@@ -99,9 +99,10 @@ class Tally:
     abandoned: int = 0  # runs recorded abandoned
     #: failures that the job's retry policy should have retried, and did not
     unretried: list[FireTime] = attrs.field(factory=list)
-    #: the same, for the last fire time of a job: the job is gone from the store when its
-    #: run is taken over (see test_takeover_retries_the_last_fire_time)
-    unretried_last: list[FireTime] = attrs.field(factory=list)
+    #: the same, for runs taken over (abandoned) after the job's last fire time: the job
+    #: may be gone from the store by then, removed with its exhausted trigger, and the
+    #: takeover finds no retry policy (see test_takeover_retries_the_last_fire_time)
+    unretried_gone: list[FireTime] = attrs.field(factory=list)
     overlaps: list[tuple[str, str, str]] = attrs.field(factory=list)
     #: executions that never ended although their process was not killed
     unended: list[str] = attrs.field(factory=list)
@@ -171,7 +172,13 @@ def count(
             if chain[-1].outcome in FAILED and len(chain) < retry_attempts.get(job_id, 1):
                 # ERROR is retried only when the exception matches Retry.on (it does
                 # here: every Exception); ABANDONED with Retry.abandoned (the default).
-                (tally.unretried_last if t == fire[-1] else tally.unretried).append(key)
+                last = chain[-1]
+                gone = (
+                    last.outcome is RunOutcome.ABANDONED
+                    and last.finished_at is not None
+                    and last.finished_at >= fire[-1]
+                )
+                (tally.unretried_gone if gone else tally.unretried).append(key)
 
     # --- the job log against the history
     good_ends: Counter[FireTime] = Counter()
