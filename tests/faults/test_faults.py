@@ -21,6 +21,12 @@ executions of a job overlapped (``max_instances=1`` across processes).
   (reads go on: the file is in WAL mode). Every worker must report ``StoreFailed`` and
   then ``StoreRecovered``.
 
+Two findings of these tests have a reproduction of their own, marked strict xfail until
+fixed: ``test_takeover_retries_the_last_fire_time`` (a run abandoned after its job was
+removed with its exhausted trigger is never retried; the kill test counts these apart, as
+``unretried=N+gone``) and ``test_redis_store_calls_succeed_after_a_restart`` (redis-py
+8.1.0 hands out pooled connections the restarted server closed).
+
 Each test prints one line of figures, also written to ``build/figures/faults.txt``.
 """
 
