@@ -84,6 +84,7 @@ class _RunLoop:
     _store_down_since: datetime | None
     _keeping: bool
     _keep_deadline: datetime | None
+    _keep_wake: anyio.Event
 
     def _now(self) -> datetime:
         return self._clock.now()
@@ -231,6 +232,7 @@ class _RunLoop:
                 await self._runs_close.wait()
         finally:
             self._runs_done.set()
+            self._keep_wake.set()
 
     async def _loop(self) -> None:
         clock = self._clock
@@ -531,7 +533,11 @@ class _RunLoop:
             while not runs_done.is_set():
                 self._keep_deadline = next_at
                 self._notify_idle()
-                await clock.wait(next_at, runs_done)
+                # A fresh event per wait: a fake clock wakes a waiter by setting its event.
+                self._keep_wake = wake = anyio.Event()
+                if runs_done.is_set():
+                    return
+                await clock.wait(next_at, wake)
                 if runs_done.is_set():
                     return
                 self._keeping = True
@@ -540,7 +546,9 @@ class _RunLoop:
                     await self._renew_runs(now)
                     if self._state == "running" and self.role == "scheduler" and not self._paused:
                         await self._claim_runs(now)
-                    self._store_ok()
+                    # No _store_ok() here: these calls may only read (SQLite reads while
+                    # another process holds the write lock), which does not end an outage;
+                    # the loop's acquisition, a write, says when the store is back.
                     backoff = 0.0
                     next_at = now + interval
                 except Exception as exc:

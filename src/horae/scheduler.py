@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -183,6 +185,7 @@ class AsyncScheduler(_RunLoop):
         self._store_down_since: datetime | None = None
         self._keeping = False
         self._keep_deadline: datetime | None = None
+        self._keep_wake = anyio.Event()
 
     def __repr__(self) -> str:
         return f"AsyncScheduler(id={self.id!r}, store={self.store!r}, state={self._state!r})"
@@ -270,7 +273,7 @@ class AsyncScheduler(_RunLoop):
             self._stopped.set()
             self._notify_idle()
 
-    async def _stop(self, wait: bool) -> None:
+    async def _stop(self, wait: bool, grace: float | None = None) -> None:
         """Stop acquiring, then wait for (or cancel) the runs in progress."""
         self._state = "stopping"
         self._wake()
@@ -278,9 +281,23 @@ class AsyncScheduler(_RunLoop):
         # finish dispatching them before the runs' task group closes, or they would be
         # recorded in flight and never run.
         await self._loop_done.wait()
-        if not wait and self._runs is not None:
-            self._runs.cancel_scope.cancel()
         self._runs_close.set()
+        if self._runs is not None:
+            if not wait:
+                self._runs.cancel_scope.cancel()
+            elif grace is not None and not self._runs_done.is_set():
+                # Real time: a shutdown is not driven by a test's fake clock.
+                with anyio.move_on_after(grace):
+                    await self._runs_done.wait()
+                if not self._runs_done.is_set():
+                    logger.warning(
+                        "scheduler %s: %d run(s) still going after the %g s grace period; "
+                        "cancelling them (they are recorded abandoned)",
+                        self.id,
+                        len(self._live_runs),
+                        grace,
+                    )
+                    self._runs.cancel_scope.cancel()
         await self._runs_done.wait()
         self._publish(
             SchedulerStopped(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
@@ -291,28 +308,32 @@ class AsyncScheduler(_RunLoop):
         self._hub.close()
         logger.info("scheduler %s stopped", self.id)
 
-    async def shutdown(self, wait: bool = True) -> None:
+    async def shutdown(self, wait: bool = True, *, grace: float | None = None) -> None:
         """Stop the scheduler: stop acquiring jobs, then wait for running jobs to finish.
 
         With ``wait=False``, running jobs are cancelled (async jobs at once; threads are
-        left to finish on their own) and reported as ``abandoned``. The ``async with``
-        block (or :meth:`run_until_stopped`) then ends.
+        left to finish on their own) and reported as ``abandoned``. With ``grace``, the
+        scheduler waits at most that many seconds for them, then cancels what is left.
+        The ``async with`` block (or :meth:`run_until_stopped`) then ends. Leases of jobs
+        this scheduler held are given back, so another scheduler takes over at once.
 
         Raises:
             SchedulerNotRunningError: the scheduler is not running.
         """
         if self._state != "running":
             raise SchedulerNotRunningError("shutdown(): the scheduler is not running")
+        if grace is not None and not grace >= 0:
+            raise JobArgumentError(f"grace: {grace!r} is not a number of seconds >= 0")
         if in_job() and self._task_group is not None:
             # Called by a job: waiting here for the runs to end would wait for itself.
             # Owner: the scheduler's task group finishes the stop after the job returns.
             self._state = "stopping"
-            self._task_group.start_soon(self._stop_then_signal, wait)
+            self._task_group.start_soon(self._stop_then_signal, wait, grace)
             return
-        await self._stop_then_signal(wait)
+        await self._stop_then_signal(wait, grace)
 
-    async def _stop_then_signal(self, wait: bool) -> None:
-        await self._stop(wait)
+    async def _stop_then_signal(self, wait: bool, grace: float | None = None) -> None:
+        await self._stop(wait, grace)
         self._stopped.set()
 
     async def run_until_stopped(self) -> None:
@@ -323,10 +344,46 @@ class AsyncScheduler(_RunLoop):
             )
         await self._stopped.wait()
 
-    async def run_forever(self) -> None:
-        """Start the scheduler and run until it is shut down or the task is cancelled."""
+    async def run_forever(self, *, grace: float = 30.0, handle_signals: bool = True) -> None:
+        """Start the scheduler and run until it is shut down or the task is cancelled.
+
+        With ``handle_signals`` (and in the main thread), SIGTERM or SIGINT stops it
+        gracefully: it stops acquiring jobs, waits up to ``grace`` seconds for running
+        jobs, then cancels the rest (recorded ``abandoned``) and gives its leases back so
+        that another scheduler takes over at once. A second signal cancels at once.
+        """
         async with self:
-            await self._stopped.wait()
+            if not handle_signals or threading.current_thread() is not threading.main_thread():
+                await self._stopped.wait()
+                return
+            async with anyio.create_task_group() as signals:
+                # Owner: this block; cancelled once the scheduler has stopped.
+                signals.start_soon(self._stop_on_signals, grace)
+                await self._stopped.wait()
+                signals.cancel_scope.cancel()
+
+    async def _stop_on_signals(self, grace: float) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+            async for signum in received:
+                name = signal.Signals(signum).name
+                if self._state == "running":
+                    logger.warning(
+                        "scheduler %s: %s received; stopping (waiting up to %g s for %d "
+                        "running job(s); send it again to cancel them now)",
+                        self.id,
+                        name,
+                        grace,
+                        len(self._live_runs),
+                    )
+                    assert self._task_group is not None
+                    self._state = "stopping"
+                    # Owner: the scheduler's task group, which outlives this receiver.
+                    self._task_group.start_soon(self._stop_then_signal, True, grace)
+                elif self._runs is not None:
+                    logger.warning(
+                        "scheduler %s: %s received again; cancelling runs", self.id, name
+                    )
+                    self._runs.cancel_scope.cancel()
 
     async def pause(self) -> None:
         """Stop running due jobs until :meth:`resume`; fire times that pass meanwhile are

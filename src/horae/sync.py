@@ -8,6 +8,8 @@ blocking portal), and every verb forwards to it.
 from __future__ import annotations
 
 import functools
+import logging
+import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -28,9 +30,19 @@ from horae.scheduler import AsyncScheduler, Role
 from horae.stores.base import Store
 from horae.triggers.base import Trigger
 
+logger = logging.getLogger("horae.scheduler")
+
 __all__ = ["Scheduler"]
 
 T = TypeVar("T")
+
+
+class _Terminate(BaseException):
+    """SIGTERM arrived while ``Scheduler.run_forever`` blocked."""
+
+
+def _raise_terminate(signum: int, frame: Any) -> None:
+    raise _Terminate
 
 
 class Scheduler:
@@ -130,8 +142,11 @@ class Scheduler:
             self._portal_cm, self._portal, self._scheduler_cm = portal_cm, portal, scheduler_cm
             self._stopped.clear()
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, *, grace: float | None = None) -> None:
         """Stop the scheduler, waiting for running jobs unless ``wait=False``.
+
+        With ``grace``, it waits at most that many seconds, then cancels what is left
+        (see :meth:`AsyncScheduler.shutdown`).
 
         Raises:
             SchedulerNotRunningError: it is not running.
@@ -147,11 +162,11 @@ class Scheduler:
             # once the job has returned.
             threading.Thread(
                 target=self._finish_shutdown,
-                args=(portal, scheduler_cm, portal_cm, wait),
+                args=(portal, scheduler_cm, portal_cm, wait, grace),
                 name="horae-shutdown",
             ).start()
             return
-        self._finish_shutdown(portal, scheduler_cm, portal_cm, wait)
+        self._finish_shutdown(portal, scheduler_cm, portal_cm, wait, grace)
 
     def _finish_shutdown(
         self,
@@ -159,25 +174,39 @@ class Scheduler:
         scheduler_cm: AbstractContextManager[AsyncScheduler],
         portal_cm: AbstractContextManager[BlockingPortal],
         wait: bool,
+        grace: float | None = None,
     ) -> None:
         try:
             if self.async_scheduler.running:
-                portal.call(self.async_scheduler.shutdown, wait)
+                portal.call(functools.partial(self.async_scheduler.shutdown, wait, grace=grace))
             scheduler_cm.__exit__(None, None, None)
         finally:
             portal_cm.__exit__(None, None, None)
             self._stopped.set()
 
-    def run_forever(self) -> None:
-        """Start the scheduler and block until :meth:`shutdown` (or Ctrl+C)."""
+    def run_forever(self, *, grace: float = 30.0) -> None:
+        """Start the scheduler and block until :meth:`shutdown`, Ctrl+C or SIGTERM.
+
+        On SIGINT or SIGTERM (in the main thread) it stops gracefully: no more jobs are
+        acquired, running jobs get up to ``grace`` seconds, then the rest are cancelled
+        (see :meth:`AsyncScheduler.run_forever`).
+        """
+        previous: Any = None
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            previous = signal.signal(signal.SIGTERM, _raise_terminate)
         self.start()
         try:
             self._stopped.wait()
-        except KeyboardInterrupt:
-            pass
+        except (KeyboardInterrupt, _Terminate):
+            logger.warning(
+                "scheduler %s: stopping (waiting up to %g s for running jobs)", self.id, grace
+            )
         finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
             if self.running:
-                self.shutdown()
+                self.shutdown(grace=grace)
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         call = functools.partial(func, *args, **kwargs)

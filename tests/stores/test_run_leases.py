@@ -31,7 +31,9 @@ async def _start_run(store: Store, job_id: str, when: float, holder: str, lease:
 
 
 def _ended(run: Run, outcome: RunOutcome, finished: float) -> Run:
-    return attrs.evolve(run, outcome=outcome, started_at=run.scheduled_time, finished_at=at(finished))
+    return attrs.evolve(
+        run, outcome=outcome, started_at=run.scheduled_time, finished_at=at(finished)
+    )
 
 
 async def test_started_runs_are_held_until_the_lease_expires(store: Store) -> None:

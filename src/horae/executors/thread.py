@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from horae._execution import current_run
 from horae.errors import JobArgumentError
+
+logger = logging.getLogger("horae.scheduler")
 
 __all__ = ["ThreadExecutor"]
 
@@ -49,6 +54,50 @@ class ThreadExecutor:
     async def run(
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> Any:
-        """Call ``func`` in a worker thread; the job's context variables go with it."""
-        call = functools.partial(func, *args, **kwargs)
-        return await anyio.to_thread.run_sync(call, limiter=self._limiter, abandon_on_cancel=True)
+        """Call ``func`` in a worker thread; the job's context variables go with it.
+
+        When the run is cancelled (its timeout, a shutdown that does not wait), the
+        thread goes on; what it finally returns or raises is logged then, as the run was
+        recorded already.
+        """
+        call = _Call(functools.partial(func, *args, **kwargs))
+        try:
+            return await anyio.to_thread.run_sync(
+                call, limiter=self._limiter, abandon_on_cancel=True
+            )
+        except anyio.get_cancelled_exc_class():
+            call.given_up = time.monotonic()
+            raise
+
+
+class _Call:
+    """A job's call in a thread, which reports its end if the run was given up meanwhile."""
+
+    __slots__ = ("call", "given_up")
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+        self.given_up: float | None = None
+
+    def __call__(self) -> Any:
+        try:
+            result = self.call()
+        except BaseException as exc:
+            self._report(f"raised {type(exc).__name__}: {exc}")
+            raise
+        self._report(f"returned {result!r:.200}")
+        return result
+
+    def _report(self, what: str) -> None:
+        given_up = self.given_up
+        if given_up is None:
+            return
+        run = current_run()
+        logger.warning(
+            "job %r: the thread of the run for %s, given up %.1f s ago (timeout or "
+            "shutdown), has now %s",
+            run.job_id,
+            run.scheduled_time,
+            time.monotonic() - given_up,
+            what,
+        )

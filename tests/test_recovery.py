@@ -1,0 +1,435 @@
+"""Faults inside one process: retries, takeover of a dead scheduler's runs, store outages,
+graceful shutdown. All on a fake clock; the real-process, real-server versions are in
+tests/faults/."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from horae import (
+    AsyncScheduler,
+    Event,
+    JobAbandoned,
+    JobArgumentError,
+    JobError,
+    JobTimedOut,
+    MemoryStore,
+    Retry,
+    Run,
+    RunOutcome,
+    StoreFailed,
+    StoreRecovered,
+    current_run,
+)
+from horae.stores.base import Release
+from horae.testing import FakeClock, wait_idle
+
+from . import jobfuncs
+
+pytestmark = pytest.mark.anyio
+
+NO_JITTER = {"jitter": 0.0}
+
+
+def _attempts(runs: list[Run]) -> list[tuple[int, RunOutcome | None]]:
+    return [(r.attempt, r.outcome) for r in runs]
+
+
+# ------------------------------------------------------------------ retry policy
+
+
+def test_retry_validates_its_fields() -> None:
+    with pytest.raises(JobArgumentError, match=r"retry\.attempts"):
+        Retry(attempts=0)
+    with pytest.raises(JobArgumentError, match=r"retry\.backoff"):
+        Retry(backoff=-1)
+    with pytest.raises(JobArgumentError, match=r"retry\.multiplier"):
+        Retry(multiplier=0.5)
+    with pytest.raises(JobArgumentError, match=r"retry\.jitter"):
+        Retry(jitter=2)
+    with pytest.raises(JobArgumentError, match=r"retry\.on"):
+        Retry(on=(int,))  # type: ignore[arg-type]
+    assert Retry(on=KeyError).on == (KeyError,)
+
+
+def test_retry_delays_grow_and_are_capped() -> None:
+    policy = Retry(attempts=10, backoff=2, multiplier=3, max_backoff=20, jitter=0)
+    assert [policy.delay(n).total_seconds() for n in (1, 2, 3, 4)] == [2, 6, 18, 20]
+    jittered = Retry(backoff=10, jitter=0.5)
+    assert all(5 <= jittered.delay(1).total_seconds() <= 10 for _ in range(100))
+
+
+async def test_add_job_refuses_a_bad_retry(scheduler: AsyncScheduler) -> None:
+    with pytest.raises(JobArgumentError, match="retry: 'often' is not a retry policy"):
+        await scheduler.add_job(jobfuncs.async_add, args=[1], retry="often")  # type: ignore[arg-type]
+    job = await scheduler.add_job(jobfuncs.async_add, args=[1], retry=4, next_run_time=None)
+    assert job.retry == Retry(attempts=4)
+
+
+async def test_an_error_is_retried_with_backoff_until_it_succeeds(clock: FakeClock) -> None:
+    attempts: list[int] = []
+
+    async def flaky() -> str:
+        attempts.append(current_run().attempt)
+        if len(attempts) < 3:
+            raise ValueError("not yet")
+        return "ok"
+
+    events: list[Event] = []
+    async with AsyncScheduler(clock=clock) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.add_job(flaky, id="f", retry=Retry(attempts=3, backoff=10, **NO_JITTER))
+        await wait_idle(scheduler)
+        assert attempts == [1]
+        clock.advance(9.9)
+        await wait_idle(scheduler)
+        assert attempts == [1]
+        clock.advance(0.1)
+        await wait_idle(scheduler)
+        assert attempts == [1, 2]
+        clock.advance(20)  # the second delay doubles
+        await wait_idle(scheduler)
+        assert attempts == [1, 2, 3]
+        runs = await scheduler.get_runs("f")
+    assert _attempts(runs) == [
+        (3, RunOutcome.SUCCESS),
+        (2, RunOutcome.ERROR),
+        (1, RunOutcome.ERROR),
+    ]
+    assert len({r.id for r in runs}) == 3  # each attempt a run of its own
+    assert len({r.scheduled_time for r in runs}) == 1  # all for the one fire time
+    assert sum(isinstance(e, JobError) for e in events) == 2
+
+
+async def test_the_last_failure_is_final(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(
+            jobfuncs.async_fail, id="f", retry=Retry(attempts=2, backoff=1, **NO_JITTER)
+        )
+        await wait_idle(scheduler)
+        clock.advance(1)
+        await wait_idle(scheduler)
+        clock.advance(3600)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("f")
+    assert _attempts(runs) == [(2, RunOutcome.ERROR), (1, RunOutcome.ERROR)]
+
+
+async def test_only_the_listed_exceptions_are_retried(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock) as scheduler:
+        # async_fail raises RuntimeError.
+        await scheduler.add_job(jobfuncs.async_fail, id="f", retry=Retry(on=(OSError,)))
+        await wait_idle(scheduler)
+        clock.advance(3600)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("f")
+    assert _attempts(runs) == [(1, RunOutcome.ERROR)]
+
+
+async def test_a_timeout_is_retried(clock: FakeClock) -> None:
+    async def hang() -> None:
+        if current_run().attempt == 1:
+            await anyio.sleep_forever()
+
+    events: list[Event] = []
+    async with AsyncScheduler(clock=clock) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.add_job(
+            hang, id="h", timeout=0.01, retry=Retry(attempts=2, backoff=5, **NO_JITTER)
+        )
+        with anyio.fail_after(5):
+            await wait_idle(scheduler)
+        clock.advance(5)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("h")
+    assert _attempts(runs) == [(2, RunOutcome.SUCCESS), (1, RunOutcome.TIMEOUT)]
+    assert any(isinstance(e, JobTimedOut) for e in events)
+
+
+async def test_a_waiting_retry_holds_its_max_instances_slot(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(
+            jobfuncs.async_fail,
+            "interval",
+            seconds=10,
+            id="f",
+            retry=Retry(attempts=2, backoff=15, **NO_JITTER),
+        )
+        clock.advance(10)  # first fire time: fails, retry waits until 25
+        await wait_idle(scheduler)
+        clock.advance(10)  # second fire time at 20: the retry holds the only slot
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("f")
+        assert [(r.attempt, r.outcome) for r in runs] == [
+            (2, None),  # the retry, waiting (in flight)
+            (1, RunOutcome.SKIPPED),
+            (1, RunOutcome.ERROR),
+        ]
+        clock.advance(5)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("f")
+    assert runs[0].attempt == 2
+    assert runs[0].outcome is RunOutcome.ERROR
+
+
+# ------------------------------------------------------- takeover of dead runs
+
+
+async def _plant_dead_run(store: MemoryStore, clock: FakeClock, job_id: str) -> Run:
+    """Acquire the job and start a run as a scheduler "dead" that then never renews it."""
+    (lease,) = await store.acquire_jobs("dead", clock.now(), limit=1, lease_duration=30)
+    assert lease.job is not None
+    run = Run(job_id=job_id, scheduled_time=clock.now(), scheduler_id="dead")
+    trigger_next = lease.job.trigger.next(clock.now())
+    await store.release_jobs(
+        "dead", [Release(lease=lease, next_run_time=trigger_next, started=[run])]
+    )
+    return run
+
+
+async def test_a_dead_schedulers_run_is_abandoned_then_retried(clock: FakeClock) -> None:
+    store = MemoryStore()
+    events: list[Event] = []
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.pause()
+        await scheduler.add_job(
+            jobfuncs.async_add,
+            "interval",
+            seconds=3600,
+            args=[1],
+            id="j",
+            next_run_time=clock.now(),
+            retry=Retry(attempts=2, backoff=5, **NO_JITTER),
+        )
+        dead = await _plant_dead_run(store, clock, "j")
+        await scheduler.resume()
+        clock.advance(29)  # the dead run's lease holds until 30
+        await wait_idle(scheduler)
+        assert [r.outcome for r in await scheduler.get_runs("j")] == [None]
+        clock.advance(11)  # past 30: the next renewal/claim round takes it over
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("j")
+        assert _attempts(runs) == [(2, None), (1, RunOutcome.ABANDONED)]
+        clock.advance(5)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("j")
+    assert _attempts(runs) == [(2, RunOutcome.SUCCESS), (1, RunOutcome.ABANDONED)]
+    abandoned = runs[1]
+    assert abandoned.id == dead.id
+    assert abandoned.scheduler_id == "dead"
+    assert "dead stopped renewing" in (abandoned.error or "")
+    assert runs[0].scheduler_id == scheduler.id
+    (event,) = [e for e in events if isinstance(e, JobAbandoned)]
+    assert event.run_id == dead.id
+
+
+async def test_without_retry_an_abandoned_run_is_final(clock: FakeClock) -> None:
+    store = MemoryStore()
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        await scheduler.pause()
+        await scheduler.add_job(
+            jobfuncs.async_add,
+            "interval",
+            seconds=3600,
+            args=[1],
+            id="j",
+            next_run_time=clock.now(),
+        )
+        await _plant_dead_run(store, clock, "j")
+        await scheduler.resume()
+        clock.advance(45)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("j")
+        # The slot is free again: the next fire time runs.
+        clock.advance(3600)
+        await wait_idle(scheduler)
+        later = await scheduler.get_runs("j")
+    assert _attempts(runs) == [(1, RunOutcome.ABANDONED)]
+    assert _attempts(later) == [(1, RunOutcome.SUCCESS), (1, RunOutcome.ABANDONED)]
+
+
+async def test_a_fire_time_leased_by_a_dead_scheduler_runs_late(clock: FakeClock) -> None:
+    store = MemoryStore()
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        await scheduler.pause()
+        await scheduler.add_job(
+            jobfuncs.async_add,
+            "interval",
+            seconds=3600,
+            args=[1],
+            id="j",
+            next_run_time=clock.now(),
+        )
+        fire_time = clock.now()
+        # Acquired, never released: the dead scheduler died between the two.
+        await store.acquire_jobs("dead", fire_time, limit=1, lease_duration=30)
+        await scheduler.resume()
+        await wait_idle(scheduler)
+        assert await scheduler.get_runs("j") == []
+        clock.advance(30)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("j")
+    assert _attempts(runs) == [(1, RunOutcome.SUCCESS)]
+    assert runs[0].scheduled_time == fire_time
+    assert runs[0].started_at == fire_time + timedelta(seconds=30)
+
+
+async def test_running_jobs_keep_their_leases(clock: FakeClock) -> None:
+    store = MemoryStore()
+    release = anyio.Event()
+
+    async def long_job() -> None:
+        await release.wait()
+
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        await scheduler.add_job(long_job, id="long")
+        for _ in range(10):  # 10 minutes of a job that runs, with leases of 30 s
+            clock.advance(60)
+            # wait_idle() would wait for the job: a running job is not idle.
+            await anyio.wait_all_tasks_blocked()
+        assert await store.claim_expired_runs("other", clock.now(), 10, 30) == []
+        release.set()
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("long")
+    assert _attempts(runs) == [(1, RunOutcome.SUCCESS)]
+
+
+# ---------------------------------------------------------------- store outages
+
+
+class FlakyStore:
+    """A MemoryStore whose every call fails while ``down`` (a server that went away).
+
+    The scheduler's outage handling is the same for every store; the real servers are
+    stopped and restarted in tests/faults/.
+    """
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name in ("start", "stop") or not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise ConnectionError("connection refused")
+            return await attr(*args, **kwargs)
+
+        return call
+
+
+async def test_an_outage_is_announced_once_and_jobs_go_on_after_it(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore()
+    events: list[Event] = []
+    finish = anyio.Event()
+
+    async def running_through() -> str:
+        await finish.wait()
+        return "done"
+
+    async with AsyncScheduler(store, clock=clock) as scheduler:  # type: ignore[arg-type]
+        scheduler.add_listener(events.append)
+        await scheduler.add_job(jobfuncs.async_add, "interval", seconds=10, args=[1], id="tick")
+        await scheduler.add_job(running_through, id="long")
+        # wait_idle() would wait for "long": a running job is not idle.
+        await anyio.wait_all_tasks_blocked()
+        caplog.clear()
+        store.down = True
+        for _ in range(12):  # two minutes down: many failed attempts
+            clock.advance(10)
+            await anyio.wait_all_tasks_blocked()
+        finish.set()  # a job that was running when the store went away ends meanwhile
+        await wait_idle(scheduler)
+        failed = [e for e in events if isinstance(e, StoreFailed)]
+        assert len(failed) == 1
+        assert "ConnectionError" in failed[0].error
+        warnings = [r for r in caplog.records if "store failed" in r.getMessage()]
+        assert len(warnings) == 1
+        assert not [e for e in events if isinstance(e, StoreRecovered)]
+        store.down = False
+        clock.advance(30)  # the longest backoff
+        await wait_idle(scheduler)
+        (recovered,) = [e for e in events if isinstance(e, StoreRecovered)]
+        assert recovered.downtime >= timedelta(minutes=2)
+        tick = await scheduler.get_runs("tick")
+        long = await scheduler.get_runs("long")
+    # The backlog of "tick" ran once, coalesced, late; nothing of it was lost.
+    assert tick[0].outcome is RunOutcome.SUCCESS
+    assert tick[0].coalesced >= 11
+    # The job that ran through the outage has its outcome stored after it.
+    assert _attempts(long) == [(1, RunOutcome.SUCCESS)]
+    assert long[0].result == "done"
+
+
+# ----------------------------------------------------------- graceful shutdown
+
+
+async def test_shutdown_grace_cancels_what_is_left(clock: FakeClock) -> None:
+    quick_done = anyio.Event()
+
+    async def quick() -> None:
+        await anyio.lowlevel.checkpoint()
+        quick_done.set()
+
+    async def stuck() -> None:
+        await anyio.sleep_forever()
+
+    scheduler = AsyncScheduler(clock=clock)
+    async with scheduler:
+        await scheduler.add_job(stuck, id="stuck")
+        await scheduler.add_job(quick, id="quick")
+        await anyio.wait_all_tasks_blocked()  # not wait_idle(): "stuck" never is
+        with anyio.fail_after(5):
+            await scheduler.shutdown(grace=0.05)
+    stuck_runs = await scheduler.store.get_runs("stuck")
+    assert _attempts(stuck_runs) == [(1, RunOutcome.ABANDONED)]
+    assert quick_done.is_set()
+
+
+async def test_shutdown_refuses_a_negative_grace(scheduler: AsyncScheduler) -> None:
+    with pytest.raises(JobArgumentError, match="grace"):
+        await scheduler.shutdown(grace=-1)
+
+
+# ------------------------------------------------------ threads that time out
+
+
+async def test_a_timed_out_threads_late_end_is_logged(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    go_on = threading.Event()
+
+    def slow() -> int:
+        go_on.wait(10)
+        return 42
+
+    caplog.set_level(logging.WARNING, "horae.scheduler")
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(slow, id="slow", timeout=0.01)
+        with anyio.fail_after(5):
+            await wait_idle(scheduler)
+        (run,) = await scheduler.get_runs("slow")
+        assert run.outcome is RunOutcome.TIMEOUT
+        go_on.set()
+        await _eventually(lambda: any("returned 42" in r.getMessage() for r in caplog.records))
+
+
+async def _eventually(condition: Callable[[], bool]) -> None:
+    # The thread ends on its own time: poll (bounded) for what it logs.
+    with anyio.fail_after(5):
+        while not condition():  # noqa: ASYNC110  (nothing to wait on: a log record)
+            await anyio.sleep(0.01)
