@@ -375,6 +375,34 @@ async def test_an_outage_is_announced_once_and_jobs_go_on_after_it(
     assert long[0].result == "done"
 
 
+async def test_after_an_outage_runs_are_claimed_only_a_lease_later(clock: FakeClock) -> None:
+    # Every lease may have run out during the outage, also those of runs still going on
+    # elsewhere: their owners get one lease to renew them before anyone claims them.
+    store = FlakyStore()
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:  # type: ignore[arg-type]
+        await scheduler.pause()
+        await scheduler.add_job(
+            jobfuncs.async_add,
+            "interval",
+            seconds=3600,
+            args=[1],
+            id="j",
+            next_run_time=clock.now(),
+        )
+        await _plant_dead_run(store.inner, clock, "j")
+        await scheduler.resume()
+        store.down = True
+        clock.advance(60)
+        await wait_idle(scheduler)
+        store.down = False
+        clock.advance(30)  # the loop's backoff ends: the store is back
+        await wait_idle(scheduler)
+        assert [r.outcome for r in await scheduler.get_runs("j")] == [None]
+        clock.advance(31)
+        await wait_idle(scheduler)
+        assert [r.outcome for r in await scheduler.get_runs("j")] == [RunOutcome.ABANDONED]
+
+
 # ----------------------------------------------------------- graceful shutdown
 
 

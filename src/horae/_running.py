@@ -82,6 +82,7 @@ class _RunLoop:
     _live_runs: dict[uuid.UUID, Run]
     _lost_runs: set[uuid.UUID]
     _store_down_since: datetime | None
+    _store_back_at: datetime | None
     _keeping: bool
     _keep_deadline: datetime | None
     _keep_wake: anyio.Event
@@ -197,6 +198,7 @@ class _RunLoop:
             return
         self._store_down_since = None
         now = self._clock.now()
+        self._store_back_at = now
         logger.warning(
             "scheduler %s: the store answers again (after %.1f s)",
             self.id,
@@ -544,7 +546,7 @@ class _RunLoop:
                 try:
                     now = clock.now()
                     await self._renew_runs(now)
-                    if self._state == "running" and self.role == "scheduler" and not self._paused:
+                    if self._may_claim(now):
                         await self._claim_runs(now)
                     # No _store_ok() here: these calls may only read (SQLite reads while
                     # another process holds the write lock), which does not end an outage;
@@ -563,6 +565,16 @@ class _RunLoop:
         finally:
             self._keep_deadline = None
             self._notify_idle()
+
+    def _may_claim(self, now: datetime) -> bool:
+        if self._state != "running" or self.role != "scheduler" or self._paused:
+            return False
+        # Right after an outage every scheduler's leases may have run out, those of the
+        # runs still going on included: let their owners renew them first (one lease).
+        if self._store_down_since is not None:
+            return False
+        back = self._store_back_at
+        return back is None or now - back >= timedelta(seconds=self._lease_duration)
 
     async def _renew_runs(self, now: datetime) -> None:
         live = self._live_runs

@@ -183,6 +183,7 @@ class AsyncScheduler(_RunLoop):
         self._live_runs: dict[uuid.UUID, Run] = {}
         self._lost_runs: set[uuid.UUID] = set()
         self._store_down_since: datetime | None = None
+        self._store_back_at: datetime | None = None
         self._keeping = False
         self._keep_deadline: datetime | None = None
         self._keep_wake = anyio.Event()
