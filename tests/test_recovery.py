@@ -67,6 +67,11 @@ def test_retry_delays_grow_and_are_capped() -> None:
     assert all(5 <= jittered.delay(1).total_seconds() <= 10 for _ in range(100))
 
 
+def test_retry_delays_never_overflow() -> None:
+    forever = Retry(attempts=10**6, backoff=1, max_backoff=300, jitter=0)
+    assert forever.delay(5000) == timedelta(seconds=300)
+
+
 async def test_add_job_refuses_a_bad_retry(scheduler: AsyncScheduler) -> None:
     with pytest.raises(JobArgumentError, match="retry: 'often' is not a retry policy"):
         await scheduler.add_job(jobfuncs.async_add, args=[1], retry="often")  # type: ignore[arg-type]
@@ -403,6 +408,31 @@ async def test_after_an_outage_runs_are_claimed_only_a_lease_later(clock: FakeCl
         assert [r.outcome for r in await scheduler.get_runs("j")] == [RunOutcome.ABANDONED]
 
 
+async def test_an_idle_scheduler_notices_the_store_is_back(clock: FakeClock) -> None:
+    # Its loop sleeps until a fire time a day away; the lease keeper's next round sees
+    # the store answer again and wakes the loop, whose acquisition confirms it.
+    store = FlakyStore()
+    events: list[Event] = []
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:  # type: ignore[arg-type]
+        scheduler.add_listener(events.append)
+        await scheduler.add_job(jobfuncs.async_add, "interval", days=1, args=[1], id="daily")
+        clock.advance(40)  # past the lease after the start: the keeper claims (reads) now
+        await wait_idle(scheduler)
+        store.down = True
+        clock.advance(10)  # the keeper's round fails
+        await wait_idle(scheduler)
+        assert [type(e) for e in events if isinstance(e, (StoreFailed, StoreRecovered))] == [
+            StoreFailed
+        ]
+        store.down = False
+        clock.advance(10)
+        await wait_idle(scheduler)
+    assert [type(e) for e in events if isinstance(e, (StoreFailed, StoreRecovered))] == [
+        StoreFailed,
+        StoreRecovered,
+    ]
+
+
 # ----------------------------------------------------------- graceful shutdown
 
 
@@ -428,9 +458,47 @@ async def test_shutdown_grace_cancels_what_is_left(clock: FakeClock) -> None:
     assert quick_done.is_set()
 
 
+async def test_a_run_cut_off_by_shutdown_is_handed_over_for_its_retry(clock: FakeClock) -> None:
+    store = MemoryStore()
+    attempts: list[int] = []
+
+    async def stuck_once() -> None:
+        attempts.append(current_run().attempt)
+        if len(attempts) == 1:
+            await anyio.sleep_forever()
+
+    first = AsyncScheduler(store, clock=clock, lease_duration=30, scheduler_id="first")
+    async with first:
+        await first.add_job(
+            stuck_once,
+            "interval",
+            hours=1,
+            next_run_time=clock.now(),
+            id="s",
+            retry=Retry(attempts=2, backoff=1, **NO_JITTER),
+        )
+        await anyio.wait_all_tasks_blocked()
+        with anyio.fail_after(5):
+            await first.shutdown(grace=0.01)
+    # Not recorded: handed over, in flight with its lease given up.
+    assert [r.outcome for r in await store.get_runs("s")] == [None]
+    second = AsyncScheduler(store, clock=clock, lease_duration=30, scheduler_id="second")
+    async with second:
+        clock.advance(30)  # a scheduler that starts claims nothing for one lease
+        await wait_idle(second)
+        clock.advance(10)
+        await wait_idle(second)
+        runs = await second.get_runs("s")
+    assert _attempts(runs) == [(2, RunOutcome.SUCCESS), (1, RunOutcome.ABANDONED)]
+    assert runs[1].scheduler_id == "first"
+    assert attempts == [1, 2]
+
+
 async def test_shutdown_refuses_a_negative_grace(scheduler: AsyncScheduler) -> None:
     with pytest.raises(JobArgumentError, match="grace"):
         await scheduler.shutdown(grace=-1)
+    with pytest.raises(JobArgumentError, match="grace"):
+        await scheduler.shutdown(grace="soon")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------ threads that time out

@@ -25,7 +25,7 @@ from horae import _reporting
 from horae._clock import Clock
 from horae._execution import call_job, ended
 from horae._planning import plan_release
-from horae.errors import HoraeError, JobLookupError
+from horae.errors import DeserializationError, HoraeError, JobLookupError
 from horae.events import (
     Event,
     EventHub,
@@ -81,6 +81,7 @@ class _RunLoop:
     _broadcast_failing: bool
     _live_runs: dict[uuid.UUID, Run]
     _lost_runs: set[uuid.UUID]
+    _pending_runs: set[uuid.UUID]
     _store_down_since: datetime | None
     _store_back_at: datetime | None
     _keeping: bool
@@ -356,9 +357,9 @@ class _RunLoop:
             if queue:
                 # Cancelled (shutdown without waiting) before these runs started.
                 with anyio.CancelScope(shield=True):
-                    for _job, run in queue:
+                    for job, run in queue:
                         try:
-                            await self._abandon(run)
+                            await self._abandon(job, run)
                         except Exception:
                             logger.exception(
                                 "job %r: storing that run %s was abandoned failed",
@@ -366,7 +367,7 @@ class _RunLoop:
                                 run.id,
                             )
                         finally:
-                            self._live_runs.pop(run.id, None)
+                            self._forget_run(run.id)
                             self._in_flight -= 1
                 self._notify_idle()
 
@@ -379,6 +380,16 @@ class _RunLoop:
                         await self._sleep_for_run(run, start_at)
                     elif job.jitter:
                         await self._wait_jitter(job.jitter, run)
+                    if run.id in self._lost_runs:
+                        # Another scheduler took it over while it waited: it decides.
+                        logger.warning(
+                            "job %r: attempt %d for %s is not started here: another "
+                            "scheduler took it over while it waited",
+                            job.id,
+                            run.attempt,
+                            run.scheduled_time,
+                        )
+                        return
                     finished, exc = await call_job(
                         job, run, self.executors[job.executor], self._now
                     )
@@ -387,19 +398,16 @@ class _RunLoop:
                     # in flight in the store from the moment it was released, and must
                     # end there.
                     with anyio.CancelScope(shield=True):
-                        await self._abandon(run)
+                        await self._abandon(job, run)
                     raise
                 if run.id in self._lost_runs:
-                    self._lost_runs.discard(run.id)
                     logger.warning(
                         "job %r: the run for %s ended here (%s) after another scheduler "
-                        "took it over as abandoned; the store keeps that record",
+                        "took it over; if that one recorded it first, its record stays",
                         job.id,
                         run.scheduled_time,
                         finished.outcome,
                     )
-                    await self._record_outcome(finished)  # the first record stays
-                    return
                 retry = self._next_attempt(job, finished, exc)
                 if retry is None:
                     await self._record_outcome(finished)
@@ -407,12 +415,18 @@ class _RunLoop:
                     return
                 assert job.retry is not None
                 start_at = self._now() + job.retry.delay(run.attempt)
-                held = await self._record_outcome(finished, retry)
+                # Known before it is in flight: the keeper must not take it for a dead
+                # scheduler's run should the reply of finish_run be lost.
+                self._pending_runs.add(retry.id)
+                try:
+                    held = await self._record_outcome(finished, retry)
+                finally:
+                    self._pending_runs.discard(retry.id)
                 retry_at = start_at if held else None
                 _reporting.finished(self._hub, job, finished, exc, retry_at=retry_at)
                 if not held:
                     return
-                del self._live_runs[run.id]
+                self._forget_run(run.id)
                 self._live_runs[retry.id] = retry
                 run = retry
         except anyio.get_cancelled_exc_class():
@@ -420,9 +434,13 @@ class _RunLoop:
         except Exception:
             logger.exception("job %r: recording the outcome of run %s failed", job.id, run.id)
         finally:
-            self._live_runs.pop(run.id, None)
+            self._forget_run(run.id)
             self._in_flight -= 1
             self._notify_idle()
+
+    def _forget_run(self, run_id: uuid.UUID) -> None:
+        self._live_runs.pop(run_id, None)
+        self._lost_runs.discard(run_id)
 
     def _next_attempt(self, job: Job, run: Run, exc: BaseException | None) -> Run | None:
         """The next attempt of a failed run, if the job's retry policy wants one."""
@@ -445,12 +463,30 @@ class _RunLoop:
             coalesced=run.coalesced,
         )
 
-    async def _abandon(self, run: Run) -> None:
+    async def _abandon(self, job: Job, run: Run) -> None:
+        """End a run the scheduler gave up on as it stopped (it was cancelled).
+
+        When the job's retry policy retries abandoned runs, the run is handed over
+        instead: its lease is made to expire now, and another scheduler sharing the store
+        (or this one, started again) takes it over and retries it, as after a crash.
+        """
+        now = self._now()
+        policy = job.retry
+        if policy is not None and policy.retries(run.attempt, None):
+            lost = await self.store.extend_runs(self.id, [run.id], now)
+            if run.id not in lost:
+                logger.warning(
+                    "job %r: the run for %s was cut off by the shutdown; handed over for "
+                    "its retry to the next scheduler that takes over this store's runs",
+                    run.job_id,
+                    run.scheduled_time,
+                )
+                return
         reason = "cancelled: the scheduler shut down without waiting for the run"
         given_up = ended(
             run,
             started_at=None,
-            finished_at=self._now(),
+            finished_at=now,
             outcome=RunOutcome.ABANDONED,
             error=reason,
         )
@@ -561,6 +597,10 @@ class _RunLoop:
                     next_at = clock.now() + min(interval, timedelta(seconds=backoff))
                 finally:
                     self._keeping = False
+                    if self._store_down_since is not None:
+                        # During an outage the loop retries on its own backoff; one that
+                        # sleeps until a distant fire time would not: wake it.
+                        self._wake()
                     self._notify_idle()
         finally:
             self._keep_deadline = None
@@ -603,12 +643,20 @@ class _RunLoop:
         if not claimed:
             return
         runs = self._runs
-        assert runs is not None
+        if runs is None or self._runs_close.is_set():
+            # The scheduler began to stop during the claim: give the runs back at once.
+            await self.store.extend_runs(self.id, [run.id for run in claimed], now)
+            return
         for run in claimed:
-            self._live_runs[run.id] = run
-            self._in_flight += 1
+            if run.id in self._live_runs or run.id in self._pending_runs:
+                # Its own run, whose lease ran out while the store was unreachable (a
+                # retry whose finish_run reply was lost, say): claiming it renewed it.
+                self._lost_runs.discard(run.id)
+                continue
             # Owner: the runs task group, like every run.
             runs.start_soon(self._take_over, run, now)
+            self._live_runs[run.id] = run
+            self._in_flight += 1
 
     async def _take_over(self, run: Run, now: datetime) -> None:
         """End a claimed run of a dead scheduler as abandoned; retry it if its job says so."""
@@ -618,11 +666,19 @@ class _RunLoop:
         try:
             try:
                 job = await self.store.get_job(run.job_id)
-            except JobLookupError:
+            except (JobLookupError, DeserializationError) as exc:
+                logger.warning(
+                    "job %r: its run for %s was abandoned and cannot be retried: %s",
+                    run.job_id,
+                    run.scheduled_time,
+                    "the job no longer exists" if isinstance(exc, JobLookupError) else exc,
+                )
                 job = None
             except Exception as exc:
-                logger.error("job %r: cannot read it to decide on a retry: %s", run.job_id, exc)
-                job = None
+                # The store failed: leave the run claimed but no longer renewed; its
+                # lease runs out and it is taken over again, by whoever is up then.
+                self._store_failed(exc, f"reading job {run.job_id!r} to take over its run")
+                return
             reason = (
                 f"scheduler {run.scheduler_id} stopped renewing the run's lease (it died or "
                 f"lost the store for longer than its lease); taken over by {self.id}"
@@ -636,11 +692,17 @@ class _RunLoop:
             )
             if job is not None:
                 retry = self._next_attempt(job, given_up, None)
-            held = await self._record_outcome(given_up, retry)
+            if retry is not None:
+                self._pending_runs.add(retry.id)
+            try:
+                held = await self._record_outcome(given_up, retry)
+            finally:
+                if retry is not None:
+                    self._pending_runs.discard(retry.id)
             _reporting.abandoned(self._hub, given_up, reason)
             if retry is not None and job is not None and held:
                 assert job.retry is not None
-                del self._live_runs[run.id]
+                self._forget_run(run.id)
                 self._live_runs[retry.id] = retry
                 start_at = self._now() + job.retry.delay(run.attempt)
                 logger.warning(
@@ -659,8 +721,8 @@ class _RunLoop:
         except Exception:
             logger.exception("job %r: taking over run %s failed", run.job_id, run.id)
         finally:
-            self._live_runs.pop(run.id, None)
             if not handed_on:
+                self._forget_run(run.id)
                 self._in_flight -= 1
                 self._notify_idle()
 

@@ -189,8 +189,13 @@ class Retry:
 
     def delay(self, attempt: int) -> timedelta:
         """How long to wait after attempt number ``attempt`` failed (jitter included)."""
-        seconds = self.backoff.total_seconds() * self.multiplier ** (attempt - 1)
-        seconds = min(seconds, self.max_backoff.total_seconds())
+        cap = self.max_backoff.total_seconds()
+        seconds = self.backoff.total_seconds()
+        for _ in range(attempt - 1):  # grows until the cap; no overflow however many
+            seconds *= self.multiplier
+            if seconds >= cap:
+                break
+        seconds = min(seconds, cap)
         return timedelta(seconds=seconds * (1 - self.jitter * random.random()))
 
 

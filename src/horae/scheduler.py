@@ -75,6 +75,13 @@ E = TypeVar("E", bound=Event)
 Role = Literal["scheduler", "client"]
 
 
+def _check_grace(grace: float | None) -> None:
+    if grace is None:
+        return
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+        raise JobArgumentError(f"grace: {grace!r} is not a number of seconds >= 0")
+
+
 def _default_scheduler_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -182,6 +189,7 @@ class AsyncScheduler(_RunLoop):
         # task renews; those another scheduler took over; the store's health.
         self._live_runs: dict[uuid.UUID, Run] = {}
         self._lost_runs: set[uuid.UUID] = set()
+        self._pending_runs: set[uuid.UUID] = set()
         self._store_down_since: datetime | None = None
         self._store_back_at: datetime | None = None
         self._keeping = False
@@ -204,6 +212,15 @@ class AsyncScheduler(_RunLoop):
                 "this scheduler is running already; enter it (async with / start()) only once"
             )
         self._state = "starting"
+        # What a previous start left behind is of no use now (a memory store's runs are
+        # taken over as abandoned by the keeper, like any other scheduler's).
+        self._live_runs.clear()
+        self._lost_runs.clear()
+        self._pending_runs.clear()
+        self._store_down_since = None
+        # A scheduler that starts may find every lease expired because the store was
+        # down, or just back: it claims nobody's runs before one lease has passed.
+        self._store_back_at = self._clock.now()
         self._runs_close = anyio.Event()
         self._loop_done = anyio.Event()
         self._runs_done = anyio.Event()
@@ -293,7 +310,7 @@ class AsyncScheduler(_RunLoop):
                 if not self._runs_done.is_set():
                     logger.warning(
                         "scheduler %s: %d run(s) still going after the %g s grace period; "
-                        "cancelling them (they are recorded abandoned)",
+                        "cancelling them (recorded abandoned, or handed over for their retry)",
                         self.id,
                         len(self._live_runs),
                         grace,
@@ -315,16 +332,15 @@ class AsyncScheduler(_RunLoop):
         With ``wait=False``, running jobs are cancelled (async jobs at once; threads are
         left to finish on their own) and reported as ``abandoned``. With ``grace``, the
         scheduler waits at most that many seconds for them, then cancels what is left.
-        The ``async with`` block (or :meth:`run_until_stopped`) then ends. Leases of jobs
-        this scheduler held are given back, so another scheduler takes over at once.
+        The ``async with`` block (or :meth:`run_until_stopped`) then ends. A stopped
+        scheduler holds no job lease, so another scheduler takes its jobs over at once.
 
         Raises:
             SchedulerNotRunningError: the scheduler is not running.
         """
         if self._state != "running":
             raise SchedulerNotRunningError("shutdown(): the scheduler is not running")
-        if grace is not None and not grace >= 0:
-            raise JobArgumentError(f"grace: {grace!r} is not a number of seconds >= 0")
+        _check_grace(grace)
         if in_job() and self._task_group is not None:
             # Called by a job: waiting here for the runs to end would wait for itself.
             # Owner: the scheduler's task group finishes the stop after the job returns.
@@ -350,9 +366,11 @@ class AsyncScheduler(_RunLoop):
 
         With ``handle_signals`` (and in the main thread), SIGTERM or SIGINT stops it
         gracefully: it stops acquiring jobs, waits up to ``grace`` seconds for running
-        jobs, then cancels the rest (recorded ``abandoned``) and gives its leases back so
-        that another scheduler takes over at once. A second signal cancels at once.
+        jobs, then cancels the rest (recorded ``abandoned``, or handed over to be retried
+        when the job's retry policy retries abandoned runs). A second signal cancels at
+        once.
         """
+        _check_grace(grace)
         async with self:
             if not handle_signals or threading.current_thread() is not threading.main_thread():
                 await self._stopped.wait()

@@ -195,8 +195,8 @@ class Scheduler:
         in_main = threading.current_thread() is threading.main_thread()
         if in_main:
             previous = signal.signal(signal.SIGTERM, _raise_terminate)
-        self.start()
         try:
+            self.start()
             self._stopped.wait()
         except (KeyboardInterrupt, _Terminate):
             logger.warning(
@@ -204,7 +204,7 @@ class Scheduler:
             )
         finally:
             if in_main:
-                signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
             if self.running:
                 self.shutdown(grace=grace)
 

@@ -259,12 +259,13 @@ class MemoryStore:
 
         ``retry`` takes its place in flight (see :meth:`Store.finish_run`).
         """
+        if retry is not None and expires_at is None:
+            raise ValueError("finish_run: a retry needs expires_at")
         if self._in_flight.pop(run.id, None) is not None:
             del self._run_leases[run.id]
             if retry is not None:
                 self._in_flight[retry.id] = retry
-                if expires_at is None:
-                    raise ValueError("finish_run: a retry needs expires_at")
+                assert expires_at is not None
                 self._run_leases[retry.id] = (retry.scheduler_id, expires_at)
             else:
                 count = self._running.get(run.job_id, 0) - 1
