@@ -40,3 +40,19 @@ def sync_whoami() -> str:
 
 def not_callable_value() -> None:  # pragma: no cover - placeholder
     pass
+
+
+async def announce_then_hang() -> None:
+    """Say so on stdout, then never return (tests/test_signals.py stops it)."""
+    import anyio
+
+    print("job started", flush=True)
+    await anyio.sleep_forever()
+
+
+def sync_announce_then_wait() -> None:
+    """The same in a thread, which ends after a while (a thread cannot be cancelled)."""
+    import time
+
+    print("job started", flush=True)
+    time.sleep(1.0)
