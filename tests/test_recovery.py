@@ -20,6 +20,8 @@ from horae import (
     JobAbandoned,
     JobArgumentError,
     JobError,
+    JobLookupError,
+    JobRemoved,
     JobTimedOut,
     MemoryStore,
     Retry,
@@ -29,6 +31,7 @@ from horae import (
     StoreRecovered,
     current_run,
 )
+from horae._planning import plan_release
 from horae.stores.base import Release
 from horae.testing import FakeClock, wait_idle
 
@@ -200,21 +203,26 @@ async def _plant_dead_run(store: MemoryStore, clock: FakeClock, job_id: str) -> 
     return run
 
 
+async def _add_hourly(scheduler: AsyncScheduler, clock: FakeClock, **options: Any) -> None:
+    """Job "j", due now, then every hour."""
+    await scheduler.add_job(
+        jobfuncs.async_add,
+        "interval",
+        seconds=3600,
+        args=[1],
+        id="j",
+        next_run_time=clock.now(),
+        **options,
+    )
+
+
 async def test_a_dead_schedulers_run_is_abandoned_then_retried(clock: FakeClock) -> None:
     store = MemoryStore()
     events: list[Event] = []
     async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
         scheduler.add_listener(events.append)
         await scheduler.pause()
-        await scheduler.add_job(
-            jobfuncs.async_add,
-            "interval",
-            seconds=3600,
-            args=[1],
-            id="j",
-            next_run_time=clock.now(),
-            retry=Retry(attempts=2, backoff=5, **NO_JITTER),
-        )
+        await _add_hourly(scheduler, clock, retry=Retry(attempts=2, backoff=5, **NO_JITTER))
         dead = await _plant_dead_run(store, clock, "j")
         await scheduler.resume()
         clock.advance(29)  # the dead run's lease holds until 30
@@ -237,18 +245,51 @@ async def test_a_dead_schedulers_run_is_abandoned_then_retried(clock: FakeClock)
     assert event.run_id == dead.id
 
 
+async def test_a_one_off_jobs_abandoned_run_is_retried_then_the_job_removed(
+    clock: FakeClock,
+) -> None:
+    # The job's only fire time was released (its trigger has ended) by a scheduler that
+    # then died: the job stays until its last run ends, so the takeover can retry it.
+    store = MemoryStore()
+    events: list[Event] = []
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.pause()
+        await scheduler.add_job(
+            jobfuncs.async_add, args=[1], id="once", retry=Retry(attempts=2, backoff=5, **NO_JITTER)
+        )
+        (lease,) = await store.acquire_jobs("dead", clock.now(), limit=1, lease_duration=30)
+        release = plan_release(lease, clock.now(), "dead")
+        assert not release.remove
+        assert release.next_run_time is None
+        await store.release_jobs("dead", [release])
+        await scheduler.resume()
+        clock.advance(40)
+        await wait_idle(scheduler)
+        assert (await scheduler.get_job("once")).paused  # kept for the retry
+        clock.advance(5)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("once")
+        with pytest.raises(JobLookupError):
+            await scheduler.get_job("once")
+    assert _attempts(runs) == [(2, RunOutcome.SUCCESS), (1, RunOutcome.ABANDONED)]
+    assert [e.job_id for e in events if isinstance(e, JobRemoved)] == ["once"]
+
+
+async def test_a_one_off_job_with_retry_is_removed_after_its_run(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(jobfuncs.async_add, args=[1], id="once", retry=3)
+        await wait_idle(scheduler)
+        with pytest.raises(JobLookupError):
+            await scheduler.get_job("once")
+        assert _attempts(await scheduler.get_runs("once")) == [(1, RunOutcome.SUCCESS)]
+
+
 async def test_without_retry_an_abandoned_run_is_final(clock: FakeClock) -> None:
     store = MemoryStore()
     async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
         await scheduler.pause()
-        await scheduler.add_job(
-            jobfuncs.async_add,
-            "interval",
-            seconds=3600,
-            args=[1],
-            id="j",
-            next_run_time=clock.now(),
-        )
+        await _add_hourly(scheduler, clock)
         await _plant_dead_run(store, clock, "j")
         await scheduler.resume()
         clock.advance(45)
@@ -266,14 +307,7 @@ async def test_a_fire_time_leased_by_a_dead_scheduler_runs_late(clock: FakeClock
     store = MemoryStore()
     async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
         await scheduler.pause()
-        await scheduler.add_job(
-            jobfuncs.async_add,
-            "interval",
-            seconds=3600,
-            args=[1],
-            id="j",
-            next_run_time=clock.now(),
-        )
+        await _add_hourly(scheduler, clock)
         fire_time = clock.now()
         # Acquired, never released: the dead scheduler died between the two.
         await store.acquire_jobs("dead", fire_time, limit=1, lease_duration=30)
@@ -386,14 +420,7 @@ async def test_after_an_outage_runs_are_claimed_only_a_lease_later(clock: FakeCl
     store = FlakyStore()
     async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:  # type: ignore[arg-type]
         await scheduler.pause()
-        await scheduler.add_job(
-            jobfuncs.async_add,
-            "interval",
-            seconds=3600,
-            args=[1],
-            id="j",
-            next_run_time=clock.now(),
-        )
+        await _add_hourly(scheduler, clock)
         await _plant_dead_run(store.inner, clock, "j")
         await scheduler.resume()
         store.down = True

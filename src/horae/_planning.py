@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from horae.jobs import Run, RunOutcome
+from horae.jobs import Job, Run, RunOutcome
 from horae.stores.base import Lease, Release
 
 
@@ -67,6 +67,23 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
                 coalesced=coalesced,
             )
         )
+    remove = t is None
+    if remove and (started or lease.running) and _may_retry_abandoned(job):
+        # Its trigger has ended, but a run of it may still be abandoned and then needs
+        # the job to be retried: keep it, without a next run time, until its last run
+        # ends (AsyncScheduler removes it then).
+        remove = False
     return Release(
-        lease=lease, next_run_time=t, started=started, finished=finished, remove=t is None
+        lease=lease, next_run_time=t, started=started, finished=finished, remove=remove
     )
+
+
+def _may_retry_abandoned(job: Job) -> bool:
+    policy = job.retry
+    return policy is not None and policy.abandoned and policy.attempts > 1
+
+
+def is_finishing(job: Job, now: datetime) -> bool:
+    """Whether ``job``'s trigger has ended, so that it is kept only for runs that may
+    still be retried (and removed after the last one)."""
+    return _may_retry_abandoned(job) and job.trigger.next(now) is None

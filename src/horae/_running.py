@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from horae import _reporting
 from horae._clock import Clock
 from horae._execution import call_job, ended
-from horae._planning import plan_release
+from horae._planning import is_finishing, plan_release
 from horae.errors import DeserializationError, HoraeError, JobLookupError
 from horae.events import (
     Event,
@@ -319,7 +319,6 @@ class _RunLoop:
             for run in release.started:
                 _reporting.submitted(hub, run, now)
                 to_start.append((job, run))
-                self._live_runs[run.id] = run
         if to_start:
             runs = self._runs
             assert runs is not None
@@ -348,6 +347,9 @@ class _RunLoop:
                     if inline % 64 == 0:
                         await anyio.lowlevel.checkpoint()  # let the event loop breathe
                     continue
+                # It goes on: from now on the keeper renews its lease in the store. (A run
+                # that ends without suspending never needs it: this spares the burst.)
+                self._live_runs[run.id] = run
                 if queue:
                     assert self._runs is not None
                     self._runs.start_soon(self._drain, queue)
@@ -380,7 +382,7 @@ class _RunLoop:
                         await self._sleep_for_run(run, start_at)
                     elif job.jitter:
                         await self._wait_jitter(job.jitter, run)
-                    if run.id in self._lost_runs:
+                    if self._lost_runs and run.id in self._lost_runs:
                         # Another scheduler took it over while it waited: it decides.
                         logger.warning(
                             "job %r: attempt %d for %s is not started here: another "
@@ -400,7 +402,7 @@ class _RunLoop:
                     with anyio.CancelScope(shield=True):
                         await self._abandon(job, run)
                     raise
-                if run.id in self._lost_runs:
+                if self._lost_runs and run.id in self._lost_runs:
                     logger.warning(
                         "job %r: the run for %s ended here (%s) after another scheduler "
                         "took it over; if that one recorded it first, its record stays",
@@ -408,10 +410,12 @@ class _RunLoop:
                         run.scheduled_time,
                         finished.outcome,
                     )
-                retry = self._next_attempt(job, finished, exc)
+                retry = None if exc is None else self._next_attempt(job, finished, exc)
                 if retry is None:
                     await self._record_outcome(finished)
                     _reporting.finished(self._hub, job, finished, exc)
+                    if job.retry is not None and is_finishing(job, self._now()):
+                        await self._remove_if_finished(job.id)
                     return
                 assert job.retry is not None
                 start_at = self._now() + job.retry.delay(run.attempt)
@@ -438,9 +442,36 @@ class _RunLoop:
             self._in_flight -= 1
             self._notify_idle()
 
+    async def _remove_if_finished(self, job_id: str) -> None:
+        """Remove a job kept past its trigger's end once its last run has ended."""
+        try:
+            try:
+                stored = await self.store.get_job(job_id)
+            except (JobLookupError, DeserializationError):
+                return
+            if stored.next_run_time is not None or not is_finishing(stored, self._now()):
+                return  # rescheduled or changed meanwhile: it stays
+            runs = await self.store.get_runs(job_id, limit=stored.max_instances + 1)
+            if any(r.outcome is None for r in runs):
+                return  # another run goes on (in flight first): its end removes the job
+            await self.store.remove_job(job_id)
+        except JobLookupError:
+            return
+        except Exception as exc:
+            logger.warning(
+                "job %r: its trigger has ended, but removing it failed (%s); it stays, "
+                "paused",
+                job_id,
+                exc,
+            )
+            return
+        if self._hub.wanted & JobRemoved.code:
+            self._hub.publish(JobRemoved(timestamp=self._now(), job_id=job_id, origin=self.id))
+
     def _forget_run(self, run_id: uuid.UUID) -> None:
         self._live_runs.pop(run_id, None)
-        self._lost_runs.discard(run_id)
+        if self._lost_runs:
+            self._lost_runs.discard(run_id)
 
     def _next_attempt(self, job: Job, run: Run, exc: BaseException | None) -> Run | None:
         """The next attempt of a failed run, if the job's retry policy wants one."""
@@ -523,11 +554,11 @@ class _RunLoop:
         failures = 0
         while True:
             try:
-                expires_at = self._now() + timedelta(seconds=self._lease_duration)
                 if retry is None:
                     await self.store.finish_run(run)
                     held = False
                 else:
+                    expires_at = self._now() + timedelta(seconds=self._lease_duration)
                     await self.store.finish_run(run, retry=retry, expires_at=expires_at)
                     lost = await self.store.extend_runs(self.id, [retry.id], expires_at)
                     held = retry.id not in lost
@@ -700,6 +731,8 @@ class _RunLoop:
                 if retry is not None:
                     self._pending_runs.discard(retry.id)
             _reporting.abandoned(self._hub, given_up, reason)
+            if retry is None and job is not None and is_finishing(job, self._now()):
+                await self._remove_if_finished(job.id)
             if retry is not None and job is not None and held:
                 assert job.retry is not None
                 self._forget_run(run.id)

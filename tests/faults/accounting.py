@@ -99,9 +99,9 @@ class Tally:
     abandoned: int = 0  # runs recorded abandoned
     #: failures that the job's retry policy should have retried, and did not
     unretried: list[FireTime] = attrs.field(factory=list)
-    #: the same, for runs taken over (abandoned) after the job's last fire time: the job
-    #: may be gone from the store by then, removed with its exhausted trigger, and the
-    #: takeover finds no retry policy (see test_takeover_retries_the_last_fire_time)
+    #: the same, for runs taken over (abandoned) after the job's last fire time, counted
+    #: apart: the job must have been kept for them until its last run ended (see
+    #: test_takeover_retries_the_last_fire_time)
     unretried_gone: list[FireTime] = attrs.field(factory=list)
     overlaps: list[tuple[str, str, str]] = attrs.field(factory=list)
     #: executions that never ended although their process was not killed

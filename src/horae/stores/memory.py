@@ -204,10 +204,14 @@ class MemoryStore:
                 rejected.add(job_id)
                 continue
             del self._leases[job_id]
-            held_until = (scheduler_id, lease.expires_at)
-            for run in release.started:
-                self._in_flight[run.id] = run
-                self._run_leases[run.id] = held_until
+            if release.started:
+                held_until = (scheduler_id, lease.expires_at)
+                in_flight = self._in_flight
+                run_leases = self._run_leases
+                for run in release.started:
+                    run_id = run.id
+                    in_flight[run_id] = run
+                    run_leases[run_id] = held_until
             if release.started:
                 self._running[job_id] = self._running.get(job_id, 0) + len(release.started)
             for run in release.finished:
@@ -261,8 +265,9 @@ class MemoryStore:
         """
         if retry is not None and expires_at is None:
             raise ValueError("finish_run: a retry needs expires_at")
-        if self._in_flight.pop(run.id, None) is not None:
-            del self._run_leases[run.id]
+        run_id = run.id
+        if self._in_flight.pop(run_id, None) is not None:
+            del self._run_leases[run_id]
             if retry is not None:
                 self._in_flight[retry.id] = retry
                 assert expires_at is not None
