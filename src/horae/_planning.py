@@ -73,9 +73,7 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
         # the job to be retried: keep it, without a next run time, until its last run
         # ends (AsyncScheduler removes it then).
         remove = False
-    return Release(
-        lease=lease, next_run_time=t, started=started, finished=finished, remove=remove
-    )
+    return Release(lease=lease, next_run_time=t, started=started, finished=finished, remove=remove)
 
 
 def _may_retry_abandoned(job: Job) -> bool:

@@ -459,8 +459,7 @@ class _RunLoop:
             return
         except Exception as exc:
             logger.warning(
-                "job %r: its trigger has ended, but removing it failed (%s); it stays, "
-                "paused",
+                "job %r: its trigger has ended, but removing it failed (%s); it stays, paused",
                 job_id,
                 exc,
             )

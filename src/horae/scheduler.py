@@ -382,27 +382,30 @@ class AsyncScheduler(_RunLoop):
                 signals.cancel_scope.cancel()
 
     async def _stop_on_signals(self, grace: float) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
-            async for signum in received:
-                name = signal.Signals(signum).name
-                if self._state == "running":
-                    logger.warning(
-                        "scheduler %s: %s received; stopping (waiting up to %g s for %d "
-                        "running job(s); send it again to cancel them now)",
-                        self.id,
-                        name,
-                        grace,
-                        len(self._live_runs),
-                    )
-                    assert self._task_group is not None
-                    self._state = "stopping"
-                    # Owner: the scheduler's task group, which outlives this receiver.
-                    self._task_group.start_soon(self._stop_then_signal, True, grace)
-                elif self._runs is not None:
-                    logger.warning(
-                        "scheduler %s: %s received again; cancelling runs", self.id, name
-                    )
-                    self._runs.cancel_scope.cancel()
+        try:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+                async for signum in received:
+                    self._on_signal(signal.Signals(signum).name, grace)
+        except NotImplementedError:  # no signal handlers here (Windows): Ctrl+C cancels
+            logger.info("scheduler %s: cannot receive signals here", self.id)
+
+    def _on_signal(self, name: str, grace: float) -> None:
+        if self._state == "running":
+            logger.warning(
+                "scheduler %s: %s received; stopping (waiting up to %g s for %d running "
+                "job(s); send it again to cancel them now)",
+                self.id,
+                name,
+                grace,
+                len(self._live_runs),
+            )
+            assert self._task_group is not None
+            self._state = "stopping"
+            # Owner: the scheduler's task group, which outlives the signal receiver.
+            self._task_group.start_soon(self._stop_then_signal, True, grace)
+        elif self._runs is not None:
+            logger.warning("scheduler %s: %s received again; cancelling runs", self.id, name)
+            self._runs.cancel_scope.cancel()
 
     async def pause(self) -> None:
         """Stop running due jobs until :meth:`resume`; fire times that pass meanwhile are

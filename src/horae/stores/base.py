@@ -164,10 +164,12 @@ class Store(Protocol):
         With ``retry`` (the job's next attempt for the same fire time), and only if
         ``run`` was in flight, ``retry`` enters the in-flight runs in the same step, held
         by ``retry.scheduler_id`` until ``expires_at``: the job's count of runs in flight
-        never drops in between, so max_instances holds through retries. A run that was
-        not in flight (another scheduler claimed it meanwhile, or a ``run_job`` run) is
-        recorded, and its ``retry`` ignored: whoever claimed it decides about retrying.
-        When a run id is recorded already, the first record stays.
+        never drops in between, so max_instances holds through retries. A run that is
+        no longer in flight (another scheduler took it over and finished it as abandoned
+        meanwhile, or a ``run_job`` run) is recorded, and its ``retry`` ignored: whoever
+        finished it first decided about retrying. A claimed run stays in flight until
+        someone finishes it, whoever holds it. When a run id is recorded already, the
+        first record stays. ``expires_at`` is required with ``retry``.
         """
         ...
 
