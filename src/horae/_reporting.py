@@ -79,6 +79,7 @@ def finished(
     """A run ended: succeeded, raised or timed out (and is retried at ``retry_at``)."""
     timestamp = run.finished_at or run.scheduled_time
     if run.outcome is RunOutcome.SUCCESS:
+        logger.info("job %r: the run for %s succeeded", job.id, run.scheduled_time)
         _publish(hub, JobExecuted, run, timestamp, result=run.result)
         return
     if retry_at is not None and job.retry is not None:

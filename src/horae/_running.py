@@ -392,6 +392,12 @@ class _RunLoop:
                             run.scheduled_time,
                         )
                         return
+                    logger.debug(
+                        "job %r: run for %s starts (attempt %d)",
+                        job.id,
+                        run.scheduled_time,
+                        run.attempt,
+                    )
                     finished, exc = await call_job(
                         job, run, self.executors[job.executor], self._now
                     )
