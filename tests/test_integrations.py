@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -184,3 +186,61 @@ def test_blocking_scheduler_runs_until_sigterm() -> None:
         process.wait()
     assert process.returncode == 0, err
     assert out.splitlines()[-1] == "stopped"
+
+
+# --------------------------------------------------------------------------- Flask
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_flask_workers_share_one_sqlite_store(tmp_path: Path) -> None:
+    pytest.importorskip("flask")
+    httpx = pytest.importorskip("httpx")
+    ports = [free_port(), free_port()]
+    env = {**os.environ, "HORAE_DB": str(tmp_path / "jobs.db")}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "flask_app.py")],
+            env={**env, "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for port in ports
+    ]
+    a, b = (f"http://127.0.0.1:{port}" for port in ports)
+    try:
+        deadline = time.monotonic() + 20
+        for url in (a, b):  # wait for both workers to serve
+            while True:
+                try:
+                    httpx.get(f"{url}/reports/ops").raise_for_status()
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "a Flask worker did not start"
+                    time.sleep(0.05)
+        created = httpx.post(f"{a}/reports/ops")
+        assert created.status_code == 201
+        assert created.json()["id"] == "report-ops"
+
+        while True:  # the job, added through worker a, is visible to and run by the pair
+            runs = httpx.get(f"{b}/reports/ops").json()["runs"]
+            if sum(run["outcome"] == "success" for run in runs) >= 3:
+                break
+            assert time.monotonic() < deadline, f"too few runs: {runs}"
+            time.sleep(0.05)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGINT)  # the dev server exits; atexit shuts down
+        errors = [worker.communicate(timeout=15)[1].decode() for worker in workers]
+
+    finished = [run for run in runs if run["outcome"] == "success"]
+    times = [run["scheduled_time"] for run in finished]
+    assert len(times) == len(set(times))  # each fire time ran once, in one of the workers
+    assert all(run["result"].startswith("report for ops at ") for run in finished)
+    assert all(run["scheduler"] for run in finished)  # each names the scheduler that ran it
+    for error in errors:
+        assert "Traceback" not in error, error
