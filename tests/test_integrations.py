@@ -17,7 +17,7 @@ from types import ModuleType
 import anyio
 import pytest
 
-from horae import AsyncScheduler, Scheduler
+from horae import AsyncScheduler, JobExecuted, Scheduler
 from horae.testing import FakeClock, wait_idle
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -244,3 +244,52 @@ def test_flask_workers_share_one_sqlite_store(tmp_path: Path) -> None:
     assert all(run["scheduler"] for run in finished)  # each names the scheduler that ran it
     for error in errors:
         assert "Traceback" not in error, error
+
+
+# ------------------------------------------------------------------------- Tornado
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # Tornado runs on asyncio only
+async def test_tornado_handler_adds_a_job_that_runs_on_tornados_loop(anyio_backend: str) -> None:
+    pytest.importorskip("tornado")
+    httpx = pytest.importorskip("httpx")
+    import tornado.httpserver
+    import tornado.netutil
+
+    example = load_example("tornado_app")
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    async with AsyncScheduler(timezone="UTC") as scheduler:
+        server = tornado.httpserver.HTTPServer(example.make_app(scheduler))
+        server.add_sockets(sockets)
+        try:
+            async with (
+                httpx.AsyncClient(base_url=url) as client,
+                scheduler.subscribe(JobExecuted) as executed,
+            ):
+                created = await client.post("/jobs/tmp")
+                assert created.status_code == 201
+                assert created.json()["id"] == "tmp"
+                with anyio.fail_after(10):  # an interval of 0.5 s: a run comes soon
+                    event = await executed.__anext__()
+                assert event.job_id == "tmp"
+                runs = (await client.get("/jobs/tmp")).json()
+        finally:
+            server.stop()
+    assert runs[0] == {"outcome": "success", "result": "cleaned tmp"}
+
+
+# ------------------------------------------------------------------------- Twisted
+
+
+def test_twisted_asyncio_reactor_script_runs_jobs_awaiting_deferreds() -> None:
+    pytest.importorskip("twisted")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "twisted_app.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["'example.org resolved by Twisted'"] * 3
