@@ -293,3 +293,23 @@ def test_twisted_asyncio_reactor_script_runs_jobs_awaiting_deferreds() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["'example.org resolved by Twisted'"] * 3
+
+
+# ------------------------------------------------------------------------------ Qt
+
+
+def test_qt_app_updates_a_widget_from_the_event_stream_offscreen() -> None:
+    pytest.importorskip("PySide6.QtWidgets")
+    pytest.importorskip("qasync")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "qt_app.py")],
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    labels = done.stdout.splitlines()
+    assert len(labels) == 3
+    assert all(line.startswith("label: ") and line != "label: waiting" for line in labels)
+    assert len(set(labels)) == 3  # three runs, three texts set on the widget
