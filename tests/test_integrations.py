@@ -313,3 +313,24 @@ def test_qt_app_updates_a_widget_from_the_event_stream_offscreen() -> None:
     assert len(labels) == 3
     assert all(line.startswith("label: ") and line != "label: waiting" for line in labels)
     assert len(set(labels)) == 3  # three runs, three texts set on the widget
+
+
+# -------------------------------------------------------------------------- gevent
+
+
+def test_gevent_monkey_patched_facade_runs_jobs_beside_other_greenlets() -> None:
+    # In a process of its own: monkey-patching would change this test process for good.
+    pytest.importorskip("gevent")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "gevent_app.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "other greenlet still running: True",
+        "fetched 1",
+        "fetched 1",
+        "fetched 1",
+    ]
