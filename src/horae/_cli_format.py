@@ -1,0 +1,190 @@
+"""What the ``horae`` command line prints: aligned tables, relative times, JSON values.
+
+Private to :mod:`horae.cli`. Every function returns text (or plain JSON-able values);
+only the CLI writes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from horae._format import describe_trigger, relative
+from horae.jobs import Job, Run
+
+__all__ = [
+    "describe_trigger",
+    "dumps",
+    "fire_times_table",
+    "job_details",
+    "job_to_json",
+    "jobs_table",
+    "run_to_json",
+    "runs_table",
+    "table",
+    "when",
+]
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart; no trailing blanks."""
+    all_rows = [list(headers), *(list(row) for row in rows)]
+    widths = [max(len(row[i]) for row in all_rows) for i in range(len(headers))]
+    lines = []
+    for row in all_rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def when(moment: datetime | None, tz: tzinfo, now: datetime) -> str:
+    """``"2027-01-04 09:00:00 CET (in 3 min)"``, in ``tz``; ``"-"`` for no time."""
+    if moment is None:
+        return "-"
+    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M:%S %Z} ({relative(moment, now)})"
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
+def _duration(run: Run) -> str:
+    if run.started_at is None or run.finished_at is None:
+        return "-"
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def jobs_table(jobs: Sequence[Job], tz: tzinfo, now: datetime) -> str:
+    """The jobs, one a line: id, name, trigger, next run time (``paused`` when none)."""
+    if not jobs:
+        return "No jobs."
+    rows = [
+        (
+            job.id,
+            job.name,
+            describe_trigger(job),
+            "paused" if job.next_run_time is None else when(job.next_run_time, tz, now),
+        )
+        for job in jobs
+    ]
+    return table(("ID", "NAME", "TRIGGER", "NEXT RUN"), rows)
+
+
+def job_details(job: Job, tz: tzinfo, now: datetime) -> str:
+    """One job as ``field: value`` lines."""
+
+    def opt(value: timedelta | None) -> str:
+        return "no limit" if value is None else f"{value.total_seconds():g} s"
+
+    fields = [
+        ("id", job.id),
+        ("name", job.name),
+        ("func", job.func_ref or repr(job.func)),
+        ("trigger", describe_trigger(job)),
+        ("next run", "paused" if job.next_run_time is None else when(job.next_run_time, tz, now)),
+        ("args", dumps(list(job.args))),
+        ("kwargs", dumps(dict(job.kwargs))),
+        ("executor", job.executor),
+        ("coalesce", "yes" if job.coalesce else "no"),
+        ("max instances", str(job.max_instances)),
+        ("misfire grace", opt(job.misfire_grace_time)),
+        ("timeout", opt(job.timeout)),
+        ("retry", "none" if job.retry is None else f"{job.retry.attempts} attempts"),
+    ]
+    if job.metadata:
+        fields.append(("metadata", dumps(dict(job.metadata))))
+    width = max(len(name) for name, _ in fields) + 1
+    return "\n".join(f"{(name + ':').ljust(width)} {value}" for name, value in fields)
+
+
+def job_to_json(job: Job) -> dict[str, Any]:
+    """The job as plain JSON values (times in ISO 8601, durations in seconds)."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "func": job.func_ref,
+        "trigger": describe_trigger(job),
+        "trigger_data": job.trigger.to_dict(),
+        "next_run_time": _iso(job.next_run_time),
+        "paused": job.next_run_time is None,
+        "args": list(job.args),
+        "kwargs": dict(job.kwargs),
+        "executor": job.executor,
+        "coalesce": job.coalesce,
+        "max_instances": job.max_instances,
+        "misfire_grace_time": _seconds(job.misfire_grace_time),
+        "jitter": _seconds(job.jitter),
+        "timeout": _seconds(job.timeout),
+        "retry_attempts": None if job.retry is None else job.retry.attempts,
+        "metadata": dict(job.metadata),
+    }
+
+
+def runs_table(runs: Sequence[Run], tz: tzinfo, now: datetime) -> str:
+    """The runs, newest first: fire time, start, duration, outcome, attempt, detail."""
+    rows = []
+    for run in runs:
+        if run.outcome is None:
+            outcome, detail = "running", ""
+        elif run.error:
+            outcome = str(run.outcome)
+            lines = run.error.strip().splitlines()
+            detail = lines[-1] if lines else ""
+        else:
+            outcome = str(run.outcome)
+            detail = "" if run.result is None else _short(repr(run.result))
+        rows.append(
+            (
+                when(run.scheduled_time, tz, now),
+                when(run.started_at, tz, now),
+                _duration(run),
+                outcome,
+                str(run.attempt),
+                run.scheduler_id,
+                detail,
+            )
+        )
+    headers = ("SCHEDULED", "STARTED", "TOOK", "OUTCOME", "TRY", "SCHEDULER", "RESULT/ERROR")
+    return table(headers, rows)
+
+
+def run_to_json(run: Run) -> dict[str, Any]:
+    """The run as plain JSON values."""
+    return {
+        "id": str(run.id),
+        "job_id": run.job_id,
+        "scheduled_time": _iso(run.scheduled_time),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "outcome": None if run.outcome is None else str(run.outcome),
+        "result": run.result,
+        "error": run.error,
+        "scheduler_id": run.scheduler_id,
+        "attempt": run.attempt,
+        "coalesced": run.coalesced,
+    }
+
+
+def fire_times_table(times: Sequence[datetime], now: datetime) -> str:
+    """Numbered fire times, in the trigger's zone, with how far away each is."""
+    rows = [
+        (f"{i}.", f"{moment:%a %Y-%m-%d %H:%M:%S %Z}", f"({relative(moment, now)})")
+        for i, moment in enumerate(times, 1)
+    ]
+    return table(("#", "FIRES AT", "WHEN"), rows)
+
+
+def dumps(value: Any) -> str:
+    """JSON text; values JSON has no type for (datetime, Decimal...) as their ``str()``."""
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,337 @@
+"""The ``horae`` command line, run as a subprocess (``python -m horae``).
+
+Job management runs against SQLite, PostgreSQL and Redis (a schema or key prefix of its
+own per test, removed afterwards); bad input must end in one line on stderr and exit
+code 2; ``horae run`` is started, runs jobs, and stops with exit code 0 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_jobs import SETUP_FILE_ENV
+from tests.services import POSTGRES_DSN, REDIS_URL, unavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def horae(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m horae ARGS`` from the repository root (so ``tests.*`` imports)."""
+    return subprocess.run(
+        [sys.executable, "-m", "horae", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def ok(*args: str) -> str:
+    result = horae(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def as_json(*args: str) -> Any:
+    return json.loads(ok(*args, "--json"))
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Exit code 2 and exactly one line ``horae: error: ...`` naming the problem."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("horae: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert result.stdout == ""
+
+
+# ------------------------------------------------------------------------ stores
+
+
+def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def _postgres_url() -> Iterator[str]:
+    asyncpg = pytest.importorskip("asyncpg")
+
+    async def check() -> None:
+        conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(check())
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        unavailable(f"PostgreSQL at {POSTGRES_DSN}", exc)
+    schema = f"horae_cli_{uuid.uuid4().hex}"
+    separator = "&" if "?" in POSTGRES_DSN else "?"
+    try:
+        yield f"{POSTGRES_DSN}{separator}schema={schema}"
+    finally:
+        _drop_schema(schema)
+
+
+def _redis_url() -> Iterator[str]:
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except Exception as exc:
+        client.close()
+        unavailable(f"Redis at {REDIS_URL}", exc)
+    prefix = f"horae-cli-{uuid.uuid4().hex}"
+    separator = "&" if "?" in REDIS_URL else "?"
+    try:
+        yield f"{REDIS_URL}{separator}prefix={prefix}"
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.db'}"
+    elif request.param == "postgres":
+        yield from _postgres_url()
+    else:
+        yield from _redis_url()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'jobs.db'}"
+
+
+# ------------------------------------------------------------------- job management
+
+
+def test_jobs_lifecycle(store_url: str, tmp_path: Path) -> None:
+    out = str(tmp_path / "out.txt")
+    store = ["--store", store_url]
+    added = ok(
+        "jobs", "add", *store, "tests.cli_jobs:touch", "interval", "hours=1", "--args", '["x"]'
+    )
+    assert "added job" in added
+    ok("jobs", "add", *store, "tests.cli_jobs:touch", "cron", "hour=3", "day_of_week=mon-fri",
+       "max_instances=2", "--id", "tick", "--args", json.dumps([out]), "--kwargs",
+       '{"text": "hi"}')  # fmt: skip
+
+    table = ok("jobs", "list", *store).splitlines()
+    assert table[0].split() == ["ID", "NAME", "TRIGGER", "NEXT", "RUN"]
+    tick_line = next(line for line in table if line.startswith("tick "))
+    assert "at 03:00 on Monday through Friday" in tick_line
+    assert "(in " in tick_line  # a relative time
+    # Aligned: every row's NAME column starts where the header's does.
+    name_column = table[0].index("NAME")
+    assert all(line[name_column - 2 : name_column] == "  " for line in table[1:])
+
+    jobs = {job["id"]: job for job in as_json("jobs", "list", *store)}
+    assert len(jobs) == 2
+    tick = jobs["tick"]
+    assert tick["func"] == "tests.cli_jobs:touch"
+    assert tick["args"] == [out]
+    assert tick["kwargs"] == {"text": "hi"}
+    assert tick["max_instances"] == 2
+    assert tick["trigger_data"]["hour"] == "3"
+    assert tick["paused"] is False
+
+    shown = ok("jobs", "show", *store, "tick")
+    assert "func:" in shown
+    assert "tests.cli_jobs:touch" in shown
+
+    assert "paused job 'tick'" in ok("jobs", "pause", *store, "tick")
+    assert as_json("jobs", "show", *store, "tick")["paused"] is True
+    assert "paused" in ok("jobs", "list", *store)
+    assert "resumed job 'tick'" in ok("jobs", "resume", *store, "tick")
+    assert as_json("jobs", "show", *store, "tick")["paused"] is False
+
+    before = datetime.now(timezone.utc)
+    ok("jobs", "run-now", *store, "tick")
+    due = datetime.fromisoformat(as_json("jobs", "show", *store, "tick")["next_run_time"])
+    assert before - timedelta(seconds=1) <= due <= datetime.now(timezone.utc)
+
+    assert as_json("runs", *store, "tick") == []
+    assert "no runs yet" in ok("runs", *store, "tick")
+
+    assert "removed job 'tick'" in ok("jobs", "remove", *store, "tick")
+    assert [job["id"] for job in as_json("jobs", "list", *store)] != ["tick"]
+    assert_usage_error(horae("jobs", "show", *store, "tick"), "no job with id 'tick'")
+    assert_usage_error(horae("runs", *store, "tick"), "no job with id 'tick'")
+
+
+def test_replace_and_conflicting_id(sqlite_url: str) -> None:
+    add = ["jobs", "add", "--store", sqlite_url, "tests.cli_jobs:touch", "interval", "--id", "t"]
+    ok(*add, "seconds=30", "--args", '["x"]')
+    assert_usage_error(horae(*add, "seconds=60", "--args", '["x"]'), "'t' exists already")
+    ok(*add, "minutes=2", "--args", '["x"]', "--replace")
+    [job] = as_json("jobs", "list", "--store", sqlite_url)
+    assert job["trigger"].startswith("every 2 minutes")
+
+
+def test_store_from_environment(sqlite_url: str) -> None:
+    result = horae("jobs", "list", "--json", env={"HORAE_STORE": sqlite_url})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["jobs", "list", "--store", "mongodb://db/x"], ["unknown scheme 'mongodb'"]),
+        (["jobs", "list", "--store", "jobs.db"], ["not a store URL"]),
+        (["jobs", "list", "--store", "sqlite://"], ["names no file"]),
+        (["cron", "*/5 9-17 * * fry"], ["day_of_week", "'fry'"]),
+        (["cron", "61 * * * *"], ["minute", "'61'", "0..59"]),
+        (["cron", "* * *"], ["3 fields", "expected 5"]),
+        (["cron", "0 9 * * *", "--tz", "Mars/Base"], ["Mars/Base"]),
+        (["run", "--store", "memory://", "--import", "no_such_module_x"], ["no_such_module_x"]),
+        (["jobs"], ["give a verb"]),
+        (["nonsense"], ["invalid choice"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
+    result = horae(*args)
+    assert_usage_error(result, *fragments)
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["interval", "seconds=5", "--args", "[1,"], ["--args", "not JSON"]),
+        (["interval", "seconds=5", "--args", '{"a": 1}'], ["--args", "not a JSON list"]),
+        (["interval", "seconds"], ["'seconds' is not a key=value"]),
+        (["interval", "fortnights=2"], ["fortnights"]),
+        (["cron", "hour=25"], ["hour", "25"]),
+        (["hourly", "x=1"], ["hourly"]),
+    ],
+)
+def test_bad_job_definitions(sqlite_url: str, extra: list[str], fragments: list[str]) -> None:
+    result = horae("jobs", "add", "--store", sqlite_url, "tests.cli_jobs:touch", *extra)
+    assert_usage_error(result, *fragments)
+    assert as_json("jobs", "list", "--store", sqlite_url) == []
+
+
+def test_unimportable_callable(sqlite_url: str) -> None:
+    result = horae("jobs", "add", "--store", sqlite_url, "tests.nowhere:f", "interval", "seconds=5")
+    assert_usage_error(result, "tests.nowhere")
+
+
+def test_unreachable_store_is_exit_1() -> None:
+    result = horae("jobs", "list", "--store", "redis://127.0.0.1:1/0")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("horae: error: ")
+    assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- cron
+
+
+def test_cron_lists_next_fire_times() -> None:
+    data = as_json(
+        "cron", "30 9 * * mon-fri", "--tz", "Europe/Paris", "-n", "3",
+        "--after", "2027-03-26T12:00:00+01:00",
+    )  # fmt: skip
+    assert data["timezone"] == "Europe/Paris"
+    assert "Monday through Friday" in data["description"]
+    # Friday the 26th, then the Monday after the spring-forward Sunday (CEST).
+    assert data["next"] == [
+        "2027-03-29T09:30:00+02:00",
+        "2027-03-30T09:30:00+02:00",
+        "2027-03-31T09:30:00+02:00",
+    ]
+    text = ok("cron", "*/15 * * * *", "--tz", "UTC", "-n", "2").splitlines()
+    assert text[0] == "*/15 * * * *"
+    assert "every 15 minutes" in text[1]
+    rows = [line for line in text if line[:2] in ("1.", "2.")]
+    assert len(rows) == 2
+    assert all("(in " in row and "UTC" in row for row in rows)
+
+
+def test_cron_never_again() -> None:
+    out = ok("cron", "0 0 30 2 *", "--tz", "UTC")
+    assert "never fires" in out
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def _wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return path.read_text()
+        if process.poll() is not None:
+            pytest.fail(f"horae run exited early ({process.returncode}): {process.stderr.read()}")  # type: ignore[union-attr]
+        time.sleep(0.05)
+    pytest.fail(f"{path} did not appear within {timeout} s")
+
+
+def test_run_process_runs_jobs_and_stops_on_sigterm(store_url: str, tmp_path: Path) -> None:
+    from_setup = tmp_path / "setup.txt"
+    from_cli = tmp_path / "cli.txt"
+    ok("jobs", "add", "--store", store_url, "tests.cli_jobs:touch", "interval", "hours=1",
+       "--id", "later", "--args", json.dumps([str(from_cli)]))  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "horae", "run", "--store", store_url, "--import", "tests.cli_jobs",
+         "--grace", "5", "--log-level", "info"],
+        cwd=ROOT,
+        env={**os.environ, SETUP_FILE_ENV: str(from_setup)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert _wait_for(from_setup, process) == "setup\n"
+        assert not from_cli.exists()
+        ok("jobs", "run-now", "--store", store_url, "later")
+        assert _wait_for(from_cli, process) == "ran\n"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "SIGTERM received" in stderr
+    assert "Traceback" not in stderr
+    assert stdout == ""
+    # The interval job is back on its schedule, and its run is on record.
+    later = as_json("jobs", "show", "--store", store_url, "later")
+    assert datetime.fromisoformat(later["next_run_time"]) > datetime.now(timezone.utc)
+    runs = as_json("runs", "--store", store_url, "later")
+    assert [run["outcome"] for run in runs] == ["success"]
+    assert runs[0]["result"] == "ran"
+    assert "success" in ok("runs", "--store", store_url, "later")
