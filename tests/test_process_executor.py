@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
-from horae import AsyncScheduler, RunOutcome
+from horae import AsyncScheduler, Retry, RunOutcome
 from horae.errors import HoraeError, InvalidCallableError, JobArgumentError, SerializationError
 from horae.executors import process as process_module
 from horae.executors.process import ProcessExecutor, WorkerProcessError
@@ -111,6 +111,22 @@ async def test_exception_is_an_error_run_with_the_worker_traceback(
     # The worker's own traceback: the line in the job's module that raised.
     assert 'procfuncs.py", line' in run.error
     assert "in fail" in run.error
+
+
+async def test_retry_on_the_exception_type_raised_in_the_worker(
+    scheduler: AsyncScheduler, clock: FakeClock
+) -> None:
+    retry = Retry(attempts=2, backoff=1, jitter=0, on=ValueError)
+    await scheduler.add_job(procfuncs.fail, args=["boom"], executor="process", id="r", retry=retry)
+    with anyio.fail_after(20):
+        await wait_idle(scheduler)
+        clock.advance(1)
+        await wait_idle(scheduler)
+    runs = await scheduler.get_runs("r")
+    assert sorted((run.attempt, run.outcome) for run in runs) == [
+        (1, RunOutcome.ERROR),
+        (2, RunOutcome.ERROR),
+    ]
 
 
 async def test_exception_type_is_kept(executor: ProcessExecutor) -> None:
@@ -280,6 +296,21 @@ def test_check_refuses_what_was_defined_interactively(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "__main__", interactive)
     with pytest.raises(InvalidCallableError, match="'__main__:typed_in' was defined interactively"):
         ProcessExecutor(1).check(interactive.typed_in)
+
+
+async def test_shutdown_without_waiting_kills_running_workers(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    executors = {"process": ProcessExecutor(1)}
+    with anyio.fail_after(10):
+        async with AsyncScheduler(clock=clock, executors=executors) as scheduler:
+            await scheduler.add_job(
+                procfuncs.sleep, args=[60, str(pid_file)], executor="process", id="long"
+            )
+            await eventually(lambda: pid_file.exists() and bool(pid_file.read_text()), "start")
+            await scheduler.shutdown(wait=False)
+    await wait_dead(int(pid_file.read_text()))
 
 
 if not sys.platform.startswith("linux"):
