@@ -141,13 +141,19 @@ class ProcessExecutor:
         self._threads = anyio.CapacityLimiter(self.max_workers)
 
     async def stop(self) -> None:
-        """Ask every worker to exit; kill those still alive after a short grace."""
-        workers = list(self._workers)
+        """Ask idle workers to exit; kill, after a short grace, whatever is still running.
+
+        A worker still busy with a run (the scheduler stops its executors after its runs
+        have ended, so only a run awaited by someone else) gets the grace to finish; then
+        it is killed and its run fails with :class:`WorkerProcessError`.
+        """
+        idle = list(self._idle)
+        busy = [worker for worker in self._workers if worker not in idle]
         self._workers.clear()
         self._idle.clear()
         self._slots = self._threads = None
-        if workers:
-            await anyio.to_thread.run_sync(_shut_down, workers, _STOP_GRACE)
+        if idle or busy:
+            await anyio.to_thread.run_sync(_shut_down, idle, busy, _STOP_GRACE)
 
     def check(self, func: Callable[..., Any]) -> None:
         """Raise ``InvalidCallableError`` unless a worker can import ``func`` by reference."""
@@ -192,8 +198,14 @@ class ProcessExecutor:
                 )
                 reusable = True
             finally:
-                if reusable:
+                if reusable and worker in self._workers:
                     self._idle.append(worker)
+                elif reusable:
+                    # The executor was stopped during the call: this worker is the last
+                    # one to go. (No thread uses its pipe any more.)
+                    with contextlib.suppress(OSError):
+                        worker.connection.send(None)
+                    worker.connection.close()
                 else:
                     # Cancelled (the thread waiting on the pipe is abandoned and sees the
                     # pipe close) or the worker died: either way it is not used again.
@@ -280,23 +292,37 @@ def _exit_cause(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def _shut_down(workers: list[_Worker], grace: float) -> None:
-    for worker in workers:
-        # A worker that is dead already, or busy with a full pipe, is killed below.
+def _shut_down(idle: list[_Worker], busy: list[_Worker], grace: float) -> None:
+    """Stop workers (in a thread). Only idle workers' pipes are used here: a busy one's
+    pipe belongs to the thread of its run, which sees it close and reaps the worker."""
+    deadline = time.monotonic() + grace
+    for worker in idle:
+        # A worker that is dead already is reaped below.
         with contextlib.suppress(OSError):
             worker.connection.send(None)
-    deadline = time.monotonic() + grace
-    for worker in workers:
+    for worker in idle:
         worker.process.join(max(0.0, deadline - time.monotonic()))
         if worker.process.is_alive():
             logger.warning(
-                "a process executor worker (pid %s) did not exit within %g s of stop(); killing it",
+                "an idle process executor worker (pid %s) did not exit within %g s of "
+                "stop(); killing it",
                 worker.process.pid,
                 grace,
             )
             worker.process.kill()
             worker.process.join()
         worker.connection.close()
+    if busy:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+    for worker in busy:
+        if worker.process.exitcode is None:
+            logger.warning(
+                "a process executor worker (pid %s) was still running a job %g s after "
+                "stop(); killing it",
+                worker.process.pid,
+                grace,
+            )
+            worker.process.kill()
 
 
 # What runs in the worker process.
