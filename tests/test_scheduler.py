@@ -623,7 +623,9 @@ async def test_named_executors(clock: FakeClock) -> None:
         assert job.executor == "io"
         await wait_idle(scheduler)
         assert (await scheduler.get_runs("io"))[0].result == 1
-        with pytest.raises(ExecutorLookupError, match=r"'nope'.*'async', 'io', 'thread'"):
+        with pytest.raises(
+            ExecutorLookupError, match=r"'nope'.*'async', 'io', 'process', 'thread'"
+        ):
             await scheduler.add_job(jobfuncs.sync_add, args=[1], executor="nope")
         with pytest.raises(InvalidCallableError, match="block the event loop"):
             await scheduler.add_job(jobfuncs.sync_add, args=[1], executor="async")

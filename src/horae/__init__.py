@@ -71,7 +71,13 @@ from horae.events import (
     StoreRecovered,
     Subscription,
 )
-from horae.executors import AsyncExecutor, Executor, ThreadExecutor
+from horae.executors import (
+    AsyncExecutor,
+    Executor,
+    ProcessExecutor,
+    ThreadExecutor,
+    WorkerProcessError,
+)
 from horae.jobs import Job, JobDefaults, Retry, Run, RunOutcome
 from horae.scheduler import AsyncScheduler, current_run
 from horae.serializers import JSONSerializer, PickleSerializer, Serializer
@@ -144,6 +150,7 @@ __all__ = [
     "OrTrigger",
     "PickleSerializer",
     "PostgresStore",
+    "ProcessExecutor",
     "RedisStore",
     "Retry",
     "Run",
@@ -169,5 +176,6 @@ __all__ = [
     "ThreadExecutor",
     "Trigger",
     "TriggerError",
+    "WorkerProcessError",
     "current_run",
 ]

@@ -61,6 +61,7 @@ from horae.events import (
 )
 from horae.executors.async_ import AsyncExecutor
 from horae.executors.base import Executor
+from horae.executors.process import ProcessExecutor
 from horae.executors.thread import ThreadExecutor
 from horae.jobs import Job, JobDefaults, Retry, Run
 from horae.stores.base import Store, StoreContext
@@ -102,8 +103,9 @@ class AsyncScheduler(_RunLoop):
     Args:
         store: where jobs are kept; a new :class:`MemoryStore` by default.
         executors: named executors, merged over the built-in ``"async"``
-            (:class:`AsyncExecutor`) and ``"thread"`` (:class:`ThreadExecutor`). Jobs that
-            name no executor go to ``"async"`` for coroutine functions, and to
+            (:class:`AsyncExecutor`), ``"thread"`` (:class:`ThreadExecutor`) and
+            ``"process"`` (:class:`ProcessExecutor`, used only by jobs that name it). Jobs
+            that name no executor go to ``"async"`` for coroutine functions, and to
             ``"default"`` (if given) or ``"thread"`` for everything else.
         job_defaults: options jobs take when ``add_job`` omits them (a dict, as in
             APScheduler 3, or a :class:`JobDefaults`).
@@ -142,7 +144,12 @@ class AsyncScheduler(_RunLoop):
         if not lease_duration > 0:
             raise JobArgumentError(f"lease_duration: {lease_duration!r} must be above 0 seconds")
         self.store: Store = store if store is not None else MemoryStore()
-        self.executors: dict[str, Executor] = {"async": AsyncExecutor(), "thread": ThreadExecutor()}
+        self.executors: dict[str, Executor] = {
+            "async": AsyncExecutor(),
+            "thread": ThreadExecutor(),
+            # Starts no process until a job routed to it (executor="process") runs.
+            "process": ProcessExecutor(),
+        }
         for name, executor in (executors or {}).items():
             if not isinstance(executor, Executor):
                 raise JobArgumentError(
