@@ -1,5 +1,5 @@
 """Development sessions: ``python3 -m nox -s tests`` (the whole suite), ``lint``,
-``typecheck``, ``demo``, ``bench``."""
+``typecheck``, ``docs``, ``demo``, ``bench``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,17 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/."""
     session.install("-e", ".[postgres,redis]", *group("typecheck"))
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (MkDocs, strict) into build/site."""
+    session.install("-e", ".", *group("docs"))
+    # NO_MKDOCS_2_WARNING: Material's banner about MkDocs 2, printed on every build.
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "build/site", *session.posargs,
+        env={"NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
 
 
 @nox.session
