@@ -659,18 +659,11 @@ class _RunLoop:
         expires_at = now + timedelta(seconds=self._lease_duration)
         lost = await self.store.extend_runs(self.id, list(live), expires_at)
         for run_id in lost:
-            run = live.get(run_id)
-            if run is None or run_id in self._lost_runs:
-                continue  # finished meanwhile, or known already
-            self._lost_runs.add(run_id)
-            logger.warning(
-                "job %r: the run for %s is no longer held by this scheduler: another "
-                "scheduler took it over as abandoned (its lease was not renewed for "
-                "lease_duration=%g s: the store was unreachable or this process stalled)",
-                run.job_id,
-                run.scheduled_time,
-                self._lease_duration,
-            )
+            if run_id in live:
+                # Another scheduler took it over, or it is being finished right now (its
+                # outcome stored while this renewal ran). Which one shows when the run
+                # ends, or before it starts: _execute logs it there, once.
+                self._lost_runs.add(run_id)
 
     async def _claim_runs(self, now: datetime) -> None:
         claimed = await self.store.claim_expired_runs(
