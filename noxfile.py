@@ -39,8 +39,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install(*group("lint"))
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
+    paths = ["src", "tests", "benchmarks", "examples", "docs/_hooks"]
+    session.run("ruff", "check", *paths, "noxfile.py")
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session

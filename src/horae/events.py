@@ -505,5 +505,7 @@ __all__ = [
     "SchedulerResumed",
     "SchedulerStarted",
     "SchedulerStopped",
+    "StoreFailed",
+    "StoreRecovered",
     "Subscription",
 ]

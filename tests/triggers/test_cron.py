@@ -496,6 +496,9 @@ def test_create_trigger_alias() -> None:
         ),
         (CronTrigger.from_crontab("*/5 * * * *", timezone="UTC"), "every 5 minutes (UTC)"),
         (CronTrigger(second="*/10", timezone="UTC"), "every 10 seconds (UTC)"),
+        # A step that does not divide the cycle restarts with it: say the values.
+        (CronTrigger(minute="*/45", timezone="UTC"), "at minute 0 and 45 (UTC)"),
+        (CronTrigger(hour="*/30", timezone="UTC"), "at minute 0 during hour 0 (UTC)"),
         (
             CronTrigger(second="0,10,20,30,40,50", timezone="UTC"),
             "at second 0, 10, 20, 30, 40 and 50 (UTC)",

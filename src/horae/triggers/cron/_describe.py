@@ -62,6 +62,10 @@ def _weekday_namer(crontab: bool) -> Callable[[str], str]:
     return name
 
 
+#: Units whose steps restart every cycle (of this many values, from 0).
+_CYCLES = {"second": 60, "minute": 60, "hour": 24}
+
+
 def _items(
     expr: str, unit: str, name: Callable[[str], str], bare: bool = False
 ) -> tuple[list[str], list[str]]:
@@ -76,6 +80,11 @@ def _items(
         body, _, step = item.partition("/")
         first, dash, last = body.partition("-")
         every = f"every {step} {unit}s" if step else f"every {unit}"
+        cycle = _CYCLES.get(unit)
+        if body == "*" and step.isdigit() and cycle and cycle % int(step):
+            # "*/45" minutes fires at :00 and :45, not every 45 minutes: say which.
+            values.extend(name(str(v)) for v in range(0, cycle, int(step)))
+            continue
         if body == "*":
             phrases.append(every)
         elif dash and bare and not step:  # "March through May"
