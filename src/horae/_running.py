@@ -425,19 +425,11 @@ class _RunLoop:
                     return
                 assert job.retry is not None
                 start_at = self._now() + job.retry.delay(run.attempt)
-                # Known before it is in flight: the keeper must not take it for a dead
-                # scheduler's run should the reply of finish_run be lost.
-                self._pending_runs.add(retry.id)
-                try:
-                    held = await self._record_outcome(finished, retry)
-                finally:
-                    self._pending_runs.discard(retry.id)
+                held = await self._record_with_retry(finished, retry)
                 retry_at = start_at if held else None
                 _reporting.finished(self._hub, job, finished, exc, retry_at=retry_at)
                 if not held:
                     return
-                self._forget_run(run.id)
-                self._live_runs[retry.id] = retry
                 run = retry
         except anyio.get_cancelled_exc_class():
             raise
@@ -542,6 +534,21 @@ class _RunLoop:
             await self._clock.wait(until, anyio.Event())
         finally:
             del self._clock_waits[run.id]
+
+    async def _record_with_retry(self, run: Run, retry: Run) -> bool:
+        """Store ``run``'s outcome with its next attempt; return whether this scheduler
+        holds the retry, which then replaces ``run`` among the runs it renews."""
+        # Known before it is in flight: the keeper must not take it for a dead
+        # scheduler's run should the reply of finish_run be lost.
+        self._pending_runs.add(retry.id)
+        try:
+            held = await self._record_outcome(run, retry)
+        finally:
+            self._pending_runs.discard(retry.id)
+        if held:
+            self._forget_run(run.id)
+            self._live_runs[retry.id] = retry
+        return held
 
     async def _record_outcome(self, run: Run, retry: Run | None = None) -> bool:
         """Store a finished run's outcome (and its retry), retrying while the store fails.
@@ -721,20 +728,16 @@ class _RunLoop:
             )
             if job is not None:
                 retry = self._next_attempt(job, given_up, None)
-            if retry is not None:
-                self._pending_runs.add(retry.id)
-            try:
-                held = await self._record_outcome(given_up, retry)
-            finally:
-                if retry is not None:
-                    self._pending_runs.discard(retry.id)
+            if retry is None:
+                await self._record_outcome(given_up)
+                held = False
+            else:
+                held = await self._record_with_retry(given_up, retry)
             _reporting.abandoned(self._hub, given_up, reason)
             if retry is None and job is not None and is_finishing(job, self._now()):
                 await self._remove_if_finished(job.id)
             if retry is not None and job is not None and held:
                 assert job.retry is not None
-                self._forget_run(run.id)
-                self._live_runs[retry.id] = retry
                 start_at = self._now() + job.retry.delay(run.attempt)
                 logger.warning(
                     "job %r: attempt %d of %d for %s at %s",
