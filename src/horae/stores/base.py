@@ -65,6 +65,9 @@ class Lease:
         token: a number that grows with every lease of the job (a fencing token): a
             release with an older token is refused.
         running: how many runs of the job were in flight (anywhere) when acquired.
+        run_count: how many runs of the job have been started so far, by every scheduler
+            (the sum of the ``started`` of its releases; retries do not count, nor runs
+            of ``run_job``). Kept when the job is replaced or updated (``max_runs``).
     """
 
     job_id: str
@@ -73,6 +76,7 @@ class Lease:
     expires_at: datetime
     token: int
     running: int = 0
+    run_count: int = 0
     error: Exception | None = None
 
 
@@ -87,6 +91,14 @@ class Release:
             the releasing scheduler until ``lease.expires_at`` (see ``extend_runs``).
         finished: runs that ended without executing (missed, skipped).
         remove: the trigger is exhausted: remove the job.
+        hold_while_running: ``0``, or a number of runs: if, once this release's
+            ``started`` runs are in flight, the job has that many runs in flight or more,
+            the job is *held*: it keeps ``next_run_time`` (the fire time that waits for a
+            free slot) but is not handed out (nor counted by ``next_run_time()``) until
+            one of its runs leaves flight without a retry (:meth:`Store.finish_run`, which
+            then wakes the schedulers sharing the store), or the job is updated or
+            replaced. The check and the hold are one atomic step with respect to
+            ``finish_run``, so that a job is never held with no run left to free it.
     """
 
     lease: Lease
@@ -94,6 +106,7 @@ class Release:
     started: Sequence[Run] = ()
     finished: Sequence[Run] = ()
     remove: bool = False
+    hold_while_running: int = 0
 
 
 @runtime_checkable
@@ -133,7 +146,7 @@ class Store(Protocol):
         ...
 
     async def next_run_time(self) -> datetime | None:
-        """The earliest next run time of any job not leased, or ``None``."""
+        """The earliest next run time of any job not leased nor held, or ``None``."""
         ...
 
     async def acquire_jobs(
@@ -170,6 +183,10 @@ class Store(Protocol):
         finished it first decided about retrying. A claimed run stays in flight until
         someone finishes it, whoever holds it. When a run id is recorded already, the
         first record stays. ``expires_at`` is required with ``retry``.
+
+        A run that leaves flight without a retry frees its job if the job was held
+        (:attr:`Release.hold_while_running`): the job is handed out again from its
+        next run time, and the schedulers sharing the store are woken.
         """
         ...
 

@@ -44,6 +44,10 @@ class MemoryStore:
         self._leases: dict[str, Lease] = {}
         self._token = 0
         self._running: dict[str, int] = {}
+        # Runs started so far per job (Lease.run_count), and the jobs held until one of
+        # their runs ends (Release.hold_while_running).
+        self._run_counts: dict[str, int] = {}
+        self._held: set[str] = set()
         self._in_flight: dict[UUID, Run] = {}
         # Who holds each in-flight run, and until when (see extend_runs).
         self._run_leases: dict[UUID, tuple[str, datetime]] = {}
@@ -85,6 +89,7 @@ class MemoryStore:
                 seen.add(job.id)
         for job in jobs:
             self._jobs[job.id] = job
+            self._held.discard(job.id)
             if job.id not in self._leases:
                 self._schedule(job)
         self._wake_others()
@@ -111,6 +116,7 @@ class MemoryStore:
         if job.id not in self._jobs:
             raise JobLookupError(job.id)
         self._jobs[job.id] = job
+        self._held.discard(job.id)
         if job.id not in self._leases:
             self._schedule(job)
         self._wake_others()
@@ -127,6 +133,8 @@ class MemoryStore:
         if self._jobs.pop(job_id, None) is None:
             raise JobLookupError(job_id)
         self._live_seq.pop(job_id, None)
+        self._held.discard(job_id)
+        self._run_counts.pop(job_id, None)
         self._forget_later(job_id)
 
     async def remove_all_jobs(self) -> None:
@@ -136,6 +144,8 @@ class MemoryStore:
         self._jobs.clear()
         self._live_seq.clear()
         self._heap.clear()
+        self._held.clear()
+        self._run_counts.clear()
 
     def _pop_stale(self) -> None:
         heap = self._heap
@@ -186,6 +196,7 @@ class MemoryStore:
                 expires_at=expires,
                 token=self._token,
                 running=self._running.get(job_id, 0),
+                run_count=self._run_counts.get(job_id, 0),
             )
             self._leases[job_id] = lease
             leases.append(lease)
@@ -214,6 +225,7 @@ class MemoryStore:
                     run_leases[run_id] = held_until
             if release.started:
                 self._running[job_id] = self._running.get(job_id, 0) + len(release.started)
+                self._run_counts[job_id] = self._run_counts.get(job_id, 0) + len(release.started)
             for run in release.finished:
                 self._record(run)
             job = self._jobs.get(job_id)
@@ -225,6 +237,7 @@ class MemoryStore:
                 and job.next_run_time == lease.job.next_run_time
             ):
                 del self._jobs[job_id]
+                self._run_counts.pop(job_id, None)
                 self._forget_later(job_id)
                 continue
             held_job = lease.job
@@ -233,6 +246,11 @@ class MemoryStore:
                 # that do not touch its schedule (a new name, new arguments).
                 job = _with_next_run_time(job, release.next_run_time)
                 self._jobs[job_id] = job
+            hold = release.hold_while_running
+            if hold and job.next_run_time is not None and self._running.get(job_id, 0) >= hold:
+                self._held.add(job_id)
+                self._live_seq.pop(job_id, None)
+                continue
             self._schedule(job)
         return rejected
 
@@ -278,9 +296,20 @@ class MemoryStore:
                     self._running[run.job_id] = count
                 else:
                     self._running.pop(run.job_id, None)
+                if run.job_id in self._held:
+                    self._free(run.job_id)
         elif any(r.id == run.id for r in self._runs.get(run.job_id, ())):
             return  # the first record stays
         self._record(run)
+
+    def _free(self, job_id: str) -> None:
+        # A held job's run ended: hand the job out again, and tell every scheduler.
+        self._held.discard(job_id)
+        job = self._jobs.get(job_id)
+        if job is not None and job_id not in self._leases:
+            self._schedule(job)
+        for context in tuple(self._contexts.values()):
+            context.wakeup()
 
     async def extend_runs(
         self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
