@@ -14,8 +14,9 @@ conversion (``%.14g``) would round them, so the scripts only ever compare them w
 Job hash fields: ``payload``, ``nrt`` (next run time; ``""`` when paused; the hash of a
 job that exists always has both), ``holder``, ``exp``, ``ltoken``, ``lnrt`` (lease holder,
 expiry, token, and the next run time when leased; present only while leased),
-``running`` (in-flight runs; absent when 0). A removed job whose lease or runs are still
-out keeps a hash without ``payload``/``nrt`` until those come back; Redis deletes a hash
+``running`` (in-flight runs; absent when 0), ``run_count`` (runs started so far; absent
+when 0, layout version 3). A removed job whose lease or runs are still out keeps a hash
+with only ``running`` and the lease fields until those come back; Redis deletes a hash
 when its last field goes.
 
 In-flight runs are leased (layout version 2): ``{prefix}:runleases`` is a sorted set of
@@ -23,6 +24,14 @@ run ids by lease expiry, and ``{prefix}:runholders`` a hash of run id to the hol
 the job id, written as ``<byte length of holder>:<holder><job id>`` (any scheduler id and
 job id fit, and Lua checks the holder with one prefix comparison). Both have an entry for
 exactly the runs in ``{prefix}:inflight:<job id>``.
+
+Held jobs (layout version 3, ``Release.hold_while_running``) are in the set
+``{prefix}:held`` and not in the due set; their ``nrt`` stays. A held job is never
+leased: a release holds it, and a finish without a retry (which frees it and puts it
+back in the due set), an update, a replacement or a removal takes it out of the set.
+The release decides to hold from the job's ``running`` in the same script that writes
+it, and a finish lowers ``running`` and frees the job in one script: since scripts run
+one at a time, no job stays held with fewer runs in flight than its hold number.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ __all__ = [
     "REMOVE_ALL",
     "UPDATE",
     "UPGRADE",
+    "UPGRADE_3",
 ]
 
 # Redis's Lua passes at most 8000 values through one unpack(): index writes gathered
@@ -51,10 +61,12 @@ local function flush(command, key, args)
 end
 """
 
-# KEYS: due, jobs. ARGV: prefix, sender, replace ("1"/"0"), then (id, nrt, payload)*.
-# Returns the first id that exists already (nothing written), or nil.
+# KEYS: due, jobs, held. ARGV: prefix, sender, replace ("1"/"0"), then (id, nrt,
+# payload)*. Returns the first id that exists already (nothing written), or nil. A
+# replaced job keeps its run count and is no longer held.
 ADD = """
 local prefix = ARGV[1]
+local holding = redis.call('SCARD', KEYS[3]) > 0
 local n = #ARGV
 if ARGV[3] ~= '1' then
   for i = 4, n, 3 do
@@ -68,6 +80,9 @@ for i = 4, n, 3 do
   local key = prefix .. ':job:' .. id
   redis.call('HSET', key, 'payload', ARGV[i + 2], 'nrt', nrt)
   redis.call('SADD', KEYS[2], id)
+  if holding then
+    redis.call('SREM', KEYS[3], id)
+  end
   -- A leased job goes back to the due set when its lease is released or expires.
   if redis.call('HEXISTS', key, 'ltoken') == 0 then
     if nrt == '' then
@@ -81,7 +96,8 @@ redis.call('PUBLISH', prefix .. ':wakeup', ARGV[2])
 return false
 """
 
-# KEYS: due. ARGV: prefix, sender, id, nrt, payload. Returns 1, or 0 if there is no job.
+# KEYS: due, held. ARGV: prefix, sender, id, nrt, payload. Returns 1, or 0 if there is
+# no job. An updated job keeps its run count and is no longer held.
 UPDATE = """
 local prefix, id, nrt = ARGV[1], ARGV[3], ARGV[4]
 local key = prefix .. ':job:' .. id
@@ -89,6 +105,7 @@ if redis.call('HEXISTS', key, 'nrt') == 0 then
   return 0
 end
 redis.call('HSET', key, 'payload', ARGV[5], 'nrt', nrt)
+redis.call('SREM', KEYS[2], id)
 if redis.call('HEXISTS', key, 'ltoken') == 0 then
   if nrt == '' then
     redis.call('ZREM', KEYS[1], id)
@@ -100,26 +117,28 @@ redis.call('PUBLISH', prefix .. ':wakeup', ARGV[2])
 return 1
 """
 
-# KEYS: due, jobs. ARGV: prefix, sender, id. Returns 1, or 0 if there is no job.
+# KEYS: due, jobs, held. ARGV: prefix, sender, id. Returns 1, or 0 if there is no job.
+# The job's run count goes with it.
 REMOVE = """
 local prefix, id = ARGV[1], ARGV[3]
-if redis.call('HDEL', prefix .. ':job:' .. id, 'payload', 'nrt') == 0 then
+if redis.call('HDEL', prefix .. ':job:' .. id, 'payload', 'nrt', 'run_count') == 0 then
   return 0
 end
 redis.call('SREM', KEYS[2], id)
 redis.call('ZREM', KEYS[1], id)
+redis.call('SREM', KEYS[3], id)
 redis.call('PUBLISH', prefix .. ':wakeup', ARGV[2])
 return 1
 """
 
-# KEYS: due, jobs. ARGV: prefix, sender. Returns how many jobs were removed.
+# KEYS: due, jobs, held. ARGV: prefix, sender. Returns how many jobs were removed.
 REMOVE_ALL = """
 local prefix = ARGV[1]
 local ids = redis.call('SMEMBERS', KEYS[2])
 for _, id in ipairs(ids) do
-  redis.call('HDEL', prefix .. ':job:' .. id, 'payload', 'nrt')
+  redis.call('HDEL', prefix .. ':job:' .. id, 'payload', 'nrt', 'run_count')
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('PUBLISH', prefix .. ':wakeup', ARGV[2])
 return #ids
 """
@@ -142,7 +161,7 @@ return reply
 # KEYS: due, leases, token counter. ARGV: prefix, now, lease expiry, limit, holder.
 # Expired leases first go back to the due set (at most 1000 per call, to bound the time
 # one call holds the server); then the earliest due jobs are leased.
-# Returns a JSON array of [id, payload, nrt, token, running] of the leased jobs,
+# Returns a JSON array of [id, payload, nrt, token, running, run count] of the leased jobs,
 # earliest first: one bulk string parses much faster in Python than nested replies.
 ACQUIRE = """
 local prefix, now, expires, holder = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
@@ -169,12 +188,12 @@ local first = redis.call('INCRBY', KEYS[3], n) - n
 local reply = {}
 for i, id in ipairs(ids) do
   local key = prefix .. ':job:' .. id
-  local fields = redis.call('HMGET', key, 'payload', 'nrt', 'running')
+  local fields = redis.call('HMGET', key, 'payload', 'nrt', 'running', 'run_count')
   if fields[2] then
     local token = tostring(first + i)
     redis.call('HSET', key, 'holder', holder, 'exp', expires, 'ltoken', token, 'lnrt', fields[2])
     redis.call('ZADD', KEYS[2], expires, id)
-    reply[#reply + 1] = {id, fields[1] or '', fields[2], token, fields[3] or '0'}
+    reply[#reply + 1] = {id, fields[1] or '', fields[2], token, fields[3] or '0', fields[4] or '0'}
   end
 end
 if #reply == 0 then
@@ -183,13 +202,16 @@ end
 return cjson.encode(reply)
 """
 
-# KEYS: due, leases, jobs, run leases, run holders. ARGV: prefix, sender, retention, a
-# JSON array with one [id, token, next run time ('' = none), remove (1/0), [[run id, run
-# record], ...] of the started runs, [run record, ...] of the finished runs] per release
-# (one string argument: packing thousands of separate ones costs the client more than
-# the server), then the releasing scheduler's id. Started runs are held by it until the
-# job's lease expiry (the ``exp`` the acquisition wrote, which is ``lease.expires_at``).
-# Returns the ids of releases whose token is not the job's current lease token.
+# KEYS: due, leases, jobs, run leases, run holders, held. ARGV: prefix, sender,
+# retention, a JSON array with one [id, token, next run time ('' = none), remove (1/0),
+# [[run id, run record], ...] of the started runs, [run record, ...] of the finished
+# runs, hold_while_running] per release (one string argument: packing thousands of
+# separate ones costs the client more than the server), then the releasing scheduler's
+# id. Started runs are held by it until the job's lease expiry (the ``exp`` the
+# acquisition wrote, which is ``lease.expires_at``), and count in the job's run count.
+# A job left with a next run time and at least hold_while_running (> 0) runs in flight
+# is held instead of due. Returns the ids of releases whose token is not the job's
+# current lease token.
 RELEASE = (
     _FLUSH
     + """
@@ -201,24 +223,30 @@ local expiries, holders = {}, {}
 for _, release in ipairs(cjson.decode(ARGV[4])) do
   local id, token, nrt = release[1], release[2], release[3]
   local key = prefix .. ':job:' .. id
-  local held = redis.call('HMGET', key, 'ltoken', 'lnrt', 'exp', 'nrt')
-  if held[1] ~= token then
+  local leased = redis.call('HMGET', key, 'ltoken', 'lnrt', 'exp', 'nrt')
+  if leased[1] ~= token then
     -- The lease expired and was taken over (or released already): change nothing.
     rejected[#rejected + 1] = id
   else
     redis.call('HDEL', key, 'holder', 'exp', 'ltoken', 'lnrt')
     redis.call('ZREM', KEYS[2], id)
+    local stored = leased[4]
     local started, finished = release[5], release[6]
+    local running = false
     if #started > 0 then
       local inflight = prefix .. ':inflight:' .. id
       for _, run in ipairs(started) do
         redis.call('HSET', inflight, run[1], run[2])
-        expiries[#expiries + 1] = held[3]
+        expiries[#expiries + 1] = leased[3]
         expiries[#expiries + 1] = run[1]
         holders[#holders + 1] = run[1]
         holders[#holders + 1] = owner .. id
       end
-      redis.call('HINCRBY', key, 'running', #started)
+      running = redis.call('HINCRBY', key, 'running', #started)
+      -- A job removed while leased has no run count to keep.
+      if stored then
+        redis.call('HINCRBY', key, 'run_count', #started)
+      end
     end
     if #finished > 0 and retention > 0 then
       local runs = prefix .. ':runs:' .. id
@@ -227,12 +255,11 @@ for _, release in ipairs(cjson.decode(ARGV[4])) do
       end
       redis.call('LTRIM', runs, 0, retention - 1)
     end
-    local stored = held[4]
     -- A stored next run time other than the leased one: the user rescheduled or paused
     -- the job meanwhile, and that change wins over this release.
-    if stored and stored == held[2] then
+    if stored and stored == leased[2] then
       if release[4] == 1 then
-        redis.call('HDEL', key, 'payload', 'nrt')
+        redis.call('HDEL', key, 'payload', 'nrt', 'run_count')
         redis.call('SREM', KEYS[3], id)
         stored = false
       else
@@ -241,10 +268,19 @@ for _, release in ipairs(cjson.decode(ARGV[4])) do
       end
     end
     if stored and stored ~= '' then
-      redis.call('ZADD', KEYS[1], stored, id)
-      -- Other schedulers counted this job at its lease expiry: wake them if sooner.
-      if tonumber(stored) < tonumber(held[3]) then
-        wake = true
+      local hold = release[7]
+      if hold > 0 and not running then
+        running = tonumber(redis.call('HGET', key, 'running') or '0')
+      end
+      if hold > 0 and running >= hold then
+        -- Held: out of the due set until a finish frees it (see FINISH).
+        redis.call('SADD', KEYS[6], id)
+      else
+        redis.call('ZADD', KEYS[1], stored, id)
+        -- Other schedulers counted this job at its lease expiry: wake them if sooner.
+        if tonumber(stored) < tonumber(leased[3]) then
+          wake = true
+        end
       end
     end
   end
@@ -258,16 +294,21 @@ return rejected
 """
 )
 
-# KEYS: run leases, run holders. ARGV: prefix, retention, then a JSON array of [job id,
-# run id, run record] of runs that ended, each followed, for a retry, by [run id, run
-# record, scheduler id, lease expiry] of the retry (runs ending at the same moment are
-# recorded in one call). A run that was not in flight is recorded only if its id is not
-# in the history already (another scheduler claimed it and recorded it first), and its
-# retry is ignored.
+# KEYS: run leases, run holders, due, held. ARGV: prefix, retention, a JSON array of
+# [job id, run id, run record] of runs that ended, each followed, for a retry, by [run
+# id, run record, scheduler id, lease expiry] of the retry (runs ending at the same
+# moment are recorded in one call), then the sender for wake-ups. A run that was not in
+# flight is recorded only if its id is not in the history already (another scheduler
+# claimed it and recorded it first), and its retry is ignored. A run that leaves flight
+# without a retry frees its job if held: the job goes back in the due set (unless
+# leased, which a held job never is), and the other schedulers are woken.
 FINISH = (
     _FLUSH
     + """
 local prefix, retention = ARGV[1], tonumber(ARGV[2])
+-- One O(1) check per batch: with no job held, finishes never look for holds.
+local holding = redis.call('SCARD', KEYS[4]) > 0
+local freed = false
 local done = {}
 local function record(runs, text)
   redis.call('LPUSH', runs, text)
@@ -280,7 +321,8 @@ for _, run in ipairs(cjson.decode(ARGV[3])) do
   if redis.call('HDEL', inflight, run_id) == 1 then
     done[#done + 1] = run_id
     if retry then
-      -- The retry takes the run's place: the job's count of runs in flight stays.
+      -- The retry takes the run's place: the job's count of runs in flight stays, and
+      -- so does its hold.
       redis.call('HSET', inflight, retry[1], retry[2])
       redis.call('ZADD', KEYS[1], retry[4], retry[1])
       redis.call('HSET', KEYS[2], retry[1], #retry[3] .. ':' .. retry[3] .. id)
@@ -288,6 +330,13 @@ for _, run in ipairs(cjson.decode(ARGV[3])) do
       local key = prefix .. ':job:' .. id
       if redis.call('HINCRBY', key, 'running', -1) <= 0 then
         redis.call('HDEL', key, 'running')
+      end
+      if holding and redis.call('SREM', KEYS[4], id) == 1 then
+        local fields = redis.call('HMGET', key, 'nrt', 'ltoken')
+        if fields[1] and fields[1] ~= '' and not fields[2] then
+          redis.call('ZADD', KEYS[3], fields[1], id)
+        end
+        freed = true
       end
     end
     if retention > 0 then
@@ -312,6 +361,9 @@ end
 if #done > 0 then
   flush('ZREM', KEYS[1], done)
   flush('HDEL', KEYS[2], done)
+end
+if freed then
+  redis.call('PUBLISH', prefix .. ':wakeup', ARGV[4])
 end
 return 1
 """
@@ -393,4 +445,16 @@ for id in pairs(ids) do
 end
 redis.call('SET', KEYS[1], '2')
 return count
+"""
+
+# KEYS: version. Upgrades layout 2 to 3, which added the run count of each job (a job
+# hash without ``run_count`` has started none, as far as layout 3 knows) and the set of
+# held jobs (empty: layout 2 held none). Nothing else to write. Returns 0, or -1 if the
+# layout is not version 2 (upgraded already).
+UPGRADE_3 = """
+if redis.call('GET', KEYS[1]) ~= '2' then
+  return -1
+end
+redis.call('SET', KEYS[1], '3')
+return 0
 """

@@ -36,8 +36,9 @@ __all__ = ["RedisStore"]
 logger = logging.getLogger(__name__)
 
 #: Version of the key layout; see docs/store-redis.md for what each version holds.
-#: Version 2 added the leases of in-flight runs; ``start()`` upgrades version 1 in place.
-LAYOUT_VERSION = 2
+#: Version 2 added the leases of in-flight runs, version 3 the run count of each job and
+#: the set of held jobs; ``start()`` upgrades versions 1 and 2 in place.
+LAYOUT_VERSION = 3
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
@@ -90,6 +91,7 @@ _FINISH = _Script("finish", lua.FINISH)
 _EXTEND = _Script("extend", lua.EXTEND)
 _CLAIM = _Script("claim", lua.CLAIM)
 _UPGRADE = _Script("upgrade", lua.UPGRADE)
+_UPGRADE_3 = _Script("upgrade to 3", lua.UPGRADE_3)
 _SCRIPTS = (
     _ADD,
     _UPDATE,
@@ -112,9 +114,10 @@ class RedisStore:
     round trip). Leases carry a fencing token, so a scheduler whose lease expired cannot
     overwrite the job another scheduler took over. Runs in flight are leased too (a
     sorted set by lease expiry), so the runs of a crashed scheduler are claimed by
-    another without scanning the rest. Schedulers wake each other through
-    pub/sub when jobs change. Every key starts with ``prefix``; see docs/store-redis.md
-    for the layout.
+    another without scanning the rest. A job held while its runs fill its slots
+    (``Release.hold_while_running``) waits out of the due set until a run of its ends.
+    Schedulers wake each other through pub/sub when jobs change. Every key starts with
+    ``prefix``; see docs/store-redis.md for the layout.
 
     Runs on the asyncio backend only: redis-py's asyncio client does not run on trio.
 
@@ -181,6 +184,16 @@ class RedisStore:
         self._token = f"{prefix}:token"
         self._run_leases = f"{prefix}:runleases"
         self._run_holders = f"{prefix}:runholders"
+        self._held = f"{prefix}:held"
+        self._release_keys = (
+            self._due,
+            self._leases,
+            self._jobs,
+            self._run_leases,
+            self._run_holders,
+            self._held,
+        )
+        self._finish_keys = (self._run_leases, self._run_holders, self._due, self._held)
         self._version = f"{prefix}:version"
         self._channel = f"{prefix}:wakeup"
         self._events_channel = f"{prefix}:events"
@@ -212,8 +225,8 @@ class RedisStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, context: StoreContext) -> None:
-        """Connect, check or write the key layout version (upgrading version 1 in
-        place), load the scripts, and start listening for other schedulers' wake-ups.
+        """Connect, check or write the key layout version (upgrading versions 1 and 2
+        in place), load the scripts, and start listening for other schedulers' wake-ups.
 
         Raises:
             StoreError: on trio (use the asyncio backend), when Redis cannot be reached,
@@ -290,6 +303,9 @@ class RedisStore:
         version = _text(replies[1])
         if version == "1":
             await self._upgrade()
+            version = "2"
+        if version == "2":
+            await self._upgrade_to_3()
         elif version != str(LAYOUT_VERSION):
             raise StoreError(
                 f"{self!r}: the keys under prefix {self._prefix!r} have layout version "
@@ -320,6 +336,17 @@ class RedisStore:
                 self,
                 int(indexed),
             )
+
+    async def _upgrade_to_3(self) -> None:
+        # Layout 3 added fields and a set that layout 2 never had: a missing run count
+        # is 0, and nothing is held. Only the version changes (see _redis_lua.UPGRADE_3).
+        client = self._started_client()
+        try:
+            changed = await client.eval(_UPGRADE_3.text, 1, self._version)
+        except self._errors.RedisError as exc:
+            raise StoreError(f"{self!r}: cannot upgrade the key layout to 3 ({exc})") from exc
+        if int(changed) >= 0:
+            logger.info("%r: upgraded the key layout from version 2 to 3", self)
 
     async def _subscribe(self) -> PubSub:
         pubsub = self._started_client().pubsub()
@@ -478,7 +505,7 @@ class RedisStore:
             args += (job.id, nrt, encode_job(job, self._serializer))
         if not jobs:
             return
-        conflict = await self._eval(_ADD, (self._due, self._jobs), args)
+        conflict = await self._eval(_ADD, (self._due, self._jobs, self._held), args)
         if conflict is not None:
             raise ConflictingIdError(_text(conflict))
 
@@ -522,7 +549,7 @@ class RedisStore:
         """
         nrt = "" if job.next_run_time is None else _us(job.next_run_time)
         args = (self._prefix, self._sender, job.id, nrt, encode_job(job, self._serializer))
-        if not await self._eval(_UPDATE, (self._due,), args):
+        if not await self._eval(_UPDATE, (self._due, self._held), args):
             raise JobLookupError(job.id)
 
     async def remove_job(self, job_id: str) -> None:
@@ -532,16 +559,17 @@ class RedisStore:
             JobLookupError: there is no such job.
         """
         args = (self._prefix, self._sender, job_id)
-        if not await self._eval(_REMOVE, (self._due, self._jobs), args):
+        if not await self._eval(_REMOVE, (self._due, self._jobs, self._held), args):
             raise JobLookupError(job_id)
 
     async def remove_all_jobs(self) -> None:
         """Remove every job."""
-        await self._eval(_REMOVE_ALL, (self._due, self._jobs), (self._prefix, self._sender))
+        keys = (self._due, self._jobs, self._held)
+        await self._eval(_REMOVE_ALL, keys, (self._prefix, self._sender))
 
     async def next_run_time(self) -> datetime | None:
-        """The earliest next run time of a job not leased, or the earliest lease expiry
-        if sooner (when a crashed scheduler's job can be taken over)."""
+        """The earliest next run time of a job neither leased nor held, or the earliest
+        lease expiry if sooner (when a crashed scheduler's job can be taken over)."""
         client = self._started_client()
         try:
             async with client.pipeline(transaction=True) as pipe:
@@ -563,7 +591,7 @@ class RedisStore:
         args = (self._prefix, _us(now), _us(expires), str(limit), scheduler_id)
         reply = await self._eval(_ACQUIRE, (self._due, self._leases, self._token), args)
         leases: list[Lease] = []
-        for job_id, payload, nrt, token, running in json.loads(reply):
+        for job_id, payload, nrt, token, running, run_count in json.loads(reply):
             job: Job | None
             error: Exception | None = None
             try:
@@ -579,6 +607,7 @@ class RedisStore:
                     expires_at=expires,
                     token=int(token),
                     running=int(running),
+                    run_count=int(run_count),
                     error=error,
                 )
             )
@@ -586,7 +615,10 @@ class RedisStore:
 
     async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
         """Give leased jobs back and record their runs, in one script call; returns the
-        ids of releases whose lease was no longer held (nothing of those is written)."""
+        ids of releases whose lease was no longer held (nothing of those is written).
+
+        A job released with ``hold_while_running`` whose runs in flight fill it is held
+        in the same script that counts them, so no finish can slip in between."""
         if not releases:
             return set()
         encode = self._encode_run
@@ -598,12 +630,12 @@ class RedisStore:
                 1 if release.remove else 0,
                 [[str(run.id), encode(run)] for run in release.started],
                 [encode(run) for run in release.finished],
+                release.hold_while_running,
             ]
             for release in releases
         ]
         args = (self._prefix, self._sender, self._retention_arg, _dumps(batch), scheduler_id)
-        keys = (self._due, self._leases, self._jobs, self._run_leases, self._run_holders)
-        rejected = await self._eval(_RELEASE, keys, args)
+        rejected = await self._eval(_RELEASE, self._release_keys, args)
         return {_text(job_id) for job_id in rejected}
 
     # ------------------------------------------------------------------ runs
@@ -617,6 +649,8 @@ class RedisStore:
 
         Runs that end while another batch of outcomes is being written (or in the same
         event loop turn) are written together, in one script call: a group commit.
+        A run that leaves flight without a retry frees its job if it was held, and the
+        other schedulers sharing the prefix are woken (through ``{prefix}:wakeup``).
 
         Raises:
             ValueError: ``retry`` without ``expires_at``.
@@ -644,8 +678,8 @@ class RedisStore:
                 await anyio.lowlevel.checkpoint()  # let runs ending now join the batch
                 async with self._finish_lock:  # ... and those ending while one is written
                     self._finishing = None
-                    args = (self._prefix, self._retention_arg, _dumps(batch.runs))
-                    await self._eval(_FINISH, (self._run_leases, self._run_holders), args)
+                    args = (self._prefix, self._retention_arg, _dumps(batch.runs), self._sender)
+                    await self._eval(_FINISH, self._finish_keys, args)
         except BaseException as exc:
             batch.error = exc
             raise
