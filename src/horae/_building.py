@@ -163,6 +163,10 @@ JOB_OPTIONS = frozenset(
         "jitter",
         "timeout",
         "retry",
+        "overlap",
+        "on_crash",
+        "max_runs",
+        "pause_after_failures",
         "next_run_time",
         "metadata",
     }
@@ -230,6 +234,10 @@ def build_job(
         jitter=option("jitter"),
         timeout=option("timeout"),
         retry=option("retry"),
+        overlap=option("overlap"),
+        on_crash=option("on_crash"),
+        max_runs=options.get("max_runs"),
+        pause_after_failures=option("pause_after_failures"),
         next_run_time=first,
         metadata=dict(options.get("metadata") or {}),
     )

@@ -29,6 +29,8 @@ from horae.events import (
     Event,
     JobAbandoned,
     JobAdded,
+    JobCancelled,
+    JobCancelRequested,
     JobError,
     JobExecuted,
     JobMissed,
@@ -61,6 +63,8 @@ _TYPES: dict[str, type[Event]] = {
         JobSkipped,
         JobTimedOut,
         JobAbandoned,
+        JobCancelled,
+        JobCancelRequested,
     )
 }
 # Field names and the attrs fields of each type, looked up once.
@@ -68,7 +72,7 @@ _FIELDS: dict[type[Event], tuple[str, ...]] = {
     cls: tuple(f.name for f in attrs.fields(cls) if f.name != "exception")
     for cls in _TYPES.values()
 }
-_INSTANTS = frozenset({"timestamp", "scheduled_time"})
+_INSTANTS = frozenset({"timestamp", "scheduled_time", "before"})
 # Text fields that may be long, cut from the front when a message must be small
 # (the end of a traceback names the exception).
 _LONG_TEXT = ("traceback", "reason")

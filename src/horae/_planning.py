@@ -1,4 +1,4 @@
-"""What happens to the due fire times of a leased job: the misfire rules in one place.
+"""What happens to the due fire times of a leased job: the misfire and overlap rules.
 
 This is the scheduler's decision, never a store's: a store only hands out leases and
 records what the scheduler decided.
@@ -8,19 +8,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from horae.jobs import Job, Run, RunOutcome
+from horae.jobs import RERUN_ATTEMPTS, Job, Run, RunOutcome
 from horae.stores.base import Lease, Release
+
+#: The policies whose fire times wait for a free slot rather than being skipped.
+_BUFFERING = frozenset({"buffer_one", "buffer_all", "cancel_other"})
 
 
 def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
     """Decide, for each fire time of ``lease.job`` due at ``now``, whether it runs.
 
     - Every fire time up to ``now`` is collected from the trigger.
-    - With ``coalesce``, a backlog of several collapses into one run for the latest,
-      which counts the others in ``Run.coalesced``.
+    - With ``coalesce`` (never with ``overlap="buffer_all"``), a backlog of several
+      collapses into one run for the latest, which counts the others in
+      ``Run.coalesced``.
     - A fire time more than ``misfire_grace_time`` before ``now`` is ``missed``.
     - Beyond ``max_instances`` runs in flight (counted by the store across every
-      scheduler), a fire time is ``skipped``.
+      scheduler), a fire time is ``skipped`` (``overlap="skip"``), or waits: the job
+      keeps it as its next run time and is held until a run of it ends
+      (``buffer_one``, ``buffer_all``, ``cancel_other``; :attr:`Release.hold_while_running`).
+      ``allow_all`` has no limit.
+    - Once ``max_runs`` runs have started, the job is removed (at once: a run of it
+      abandoned after that is recorded, but not rerun).
 
     Raises:
         Exception: whatever the trigger's ``next()`` raised.
@@ -33,18 +42,33 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
     while t is not None and t <= now:
         due.append(t)
         t = trigger.next(t)
-    if job.coalesce and len(due) > 1:
+    overlap = job.overlap
+    available = len(due) if overlap == "allow_all" else job.max_instances - lease.running
+    buffering = overlap in _BUFFERING
+    hold = job.max_instances if buffering else 0
+    if buffering and available <= 0 and due:
+        # Busy: the fire times wait (from the first of them) until a run ends; what
+        # becomes of them is decided then, by this same function.
+        return Release(lease=lease, next_run_time=due[0], hold_while_running=hold)
+    if job.coalesce and len(due) > 1 and overlap != "buffer_all":
         fire_times = [(due[-1], len(due) - 1)]
     else:
         fire_times = [(d, 0) for d in due]
+    runs_left = None if job.max_runs is None else job.max_runs - lease.run_count
     grace = job.misfire_grace_time
-    available = job.max_instances - lease.running
     started: list[Run] = []
     finished: list[Run] = []
+    next_run_time = t
     for scheduled, coalesced in fire_times:
+        if runs_left is not None and len(started) >= runs_left:
+            break  # the job has had all its runs; these fire times are not its any more
         if grace is not None and now - scheduled > grace:
             outcome = RunOutcome.MISSED
         elif available <= 0:
+            if overlap == "buffer_all":
+                # Each fire time waits its turn: the job comes back to this one.
+                next_run_time = scheduled
+                break
             outcome = RunOutcome.SKIPPED
         else:
             available -= 1
@@ -67,21 +91,37 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
                 coalesced=coalesced,
             )
         )
-    remove = t is None
-    if remove and (started or lease.running) and _may_retry_abandoned(job):
+    spent = runs_left is not None and len(started) >= runs_left
+    if spent:
+        next_run_time = None
+    remove = next_run_time is None
+    if remove and not spent and (started or lease.running) and reruns_abandoned(job, 1):
         # Its trigger has ended, but a run of it may still be abandoned and then needs
-        # the job to be retried: keep it, without a next run time, until its last run
+        # the job to be rerun: keep it, without a next run time, until its last run
         # ends (AsyncScheduler removes it then).
         remove = False
-    return Release(lease=lease, next_run_time=t, started=started, finished=finished, remove=remove)
+    return Release(
+        lease=lease,
+        next_run_time=next_run_time,
+        started=started,
+        finished=finished,
+        remove=remove,
+        hold_while_running=hold,
+    )
 
 
-def _may_retry_abandoned(job: Job) -> bool:
+def reruns_abandoned(job: Job, attempt: int) -> bool:
+    """Whether attempt number ``attempt`` of a run of ``job``, once abandoned by a
+    scheduler that died or stopped, is run again (``on_crash`` and ``retry``)."""
     policy = job.retry
-    return policy is not None and policy.abandoned and policy.attempts > 1
+    if job.on_crash == "abandon":
+        return False
+    if job.on_crash == "rerun":
+        return attempt < (policy.attempts if policy is not None else RERUN_ATTEMPTS)
+    return policy is not None and policy.retries(attempt, None)
 
 
 def is_finishing(job: Job, now: datetime) -> bool:
     """Whether ``job``'s trigger has ended, so that it is kept only for runs that may
-    still be retried (and removed after the last one)."""
-    return _may_retry_abandoned(job) and job.trigger.next(now) is None
+    still be rerun (and removed after the last one)."""
+    return reruns_abandoned(job, 1) and job.trigger.next(now) is None

@@ -12,6 +12,7 @@ from horae.events import (
     EVENT_JOB_ERROR,
     EventHub,
     JobAbandoned,
+    JobCancelled,
     JobError,
     JobExecuted,
     JobMissed,
@@ -62,7 +63,7 @@ def not_run(hub: EventHub, run: Run) -> None:
         _publish(hub, JobMissed, run, timestamp, coalesced=run.coalesced)
         return
     logger.warning(
-        "job %r skipped its fire time %s: max_instances runs are in progress",
+        "job %r skipped its fire time %s: max_instances runs are in progress (overlap policy)",
         run.job_id,
         run.scheduled_time,
     )
@@ -104,6 +105,14 @@ def abandoned(hub: EventHub, run: Run, reason: str) -> None:
         "job %r: the run for %s was abandoned: %s", run.job_id, run.scheduled_time, reason
     )
     _publish(hub, JobAbandoned, run, run.finished_at or run.scheduled_time, reason=reason)
+
+
+def cancelled(hub: EventHub, run: Run, reason: str) -> None:
+    """A run was cancelled by a newer fire time of its job (``cancel_other``)."""
+    logger.warning(
+        "job %r: the run for %s was cancelled: %s", run.job_id, run.scheduled_time, reason
+    )
+    _publish(hub, JobCancelled, run, run.finished_at or run.scheduled_time, reason=reason)
 
 
 def job_failed(

@@ -19,16 +19,19 @@ from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
+import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
 from horae import _reporting
 from horae._clock import Clock
 from horae._execution import call_job, ended
-from horae._planning import is_finishing, plan_release
+from horae._planning import is_finishing, plan_release, reruns_abandoned
 from horae.errors import DeserializationError, HoraeError, JobLookupError
 from horae.events import (
     Event,
     EventHub,
+    JobCancelRequested,
+    JobModified,
     JobRemoved,
     StoreFailed,
     StoreRecovered,
@@ -44,6 +47,17 @@ _FAILED_JOB_BACKOFF = timedelta(seconds=60)
 _STORE_ERROR_BACKOFF = (0.5, 30.0)
 #: Events waiting for a broadcast beyond this many are dropped (and counted).
 _OUTBOX_LIMIT = 100_000
+
+
+_FAILURES = frozenset({RunOutcome.ERROR, RunOutcome.TIMEOUT})
+# The outcomes pause_after_failures looks at: the others neither fail nor succeed.
+_COUNTED = frozenset({RunOutcome.SUCCESS, RunOutcome.ERROR, RunOutcome.TIMEOUT})
+
+
+def _retry_delay(job: Job, attempt: int) -> timedelta:
+    """How long the next attempt after ``attempt`` waits (a rerun of an abandoned run
+    without a retry policy: not at all)."""
+    return job.retry.delay(attempt) if job.retry is not None else timedelta(0)
 
 
 class _RunLoop:
@@ -87,6 +101,9 @@ class _RunLoop:
     _keeping: bool
     _keep_deadline: datetime | None
     _keep_wake: anyio.Event
+    # Runs of cancel_other jobs that may be cancelled, and why those that were.
+    _cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]]
+    _cancel_reasons: dict[uuid.UUID, str]
 
     def _now(self) -> datetime:
         return self._clock.now()
@@ -314,6 +331,13 @@ class _RunLoop:
                 continue
             for run in release.finished:
                 _reporting.not_run(hub, run)
+            if (
+                job.overlap == "cancel_other"
+                and not release.started
+                and release.next_run_time is not None
+                and release.next_run_time <= now
+            ):
+                self._request_cancel(job.id, release.next_run_time, now)
             if release.remove and hub.wanted & JobRemoved.code:
                 hub.publish(JobRemoved(timestamp=now, job_id=job.id, origin=self.id))
             for run in release.started:
@@ -373,34 +397,70 @@ class _RunLoop:
                             self._in_flight -= 1
                 self._notify_idle()
 
+    async def _attempt(
+        self, job: Job, run: Run, start_at: datetime | None
+    ) -> tuple[Run, BaseException | None] | None:
+        """One attempt of ``run``: wait for its time, call the job; ``None`` if another
+        scheduler took the run over meanwhile."""
+        if start_at is not None:
+            await self._sleep_for_run(run, start_at)
+        elif job.jitter:
+            await self._wait_jitter(job.jitter, run)
+        if self._lost_runs and run.id in self._lost_runs:
+            # Another scheduler took it over while it waited: it decides.
+            logger.warning(
+                "job %r: attempt %d for %s is not started here: another "
+                "scheduler took it over while it waited",
+                job.id,
+                run.attempt,
+                run.scheduled_time,
+            )
+            return None
+        logger.debug(
+            "job %r: run for %s starts (attempt %d)", job.id, run.scheduled_time, run.attempt
+        )
+        return await call_job(job, run, self.executors[job.executor], self._now)
+
+    async def _cancellable_attempt(
+        self, job: Job, run: Run, start_at: datetime | None
+    ) -> tuple[Run, BaseException | None] | None:
+        """:meth:`_attempt` for a ``cancel_other`` job: a newer fire time may cancel it
+        (:meth:`_cancel_runs`), and it then ends ``cancelled``."""
+        started_at = self._now()
+        result = None
+        with anyio.CancelScope() as scope:
+            self._cancel_scopes[run.id] = (run, scope)
+            try:
+                result = await self._attempt(job, run, start_at)
+            finally:
+                del self._cancel_scopes[run.id]
+        reason = self._cancel_reasons.pop(run.id, None)
+        if not scope.cancelled_caught:
+            return result
+        return (
+            ended(
+                run,
+                started_at=started_at,
+                finished_at=self._now(),
+                outcome=RunOutcome.CANCELLED,
+                error=reason or "cancelled",
+            ),
+            None,
+        )
+
     async def _execute(self, job: Job, run: Run, start_at: datetime | None = None) -> None:
         """Run ``run`` of ``job`` (at ``start_at``, for a retry), then its retries."""
+        frees = job.overlap in ("buffer_one", "buffer_all", "cancel_other")
         try:
             while True:
                 try:
-                    if start_at is not None:
-                        await self._sleep_for_run(run, start_at)
-                    elif job.jitter:
-                        await self._wait_jitter(job.jitter, run)
-                    if self._lost_runs and run.id in self._lost_runs:
-                        # Another scheduler took it over while it waited: it decides.
-                        logger.warning(
-                            "job %r: attempt %d for %s is not started here: another "
-                            "scheduler took it over while it waited",
-                            job.id,
-                            run.attempt,
-                            run.scheduled_time,
-                        )
+                    if frees and job.overlap == "cancel_other":
+                        attempt = await self._cancellable_attempt(job, run, start_at)
+                    else:
+                        attempt = await self._attempt(job, run, start_at)
+                    if attempt is None:
                         return
-                    logger.debug(
-                        "job %r: run for %s starts (attempt %d)",
-                        job.id,
-                        run.scheduled_time,
-                        run.attempt,
-                    )
-                    finished, exc = await call_job(
-                        job, run, self.executors[job.executor], self._now
-                    )
+                    finished, exc = attempt
                 except anyio.get_cancelled_exc_class():
                     # Also while waiting out the jitter or a retry's backoff: the run is
                     # in flight in the store from the moment it was released, and must
@@ -418,13 +478,17 @@ class _RunLoop:
                     )
                 retry = None if exc is None else self._next_attempt(job, finished, exc)
                 if retry is None:
-                    await self._record_outcome(finished)
-                    _reporting.finished(self._hub, job, finished, exc)
-                    if job.retry is not None and is_finishing(job, self._now()):
+                    await self._record_outcome(finished, wake=frees)
+                    if finished.outcome is RunOutcome.CANCELLED:
+                        _reporting.cancelled(self._hub, finished, finished.error or "")
+                    else:
+                        _reporting.finished(self._hub, job, finished, exc)
+                    if finished.outcome in _FAILURES and job.pause_after_failures:
+                        await self._pause_if_failing(job, finished)
+                    if is_finishing(job, self._now()):
                         await self._remove_if_finished(job.id)
                     return
-                assert job.retry is not None
-                start_at = self._now() + job.retry.delay(run.attempt)
+                start_at = self._now() + _retry_delay(job, run.attempt)
                 held = await self._record_with_retry(finished, retry)
                 retry_at = start_at if held else None
                 _reporting.finished(self._hub, job, finished, exc, retry_at=retry_at)
@@ -471,13 +535,16 @@ class _RunLoop:
             self._lost_runs.discard(run_id)
 
     def _next_attempt(self, job: Job, run: Run, exc: BaseException | None) -> Run | None:
-        """The next attempt of a failed run, if the job's retry policy wants one."""
+        """The next attempt of a failed run, if the job's retry policy (or, for an
+        abandoned run, its ``on_crash``) wants one."""
         policy = job.retry
-        if policy is None:
-            return None
         if run.outcome is RunOutcome.ABANDONED:
-            wanted = policy.retries(run.attempt, None)
-        elif run.outcome in (RunOutcome.ERROR, RunOutcome.TIMEOUT) and exc is not None:
+            wanted = reruns_abandoned(job, run.attempt)
+        elif (
+            policy is not None
+            and run.outcome in (RunOutcome.ERROR, RunOutcome.TIMEOUT)
+            and exc is not None
+        ):
             wanted = policy.retries(run.attempt, exc)
         else:
             wanted = False
@@ -499,8 +566,7 @@ class _RunLoop:
         (or this one, started again) takes it over and retries it, as after a crash.
         """
         now = self._now()
-        policy = job.retry
-        if policy is not None and policy.retries(run.attempt, None):
+        if reruns_abandoned(job, run.attempt):
             lost = await self.store.extend_runs(self.id, [run.id], now)
             if run.id not in lost:
                 logger.warning(
@@ -550,7 +616,9 @@ class _RunLoop:
             self._live_runs[retry.id] = retry
         return held
 
-    async def _record_outcome(self, run: Run, retry: Run | None = None) -> bool:
+    async def _record_outcome(
+        self, run: Run, retry: Run | None = None, *, wake: bool = False
+    ) -> bool:
         """Store a finished run's outcome (and its retry), retrying while the store fails.
 
         A run whose outcome is never stored stays in flight in the store and keeps
@@ -561,6 +629,8 @@ class _RunLoop:
 
         Returns whether ``retry`` is in flight held by this scheduler (the store puts it
         there only if ``run`` still was: another scheduler may have taken it over).
+        With ``wake``, the loop looks for due jobs once the outcome is stored: the run's
+        job may have been held until a run of it ended (overlap policies that buffer).
         """
         delay = _STORE_ERROR_BACKOFF[0]
         failures = 0
@@ -569,6 +639,8 @@ class _RunLoop:
                 if retry is None:
                     await self.store.finish_run(run)
                     held = False
+                    if wake:
+                        self._wake()
                 else:
                     expires_at = self._now() + timedelta(seconds=self._lease_duration)
                     await self.store.finish_run(run, retry=retry, expires_at=expires_at)
@@ -729,7 +801,7 @@ class _RunLoop:
             if job is not None:
                 retry = self._next_attempt(job, given_up, None)
             if retry is None:
-                await self._record_outcome(given_up)
+                await self._record_outcome(given_up, wake=True)
                 held = False
             else:
                 held = await self._record_with_retry(given_up, retry)
@@ -737,13 +809,11 @@ class _RunLoop:
             if retry is None and job is not None and is_finishing(job, self._now()):
                 await self._remove_if_finished(job.id)
             if retry is not None and job is not None and held:
-                assert job.retry is not None
-                start_at = self._now() + job.retry.delay(run.attempt)
+                start_at = self._now() + _retry_delay(job, run.attempt)
                 logger.warning(
-                    "job %r: attempt %d of %d for %s at %s",
+                    "job %r: attempt %d for %s (rerun of an abandoned run) at %s",
                     job.id,
                     retry.attempt,
-                    job.retry.attempts,
                     run.scheduled_time,
                     start_at,
                 )
@@ -759,6 +829,78 @@ class _RunLoop:
                 self._forget_run(run.id)
                 self._in_flight -= 1
                 self._notify_idle()
+
+    # ------------------------------------------------------ job-level controls
+
+    def _request_cancel(self, job_id: str, before: datetime, now: datetime) -> None:
+        """Cancel the runs of ``job_id`` for fire times before ``before``, here and in
+        every scheduler sharing the store (``overlap="cancel_other"``)."""
+        reason = f"cancelled by its job's fire time {before.isoformat()} (overlap='cancel_other')"
+        self._cancel_runs(job_id, before, reason)
+        event = JobCancelRequested(
+            timestamp=now, origin=self.id, job_id=job_id, before=before, reason=reason
+        )
+        self._hub.publish(event)
+        if self._task_group is not None:
+            # Owner: the scheduler's task group; one store call.
+            self._task_group.start_soon(self._send_cancel, event)
+
+    async def _send_cancel(self, event: JobCancelRequested) -> None:
+        try:
+            await self.store.broadcast([event])
+        except Exception as exc:
+            logger.warning(
+                "job %r: could not ask the other schedulers to cancel its runs (%s); a "
+                "run of it going on elsewhere ends by itself before the next one starts",
+                event.job_id,
+                exc,
+            )
+
+    def _cancel_runs(self, job_id: str, before: datetime, reason: str) -> None:
+        for run, scope in tuple(self._cancel_scopes.values()):
+            if run.job_id == job_id and run.scheduled_time < before:
+                self._cancel_reasons[run.id] = reason
+                scope.cancel()
+
+    def _on_store_event(self, event: Event) -> None:
+        """An event from another scheduler sharing the store."""
+        if isinstance(event, JobCancelRequested):
+            self._cancel_runs(event.job_id, event.before, event.reason)
+        self._hub.deliver(event)
+
+    async def _pause_if_failing(self, job: Job, last: Run) -> None:
+        """Pause ``job`` if its last ``pause_after_failures`` fire times all failed."""
+        limit = job.pause_after_failures
+        assert limit is not None
+        attempts = job.retry.attempts if job.retry is not None else 1
+        try:
+            runs = await self.store.get_runs(job.id, limit=limit * attempts + job.max_instances)
+            failed: set[datetime] = set()
+            for run in runs:
+                if run.outcome is None or run.outcome not in _COUNTED:
+                    continue  # in flight, or never ran: neither a failure nor a success
+                if run.outcome is RunOutcome.SUCCESS:
+                    break
+                failed.add(run.scheduled_time)
+                if len(failed) >= limit:
+                    break
+            if len(failed) < limit:
+                return
+            stored = await self.store.get_job(job.id)
+            if stored.next_run_time is None:
+                return  # paused already (or finished)
+            note = (
+                f"paused after {limit} failed fire time{'s' if limit > 1 else ''} in a row "
+                f"(pause_after_failures={limit}); last: {last.outcome} at "
+                f"{last.scheduled_time.isoformat()}"
+            )
+            await self.store.update_job(attrs.evolve(stored, next_run_time=None, pause_note=note))
+        except Exception as exc:
+            logger.warning("job %r: pausing it after repeated failures failed: %s", job.id, exc)
+            return
+        logger.error("job %r: %s", job.id, note)
+        if self._hub.wanted & JobModified.code:
+            self._hub.publish(JobModified(timestamp=self._now(), job_id=job.id, origin=self.id))
 
     # ---------------------------------------------------------------- idleness
 

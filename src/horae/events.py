@@ -43,7 +43,9 @@ EVENT_JOB_ABANDONED = 1 << 17
 EVENT_JOB_TIMEOUT = 1 << 18
 EVENT_STORE_ERROR = 1 << 19
 EVENT_STORE_RECOVERED = 1 << 20
-EVENT_ALL = (1 << 21) - 1
+EVENT_JOB_CANCELLED = 1 << 21
+EVENT_JOB_CANCEL_REQUESTED = 1 << 22
+EVENT_ALL = (1 << 23) - 1
 
 #: The events that travel between schedulers sharing a store (``share_events``): what
 #: happened to jobs and to their runs. Scheduler life-cycle events stay local.
@@ -59,6 +61,7 @@ EVENT_SHARED = (
     | EVENT_JOB_MAX_INSTANCES
     | EVENT_JOB_TIMEOUT
     | EVENT_JOB_ABANDONED
+    | EVENT_JOB_CANCELLED
 )
 
 
@@ -269,6 +272,36 @@ class JobSkipped(RunEvent):
     code: ClassVar[int] = EVENT_JOB_MAX_INSTANCES
 
 
+@attrs.frozen(kw_only=True)
+class JobCancelled(RunEvent):
+    """A run was cancelled by a newer fire time of its job (``overlap="cancel_other"``).
+
+    Attributes:
+        reason: what cancelled it, in words.
+    """
+
+    code: ClassVar[int] = EVENT_JOB_CANCELLED
+    reason: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class JobCancelRequested(JobEvent):
+    """A fire time of a ``cancel_other`` job asked for the job's runs to be cancelled.
+
+    Sent to every scheduler sharing the store (whatever ``share_events`` says): each
+    cancels its runs of the job scheduled before ``before``, and publishes
+    :class:`JobCancelled` for each.
+
+    Attributes:
+        before: runs of the job for earlier fire times are cancelled.
+        reason: why, in words.
+    """
+
+    code: ClassVar[int] = EVENT_JOB_CANCEL_REQUESTED
+    before: datetime
+    reason: str = ""
+
+
 #: APScheduler 3's name for :class:`JobSkipped`.
 JobMaxInstancesReached = JobSkipped
 
@@ -468,6 +501,8 @@ __all__ = [
     "EVENT_JOBSTORE_REMOVED",
     "EVENT_JOB_ABANDONED",
     "EVENT_JOB_ADDED",
+    "EVENT_JOB_CANCELLED",
+    "EVENT_JOB_CANCEL_REQUESTED",
     "EVENT_JOB_ERROR",
     "EVENT_JOB_EXECUTED",
     "EVENT_JOB_MAX_INSTANCES",
@@ -489,6 +524,8 @@ __all__ = [
     "EventHub",
     "JobAbandoned",
     "JobAdded",
+    "JobCancelRequested",
+    "JobCancelled",
     "JobError",
     "JobEvent",
     "JobExecuted",

@@ -6,7 +6,7 @@ import enum
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -17,7 +17,17 @@ if TYPE_CHECKING:
     from horae.scheduler import AsyncScheduler
     from horae.triggers.base import Trigger
 
-__all__ = ["Job", "JobDefaults", "Retry", "Run", "RunOutcome"]
+__all__ = ["OVERLAP_POLICIES", "Job", "JobDefaults", "Retry", "Run", "RunOutcome"]
+
+#: What a job does with a fire time that comes while ``max_instances`` runs of it are
+#: in progress (``overlap=``).
+OVERLAP_POLICIES = ("skip", "buffer_one", "buffer_all", "cancel_other", "allow_all")
+#: What happens to a run abandoned by a scheduler that died (``on_crash=``).
+CRASH_POLICIES = ("abandon", "rerun")
+#: Attempts in all for ``on_crash="rerun"`` when the job has no retry policy.
+RERUN_ATTEMPTS = 3
+_UTC = timezone.utc
+_KEY_NAMESPACE = uuid.UUID("6f1d3c0e-4b7a-5e2f-9c1d-0a8b7e6f5d4c")
 
 
 class RunOutcome(str, enum.Enum):
@@ -35,6 +45,8 @@ class RunOutcome(str, enum.Enum):
     SKIPPED = "skipped"
     #: The scheduler running it died; another scheduler found its lease expired.
     ABANDONED = "abandoned"
+    #: A newer fire time cancelled it (``overlap="cancel_other"``).
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
@@ -45,6 +57,33 @@ def _check_max_instances(_: Any, attribute: attrs.Attribute[int], value: int) ->
         raise JobArgumentError(
             f"{attribute.name}: {value!r} is not allowed; give a whole number of at least 1"
         )
+
+
+def _check_optional_count(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise JobArgumentError(
+            f"{attribute.name}: {value!r} is not allowed; give a whole number of at least 1, "
+            "or None"
+        )
+
+
+def _choice(choices: tuple[str, ...], *, optional: bool = False) -> Any:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if optional and value is None:
+            return
+        if value not in choices:
+            listed = ", ".join(repr(c) for c in choices)
+            raise JobArgumentError(
+                f"{attribute.name}: {value!r} is not a valid choice; use one of {listed}"
+                + (" (or None)" if optional else "")
+            )
+
+    return check
+
+
+def _check_optional_text(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise JobArgumentError(f"{attribute.name}: {value!r} is not a string")
 
 
 def _to_optional_timedelta(value: float | timedelta | None) -> timedelta | None:
@@ -240,6 +279,11 @@ class JobDefaults:
     jitter: timedelta | None = _duration_option()
     timeout: timedelta | None = _duration_option()
     retry: Retry | None = _retry_option()
+    overlap: str = attrs.field(default="skip", validator=_choice(OVERLAP_POLICIES))
+    on_crash: str | None = attrs.field(
+        default=None, validator=_choice(CRASH_POLICIES, optional=True)
+    )
+    pause_after_failures: int | None = attrs.field(default=None, validator=_check_optional_count)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | JobDefaults | None) -> JobDefaults:
@@ -278,8 +322,29 @@ class Job:
         func_ref: its ``"module:qualname"`` reference when it has one (persistent stores
             need it).
         trigger: when the job fires.
+        overlap: what a fire time does while ``max_instances`` runs of the job are in
+            progress: ``"skip"`` (recorded ``skipped``), ``"buffer_one"`` (waits for a
+            free slot; fire times that come while one waits are skipped, or folded into
+            it with ``coalesce``), ``"buffer_all"`` (each waits its turn, in order;
+            never coalesced), ``"cancel_other"`` (cancels the runs in progress, then
+            starts), ``"allow_all"`` (no limit: ``max_instances`` does not apply).
+        on_crash: what becomes of a run whose scheduler died: ``"abandon"`` (recorded
+            ``abandoned``, never rerun), ``"rerun"`` (recorded ``abandoned`` and run
+            again, up to ``retry.attempts`` attempts or 3), ``None`` (as the retry
+            policy's ``abandoned`` says).
+        max_runs: the job is removed once this many runs of it have started.
+        pause_after_failures: pause the job after this many fire times in a row failed
+            (``error`` or ``timeout`` after their retries).
         next_run_time: the next fire time, or ``None`` while the job is paused.
+        pause_note: why the job was paused (``pause_job(id, note=...)``), if it is.
     """
+
+    def __attrs_post_init__(self) -> None:
+        if self.overlap == "allow_all" and self.max_instances != 1:
+            raise JobArgumentError(
+                f"max_instances: {self.max_instances} does not apply with "
+                "overlap='allow_all' (runs are not limited); give one or the other"
+            )
 
     id: str = attrs.field(validator=_check_id)
     func: Callable[..., Any] = attrs.field(eq=False)
@@ -295,7 +360,14 @@ class Job:
     jitter: timedelta | None = _duration_option()
     timeout: timedelta | None = _duration_option()
     retry: Retry | None = _retry_option()
+    overlap: str = attrs.field(default="skip", validator=_choice(OVERLAP_POLICIES))
+    on_crash: str | None = attrs.field(
+        default=None, validator=_choice(CRASH_POLICIES, optional=True)
+    )
+    max_runs: int | None = attrs.field(default=None, validator=_check_optional_count)
+    pause_after_failures: int | None = attrs.field(default=None, validator=_check_optional_count)
     next_run_time: datetime | None = attrs.field(default=None, validator=_check_aware_or_none)
+    pause_note: str | None = attrs.field(default=None, validator=_check_optional_text)
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     _scheduler: AsyncScheduler | None = attrs.field(
         default=None, eq=False, repr=False, alias="scheduler"
@@ -316,9 +388,9 @@ class Job:
             )
         return self._scheduler
 
-    async def pause(self) -> Job:
+    async def pause(self, *, note: str | None = None) -> Job:
         """Pause this job (see :meth:`AsyncScheduler.pause_job`)."""
-        return await self._bound().pause_job(self.id)
+        return await self._bound().pause_job(self.id, note=note)
 
     async def resume(self) -> Job:
         """Resume this job (see :meth:`AsyncScheduler.resume_job`)."""
@@ -358,6 +430,17 @@ class Run:
         attempt: 1 for the first attempt.
         coalesced: how many earlier fire times this run covered (``coalesce=True``).
     """
+
+    @property
+    def key(self) -> uuid.UUID:
+        """An id of this run's fire time, the same for every attempt and every process.
+
+        ``id`` names one attempt (each retry or rerun is a run of its own); ``key``
+        names the work: use it as an idempotency key when a run may be repeated after
+        a crash (``on_crash="rerun"``, retries).
+        """
+        when = self.scheduled_time.astimezone(_UTC).isoformat()
+        return uuid.uuid5(_KEY_NAMESPACE, f"{self.job_id}\x00{when}")
 
     id: uuid.UUID = attrs.field(factory=uuid.uuid4)
     job_id: str

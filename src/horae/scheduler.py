@@ -197,6 +197,8 @@ class AsyncScheduler(_RunLoop):
         self._live_runs: dict[uuid.UUID, Run] = {}
         self._lost_runs: set[uuid.UUID] = set()
         self._pending_runs: set[uuid.UUID] = set()
+        self._cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]] = {}
+        self._cancel_reasons: dict[uuid.UUID, str] = {}
         self._store_down_since: datetime | None = None
         self._store_back_at: datetime | None = None
         self._keeping = False
@@ -238,7 +240,7 @@ class AsyncScheduler(_RunLoop):
             # Events other schedulers broadcast go to local listeners only (deliver),
             # never back out.
             await self.store.start(
-                StoreContext(scheduler_id=self.id, wakeup=self._wake, publish=self._hub.deliver)
+                StoreContext(scheduler_id=self.id, wakeup=self._wake, publish=self._on_store_event)
             )
             stack.push_async_callback(self.store.stop)
             for executor in self.executors.values():
@@ -504,6 +506,10 @@ class AsyncScheduler(_RunLoop):
         jitter: float | timedelta | None = UNSET,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | int | None = UNSET,
+        overlap: str = UNSET,
+        on_crash: str | None = UNSET,
+        max_runs: int | None = None,
+        pause_after_failures: int | None = UNSET,
         next_run_time: datetime | str | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         **trigger_args: Any,
@@ -530,6 +536,15 @@ class AsyncScheduler(_RunLoop):
             retry: a :class:`Retry` policy for runs that fail, time out or are
                 abandoned (a number is short for ``Retry(attempts=n)``); no retries by
                 default.
+            overlap: what a fire time does while ``max_instances`` runs are in progress:
+                ``"skip"`` (default), ``"buffer_one"``, ``"buffer_all"``,
+                ``"cancel_other"`` or ``"allow_all"`` (see :class:`Job` and
+                ``docs/guarantees.md``); it holds across every process sharing the store.
+            on_crash: ``"abandon"`` or ``"rerun"`` a run whose scheduler died (by
+                default as ``retry`` says); a rerun has the same :attr:`Run.key`.
+            max_runs: remove the job once this many runs of it have started.
+            pause_after_failures: pause the job (with a note saying why) after this
+                many fire times in a row failed.
             next_run_time: override the first fire time; ``None`` adds the job paused.
             metadata: your own JSON-able data, kept with the job.
             **trigger_args: arguments of the trigger named by ``trigger``.
@@ -555,6 +570,10 @@ class AsyncScheduler(_RunLoop):
             "jitter": jitter,
             "timeout": timeout,
             "retry": retry,
+            "overlap": overlap,
+            "on_crash": on_crash,
+            "max_runs": max_runs,
+            "pause_after_failures": pause_after_failures,
             "next_run_time": next_run_time,
             "metadata": metadata,
         }
@@ -747,10 +766,18 @@ class AsyncScheduler(_RunLoop):
         first = first_fire_time(new_trigger, now)
         return await self._replace(attrs.evolve(job, trigger=new_trigger, next_run_time=first))
 
-    async def pause_job(self, job_id: str) -> Job:
-        """Pause a job: it has no next run time until :meth:`resume_job`."""
+    async def pause_job(self, job_id: str, *, note: str | None = None) -> Job:
+        """Pause a job: it has no next run time until :meth:`resume_job`.
+
+        Args:
+            job_id: the job's id.
+            note: why, for whoever looks at the job later (``Job.pause_note``, the CLI,
+                :meth:`explain`); resuming the job clears it.
+        """
+        if note is not None and not isinstance(note, str):
+            raise JobArgumentError(f"note: {note!r} is not a string")
         job = await self.get_job(job_id)
-        return await self._replace(attrs.evolve(job, next_run_time=None))
+        return await self._replace(attrs.evolve(job, next_run_time=None, pause_note=note))
 
     async def resume_job(self, job_id: str) -> Job:
         """Resume a paused job from its trigger's first fire time after now.
@@ -761,6 +788,7 @@ class AsyncScheduler(_RunLoop):
         job = await self.get_job(job_id)
         if job.next_run_time is not None:
             return job
+        job = attrs.evolve(job, pause_note=None)
         # Strictly after now: a fire time at this very instant may have run just before
         # the pause, and must not run twice.
         first = job.trigger.next(self._now())

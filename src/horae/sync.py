@@ -236,6 +236,10 @@ class Scheduler:
         jitter: float | timedelta | None = UNSET,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | int | None = UNSET,
+        overlap: str = UNSET,
+        on_crash: str | None = UNSET,
+        max_runs: int | None = None,
+        pause_after_failures: int | None = UNSET,
         next_run_time: datetime | str | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         **trigger_args: Any,
@@ -257,6 +261,10 @@ class Scheduler:
             jitter=jitter,
             timeout=timeout,
             retry=retry,
+            overlap=overlap,
+            on_crash=on_crash,
+            max_runs=max_runs,
+            pause_after_failures=pause_after_failures,
             next_run_time=next_run_time,
             metadata=metadata,
             **trigger_args,
@@ -299,9 +307,9 @@ class Scheduler:
         job: Job = self._call(self.async_scheduler.reschedule_job, job_id, trigger, **trigger_args)
         return job
 
-    def pause_job(self, job_id: str) -> Job:
+    def pause_job(self, job_id: str, *, note: str | None = None) -> Job:
         """Pause a job; see :meth:`AsyncScheduler.pause_job`."""
-        job: Job = self._call(self.async_scheduler.pause_job, job_id)
+        job: Job = self._call(self.async_scheduler.pause_job, job_id, note=note)
         return job
 
     def resume_job(self, job_id: str) -> Job:

@@ -70,6 +70,18 @@ def encode_job(job: Job, serializer: Serializer) -> str:
         "retry": None if job.retry is None else _encode_retry(job.retry),
         "metadata": json.loads(metadata),
     }
+    # Written only when not the default, so that a job that does not use them keeps
+    # the payload an older horae of the same payload version reads the same way.
+    if job.overlap != "skip":
+        payload["overlap"] = job.overlap
+    if job.on_crash is not None:
+        payload["on_crash"] = job.on_crash
+    if job.max_runs is not None:
+        payload["max_runs"] = job.max_runs
+    if job.pause_after_failures is not None:
+        payload["pause_after_failures"] = job.pause_after_failures
+    if job.pause_note is not None:
+        payload["pause_note"] = job.pause_note
     return json.dumps(payload, separators=(",", ":"))
 
 
@@ -138,7 +150,12 @@ def decode_job(
             jitter=data["jitter"],
             timeout=data["timeout"],
             retry=_decode_retry(data.get("retry")),
+            overlap=data.get("overlap", "skip"),
+            on_crash=data.get("on_crash"),
+            max_runs=data.get("max_runs"),
+            pause_after_failures=data.get("pause_after_failures"),
             next_run_time=next_run_time,
+            pause_note=data.get("pause_note"),
             metadata=data["metadata"],
         )
     except Exception as exc:
