@@ -1,11 +1,14 @@
-"""What only the Redis store does: its key layout, scripts, cross-process wake-ups, and
-the asyncio-only refusal on trio. The shared behaviour is in the conformance suite."""
+"""What only the Redis store does: its key layout, scripts, cross-process wake-ups,
+layout upgrades, holds racing finishes, and the asyncio-only refusal on trio. The shared
+behaviour is in the conformance suite."""
 
 from __future__ import annotations
 
+import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 import anyio
@@ -13,6 +16,8 @@ import attrs
 import pytest
 
 from horae import JobLookupError, Run, RunOutcome, StoreError
+from horae.events import JobAdded
+from horae.stores._codec import encode_job
 from horae.stores.base import Release, StoreContext
 from horae.stores.redis import LAYOUT_VERSION, RedisStore
 from tests.services import REDIS_URL, unavailable
@@ -109,7 +114,7 @@ async def test_every_key_is_under_the_prefix(client: Any, prefix: str) -> None:
         # without a prefix.
         unprefixed = {
             *("version", "due", "jobs", "leases", "token", "job:0", "runs:1"),
-            *("runleases", "runholders"),
+            *("runleases", "runholders", "held"),
         }
         assert not {key for key in new - mine if prefix in key}
         assert not {key for key in new if key.lstrip(":") in unprefixed}
@@ -133,6 +138,9 @@ async def test_every_key_is_under_the_prefix(client: Any, prefix: str) -> None:
         assert int(lease[b"ltoken"]) == leases[2].token
         assert lease[b"exp"] == str((at(32) - EPOCH) // US).encode()
         assert await client.hget(f"{prefix}:job:0", "running") == b"1"
+        # One run started so far; none for the job whose fire time was missed.
+        assert await client.hget(f"{prefix}:job:0", "run_count") == b"1"
+        assert await client.hget(f"{prefix}:job:1", "run_count") is None
         # The started run is held by s1 until the job's lease expiry.
         assert await client.zrange(f"{prefix}:runleases", 0, -1, withscores=True) == [
             (str(run.id).encode(), (at(32) - EPOCH) // US)
@@ -564,3 +572,187 @@ async def test_a_retry_needs_its_lease_expiry(prefix: str) -> None:
             await store.finish_run(run, retry=Run(job_id="a", scheduled_time=at(1), attempt=2))
     finally:
         await store.stop()
+
+
+async def test_a_held_job_waits_in_the_held_set_with_its_next_run_time(
+    client: Any, prefix: str
+) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    held, due = f"{prefix}:held", f"{prefix}:due"
+    try:
+        await store.add_jobs([make_job("a", 1), make_job("b", 1)], replace=False)
+        leases = await store.acquire_jobs("s", at(1), 10, 30)
+        runs = {lease.job_id: Run(job_id=lease.job_id, scheduled_time=at(1)) for lease in leases}
+        releases = [
+            Release(
+                lease=lease,
+                next_run_time=at(2),
+                started=[runs[lease.job_id]],
+                hold_while_running=1,
+            )
+            for lease in leases
+        ]
+        assert await store.release_jobs("s", releases) == set()
+        assert await client.smembers(held) == {b"a", b"b"}
+        assert await client.zcard(due) == 0
+        assert await client.hget(f"{prefix}:job:a", "nrt") == str((at(2) - EPOCH) // US).encode()
+        # The end of a's run frees a: back in the due set at its next run time.
+        await store.finish_run(attrs.evolve(runs["a"], outcome=RunOutcome.SUCCESS))
+        assert await client.smembers(held) == {b"b"}
+        assert await client.zrange(due, 0, -1, withscores=True) == [(b"a", (at(2) - EPOCH) // US)]
+        # A removed job is held no more; nor is any job after remove_all_jobs().
+        await store.remove_job("b")
+        assert not await client.exists(held)
+        await store.add_jobs([make_job("b", 1)], replace=False)
+        (lease,) = await store.acquire_jobs("s", at(1), 10, 30)
+        assert (lease.job_id, lease.run_count, lease.running) == ("b", 0, 1)
+        hold = Release(lease=lease, next_run_time=at(2), hold_while_running=1)
+        await store.release_jobs("s", [hold])
+        assert await client.smembers(held) == {b"b"}
+        await store.remove_all_jobs()
+        assert not await client.exists(held, due)
+        # The run of the removed job still ends well, and frees nothing.
+        await store.finish_run(attrs.evolve(runs["b"], outcome=RunOutcome.SUCCESS))
+        assert not await client.exists(held, due, f"{prefix}:job:b")
+    finally:
+        await store.stop()
+
+
+async def test_a_hold_racing_the_end_of_the_last_runs_never_strands_its_job(
+    client: Any, prefix: str
+) -> None:
+    # Two store instances, two connections: one releases the job with a hold as its
+    # last runs end through the other. Whichever script Redis runs first, the job must
+    # end up acquirable with nothing in flight: either the release finds the slots free
+    # (not held), or the finish frees the job it held.
+    rounds = 200
+    rng = random.Random(20261125)
+    woken = 0
+    barrier = anyio.Event()
+
+    def wakeup() -> None:
+        # Only the finisher's wake-ups reach the releaser: its own are ignored, and the
+        # finisher publishes one only when a finish frees a held job.
+        nonlocal woken
+        woken += 1
+
+    releaser = RedisStore(REDIS_URL, prefix=prefix)
+    finisher = RedisStore(REDIS_URL, prefix=prefix)
+    await releaser.start(
+        StoreContext(scheduler_id="s1", wakeup=wakeup, publish=lambda e: barrier.set())
+    )
+    await finisher.start(context("s2"))
+
+    async def after(checkpoints: int, action: Callable[[], Awaitable[object]]) -> None:
+        for _ in range(checkpoints):
+            await anyio.lowlevel.checkpoint()
+        await action()
+
+    try:
+        for i in range(rounds):
+            job_id = f"job{i}"
+            slots = 1 + i % 3
+            await releaser.add_jobs([make_job(job_id, 1)], replace=False)
+            (lease,) = await releaser.acquire_jobs("s1", at(1), 1, 30)
+            runs = [
+                Run(job_id=job_id, scheduled_time=at(1), scheduler_id="s1") for _ in range(slots)
+            ]
+            await releaser.release_jobs(
+                "s1", [Release(lease=lease, next_run_time=at(2), started=runs)]
+            )
+            (lease,) = await releaser.acquire_jobs("s1", at(2), 1, 30)
+            assert lease.running == slots
+            hold = Release(lease=lease, next_run_time=at(3), hold_while_running=slots)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(after, rng.randrange(4), partial(releaser.release_jobs, "s1", [hold]))
+                for run in runs:
+                    ended = attrs.evolve(run, outcome=RunOutcome.SUCCESS, finished_at=at(2))
+                    tg.start_soon(after, rng.randrange(4), partial(finisher.finish_run, ended))
+            assert not await client.sismember(f"{prefix}:held", job_id), f"round {i}"
+            (again,) = await finisher.acquire_jobs("s2", at(3), 10, 30)
+            assert (again.job_id, again.running, again.run_count) == (job_id, 0, slots)
+            await finisher.release_jobs(
+                "s2", [Release(lease=again, next_run_time=None, remove=True)]
+            )
+        # Events and wake-ups reach the releaser in the order Redis published them: once
+        # this event is there, so is every wake-up the finishes sent.
+        await finisher.broadcast([JobAdded(timestamp=at(0), job_id="barrier", origin="s2")])
+        with anyio.fail_after(5):
+            await barrier.wait()
+        # Both orders happened: some releases held their job until a finish freed it,
+        # others found the slots free already.
+        assert 0 < woken < rounds, woken
+    finally:
+        await finisher.stop()
+        await releaser.stop()
+
+
+async def test_layout_2_is_upgraded_and_keeps_its_jobs_and_runs(client: Any, prefix: str) -> None:
+    # What horae of layout 2 left behind: a due job with a finished run, and a paused job
+    # with a run in flight held by scheduler "old" until at(40); no run counts, no holds.
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    serializer = store._serializer
+    finished = Run(
+        job_id="due", scheduled_time=at(1), outcome=RunOutcome.SUCCESS, scheduler_id="old"
+    )
+    flying = Run(job_id="paused", scheduled_time=at(2), scheduler_id="old")
+    expiry = (at(40) - EPOCH) // US
+    await client.set(f"{prefix}:version", "2")
+    await client.set(f"{prefix}:token", "7")
+    await client.sadd(f"{prefix}:jobs", "due", "paused")
+    await client.hset(
+        f"{prefix}:job:due",
+        mapping={
+            "payload": encode_job(make_job("due", 5), serializer),
+            "nrt": (at(5) - EPOCH) // US,
+        },
+    )
+    await client.zadd(f"{prefix}:due", {"due": (at(5) - EPOCH) // US})
+    await client.hset(
+        f"{prefix}:job:paused",
+        mapping={
+            "payload": encode_job(make_job("paused", None), serializer),
+            "nrt": "",
+            "running": 1,
+        },
+    )
+    await client.lpush(f"{prefix}:runs:due", store._encode_run(finished))
+    await client.hset(f"{prefix}:inflight:paused", str(flying.id), store._encode_run(flying))
+    await client.zadd(f"{prefix}:runleases", {str(flying.id): expiry})
+    await client.hset(f"{prefix}:runholders", str(flying.id), "3:oldpaused")
+    await store.start(context())
+    try:
+        assert await client.get(f"{prefix}:version") == str(LAYOUT_VERSION).encode() == b"3"
+        assert [(j.id, j.next_run_time) for j in await store.get_jobs()] == [
+            ("due", at(5)),
+            ("paused", None),
+        ]
+        assert [r.id for r in await store.get_runs("due")] == [finished.id]
+        assert [r.id for r in await store.get_runs("paused")] == [flying.id]
+        # The run's lease is still "old"'s, until at(40).
+        assert await store.extend_runs("old", [flying.id], at(40)) == set()
+        assert await store.claim_expired_runs("new", at(39), 10, 30) == []
+        (lease,) = await store.acquire_jobs("s", at(5), 10, 30)
+        assert (lease.job_id, lease.token, lease.running, lease.run_count) == ("due", 8, 0, 0)
+        started = Run(job_id="due", scheduled_time=at(5), scheduler_id="s")
+        await store.release_jobs(
+            "s",
+            [Release(lease=lease, next_run_time=at(15), started=[started], hold_while_running=1)],
+        )
+        assert await store.next_run_time() is None  # held (the in-flight lease is a run's)
+        await store.finish_run(attrs.evolve(started, outcome=RunOutcome.SUCCESS))
+        (lease,) = await store.acquire_jobs("s", at(15), 10, 30)
+        assert (lease.job_id, lease.run_count) == ("due", 1)
+        (claimed,) = await store.claim_expired_runs("new", at(40), 10, 30)
+        assert claimed.id == flying.id
+    finally:
+        await store.stop()
+    # Once upgraded, a new start changes nothing.
+    again = RedisStore(REDIS_URL, prefix=prefix)
+    await again.start(context())
+    try:
+        assert await client.get(f"{prefix}:version") == b"3"
+        assert [j.id for j in await again.get_jobs()] == ["due", "paused"]
+    finally:
+        await again.stop()
