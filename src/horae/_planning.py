@@ -100,6 +100,10 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
         # the job to be rerun: keep it, without a next run time, until its last run
         # ends (AsyncScheduler removes it then).
         remove = False
+    if overlap == "cancel_other":
+        # Not held while its runs go on: its next fire time must be acquired, to cancel
+        # them (AsyncScheduler does on the busy release above).
+        hold = 0
     return Release(
         lease=lease,
         next_run_time=next_run_time,

@@ -1,0 +1,444 @@
+"""Job-level controls on the fake clock: overlap policies, max_runs, pauses (with notes,
+after failures), on_crash and Run.key, catch-up. The cross-process versions are in
+tests/faults/test_controls.py."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from horae import (
+    AsyncScheduler,
+    Event,
+    JobArgumentError,
+    JobCancelled,
+    JobLookupError,
+    JobRemoved,
+    MemoryStore,
+    Retry,
+    Run,
+    RunOutcome,
+    SQLiteStore,
+    current_run,
+)
+from horae._planning import plan_release
+from horae.testing import FakeClock, wait_idle
+
+from . import jobfuncs
+from .conftest import START as _START
+
+pytestmark = pytest.mark.anyio
+
+START = datetime.fromisoformat(_START)
+
+
+def _seconds(instant: datetime | None) -> float | None:
+    return None if instant is None else (instant - START).total_seconds()
+
+
+class Slow:
+    """A job that takes ``duration`` seconds of the fake clock and logs its runs."""
+
+    def __init__(self, clock: FakeClock, duration: float) -> None:
+        self.clock = clock
+        self.duration = duration
+        self.log: list[tuple[float | None, float | None, float | None]] = []  # fire, start, end
+        self.running = 0
+        self.most_running = 0
+
+    async def __call__(self) -> None:
+        run = current_run()
+        started = _seconds(self.clock.now())
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            await self.clock.sleep(self.duration)
+        finally:
+            self.running -= 1
+        self.log.append((_seconds(run.scheduled_time), started, _seconds(self.clock.now())))
+
+
+async def _advance(clock: FakeClock, seconds: float, step: float = 1.0) -> None:
+    """Move the clock in small steps, letting every task run at each (runs are busy, so
+    wait_idle() does not apply)."""
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+        await anyio.wait_all_tasks_blocked()
+
+
+def _outcomes(runs: list[Run]) -> list[tuple[float | None, str | None]]:
+    ordered = sorted(runs, key=lambda r: (r.scheduled_time, r.attempt))
+    return [(_seconds(r.scheduled_time), r.outcome and r.outcome.value) for r in ordered]
+
+
+# ------------------------------------------------------------------ bad values
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"overlap": "queue"}, r"overlap: 'queue' is not a valid choice; use one of 'skip'"),
+        ({"on_crash": "retry"}, r"on_crash: 'retry' is not a valid choice; use one of 'abandon'"),
+        ({"max_runs": 0}, r"max_runs: 0 is not allowed; give a whole number of at least 1"),
+        ({"max_runs": -3}, r"max_runs: -3 is not allowed"),
+        ({"max_runs": 2.5}, r"max_runs: 2.5 is not allowed"),
+        ({"pause_after_failures": 0}, r"pause_after_failures: 0 is not allowed"),
+        (
+            {"overlap": "allow_all", "max_instances": 3},
+            r"max_instances: 3 does not apply with overlap='allow_all'",
+        ),
+    ],
+)
+async def test_bad_controls_are_refused_at_add_job(
+    scheduler: AsyncScheduler, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(JobArgumentError, match=message):
+        await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1], **options)
+    assert await scheduler.get_jobs() == []
+
+
+async def test_bad_controls_in_job_defaults_and_modify_job(clock: FakeClock) -> None:
+    with pytest.raises(JobArgumentError, match=r"overlap: 'buffer' is not a valid choice"):
+        AsyncScheduler(clock=clock, job_defaults={"overlap": "buffer"})
+    async with AsyncScheduler(clock=clock, job_defaults={"overlap": "buffer_all"}) as scheduler:
+        job = await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1])
+        assert job.overlap == "buffer_all"
+        with pytest.raises(JobArgumentError, match=r"on_crash: 'later'"):
+            await scheduler.modify_job(job.id, on_crash="later")
+        assert (await scheduler.modify_job(job.id, max_runs=4)).max_runs == 4
+
+
+async def test_a_pause_note_must_be_text(scheduler: AsyncScheduler) -> None:
+    job = await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1])
+    with pytest.raises(JobArgumentError, match="note: 42 is not a string"):
+        await scheduler.pause_job(job.id, note=42)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------- overlap policies
+
+
+async def _overlapping(clock: FakeClock, seconds: float, **options: Any) -> tuple[Slow, list[Run]]:
+    """An every-10-s job that takes 25 s, for ``seconds`` of the clock."""
+    slow = Slow(clock, 25)
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(slow, "interval", seconds=10, id="j", **options)
+        await _advance(clock, seconds)
+        runs = await scheduler.get_runs("j")
+        await scheduler.remove_job("j")
+        await _advance(clock, 30)
+    return slow, runs
+
+
+async def test_skip_records_the_fire_times_that_come_while_a_run_goes_on(
+    clock: FakeClock,
+) -> None:
+    slow, runs = await _overlapping(clock, 75)
+    assert slow.log[:2] == [(10, 10, 35), (40, 40, 65)]
+    assert _outcomes(runs)[:5] == [
+        (10, "success"),
+        (20, "skipped"),
+        (30, "skipped"),
+        (40, "success"),
+        (50, "skipped"),
+    ]
+
+
+async def test_buffer_one_runs_one_waiting_fire_time_when_the_run_ends(clock: FakeClock) -> None:
+    slow, runs = await _overlapping(clock, 90, overlap="buffer_one", coalesce=False)
+    # 20 waits for the run of 10; 30 comes while 20 waits: skipped. 20 starts at 35.
+    assert slow.log[:2] == [(10, 10, 35), (20, 35, 60)]
+    assert _outcomes(runs)[:5] == [
+        (10, "success"),
+        (20, "success"),
+        (30, "skipped"),
+        (40, "success"),
+        (50, "skipped"),
+    ]
+    assert slow.most_running == 1
+
+
+async def test_buffer_one_with_coalesce_runs_the_latest_and_counts_the_others(
+    clock: FakeClock,
+) -> None:
+    slow, runs = await _overlapping(clock, 40, overlap="buffer_one")
+    assert slow.log[:2] == [(10, 10, 35), (30, 35, 60)]
+    (covering,) = [r for r in runs if _seconds(r.scheduled_time) == 30]
+    assert covering.coalesced == 1  # the fire time of 20
+    assert all(r.outcome is not RunOutcome.SKIPPED for r in runs)
+
+
+async def test_buffer_all_runs_every_fire_time_in_turn(clock: FakeClock) -> None:
+    slow, runs = await _overlapping(clock, 130, overlap="buffer_all")
+    fire_times = [fire for fire, _, _ in slow.log]
+    assert fire_times == [10, 20, 30, 40, 50]
+    for (_, _, end), (_, start, _) in zip(slow.log, slow.log[1:], strict=False):
+        assert start == end  # each starts as the one before ends, never alongside
+    assert {r.outcome for r in runs} <= {RunOutcome.SUCCESS, None}
+    assert all(r.coalesced == 0 for r in runs)  # buffer_all never coalesces
+    assert slow.most_running == 1
+
+
+async def test_buffer_all_fills_max_instances_slots(clock: FakeClock) -> None:
+    slow, _ = await _overlapping(clock, 60, overlap="buffer_all", max_instances=2)
+    assert slow.most_running == 2
+    assert [fire for fire, _, _ in slow.log][:3] == [10, 20, 30]
+    assert slow.log[2][1] == 35  # 30 waited for a slot: the run of 10 ended at 35
+
+
+async def test_cancel_other_cancels_the_run_in_progress(clock: FakeClock) -> None:
+    slow = Slow(clock, 25)
+    events: list[Event] = []
+    async with AsyncScheduler(clock=clock) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.add_job(slow, "interval", seconds=10, id="j", overlap="cancel_other")
+        await _advance(clock, 45)
+        runs = await scheduler.get_runs("j")
+        await scheduler.remove_job("j")
+        await _advance(clock, 30)
+    assert _outcomes(runs)[:4] == [
+        (10, "cancelled"),
+        (20, "cancelled"),
+        (30, "cancelled"),
+        (40, None),
+    ]
+    by_time = {_seconds(r.scheduled_time): r for r in runs}
+    assert _seconds(by_time[10].finished_at) == 20
+    assert "cancelled by its job's fire time" in (by_time[10].error or "")
+    assert _seconds(by_time[20].started_at) == 20  # at once: the slot was freed
+    cancelled = [e for e in events if isinstance(e, JobCancelled)]
+    assert [_seconds(e.scheduled_time) for e in cancelled][:3] == [10, 20, 30]
+    assert slow.most_running == 1
+
+
+async def test_allow_all_lets_runs_overlap(clock: FakeClock) -> None:
+    slow, runs = await _overlapping(clock, 45, overlap="allow_all")
+    assert slow.most_running == 3
+    assert RunOutcome.SKIPPED not in {r.outcome for r in runs}
+
+
+async def test_a_thread_run_is_recorded_cancelled_at_once(clock: FakeClock) -> None:
+    # A thread cannot be stopped: as with a timeout, its run ends (cancelled) and frees
+    # its slot at once; the thread finishes on its own.
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def stuck() -> None:
+        started.release()
+        release.wait(10)
+
+    try:
+        async with AsyncScheduler(clock=clock) as scheduler:
+            await scheduler.add_job(stuck, "interval", seconds=10, id="t", overlap="cancel_other")
+            clock.advance(10)
+            await anyio.to_thread.run_sync(started.acquire)
+            clock.advance(10)
+            await anyio.to_thread.run_sync(started.acquire)  # the next run started
+            runs = await scheduler.get_runs("t")
+            await scheduler.remove_job("t")
+            release.set()
+    finally:
+        release.set()
+    assert _outcomes(runs) == [(10, "cancelled"), (20, None)]
+
+
+# ------------------------------------------------------------ max_runs, pauses
+
+
+async def test_max_runs_removes_the_job_after_that_many_runs(clock: FakeClock) -> None:
+    events: list[Event] = []
+    async with AsyncScheduler(clock=clock) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.add_job(
+            jobfuncs.async_add, "interval", seconds=10, args=[1], id="m", max_runs=3
+        )
+        for _ in range(5):
+            clock.advance(10)
+            await wait_idle(scheduler)
+        runs = await scheduler.get_runs("m")
+        with pytest.raises(JobLookupError):
+            await scheduler.get_job("m")
+    assert _outcomes(runs) == [(10, "success"), (20, "success"), (30, "success")]
+    assert [e.job_id for e in events if isinstance(e, JobRemoved)] == ["m"]
+
+
+async def test_max_runs_counts_started_runs_not_retries(clock: FakeClock) -> None:
+    calls: list[int] = []
+
+    async def fails_once() -> None:
+        calls.append(current_run().attempt)
+        if len(calls) == 1:
+            raise ValueError("first")
+
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(
+            fails_once,
+            "interval",
+            seconds=10,
+            id="m",
+            max_runs=2,
+            retry=Retry(attempts=2, backoff=1, jitter=0),
+        )
+        for _ in range(6):
+            clock.advance(5)
+            await wait_idle(scheduler)
+        runs = await scheduler.get_runs("m")
+    assert [(r.attempt, r.outcome) for r in sorted(runs, key=lambda r: r.finished_at)] == [  # type: ignore[arg-type, return-value]
+        (1, RunOutcome.ERROR),
+        (2, RunOutcome.SUCCESS),
+        (1, RunOutcome.SUCCESS),
+    ]
+
+
+async def test_pause_with_a_note_and_resume(scheduler: AsyncScheduler) -> None:
+    job = await scheduler.add_job(jobfuncs.async_add, "interval", seconds=5, args=[1], id="p")
+    paused = await job.pause(note="until the vendor fixes their API")
+    assert paused.paused
+    assert (await scheduler.get_job("p")).pause_note == "until the vendor fixes their API"
+    resumed = await scheduler.resume_job("p")
+    assert not resumed.paused
+    assert resumed.pause_note is None
+    assert (await scheduler.get_job("p")).pause_note is None
+
+
+async def test_a_job_is_paused_after_consecutive_failures(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(
+            jobfuncs.async_fail,
+            "interval",
+            seconds=10,
+            id="f",
+            pause_after_failures=3,
+            retry=Retry(attempts=2, backoff=1, jitter=0),
+        )
+        for _ in range(12):
+            clock.advance(5)
+            await wait_idle(scheduler)
+        job = await scheduler.get_job("f")
+        runs = await scheduler.get_runs("f")
+    assert job.paused
+    assert job.pause_note is not None
+    assert "paused after 3 failed fire times in a row" in job.pause_note
+    # Three fire times, two attempts each; then nothing more.
+    assert len({r.scheduled_time for r in runs}) == 3
+    assert len(runs) == 6
+
+
+async def test_a_success_resets_the_failure_count(clock: FakeClock) -> None:
+    outcomes = iter([False, False, True, False, False, True, False])
+
+    async def sometimes() -> None:
+        if not next(outcomes, True):
+            raise ValueError("no")
+
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(sometimes, "interval", seconds=10, id="s", pause_after_failures=3)
+        for _ in range(7):
+            clock.advance(10)
+            await wait_idle(scheduler)
+        assert not (await scheduler.get_job("s")).paused
+
+
+# ------------------------------------------------------------ on_crash, Run.key
+
+
+async def _crash_one_run(store: MemoryStore, clock: FakeClock, job_id: str) -> Run:
+    """A scheduler "dead" acquires the job's fire time, starts its run, and dies."""
+    (lease,) = await store.acquire_jobs("dead", clock.now(), limit=1, lease_duration=30)
+    release = plan_release(lease, clock.now(), "dead")
+    await store.release_jobs("dead", [release])
+    (run,) = release.started
+    return run
+
+
+async def test_on_crash_rerun_runs_an_abandoned_run_again_with_the_same_key(
+    clock: FakeClock,
+) -> None:
+    store = MemoryStore()
+    seen: list[Run] = []
+
+    async def idempotent() -> None:
+        seen.append(current_run())
+
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        await scheduler.pause()
+        await scheduler.add_job(idempotent, "interval", hours=1, id="j", on_crash="rerun")
+        clock.advance(3600)
+        dead = await _crash_one_run(store, clock, "j")
+        await scheduler.resume()
+        clock.advance(31)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("j")
+    (rerun,) = seen
+    assert rerun.attempt == 2
+    assert rerun.key == dead.key
+    assert rerun.id != dead.id
+    assert [(r.attempt, r.outcome) for r in runs] == [
+        (2, RunOutcome.SUCCESS),
+        (1, RunOutcome.ABANDONED),
+    ]
+
+
+async def test_on_crash_abandon_overrides_a_retry_policy(clock: FakeClock) -> None:
+    store = MemoryStore()
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        await scheduler.pause()
+        await scheduler.add_job(
+            jobfuncs.async_add,
+            "interval",
+            hours=1,
+            args=[1],
+            id="j",
+            on_crash="abandon",
+            retry=Retry(attempts=3, abandoned=True),
+        )
+        clock.advance(3600)
+        await _crash_one_run(store, clock, "j")
+        await scheduler.resume()
+        clock.advance(31)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("j")
+    assert [(r.attempt, r.outcome) for r in runs] == [(1, RunOutcome.ABANDONED)]
+
+
+def test_run_key_names_the_fire_time_across_attempts() -> None:
+    when = START + timedelta(hours=1)
+    first = Run(job_id="j", scheduled_time=when)
+    second = Run(job_id="j", scheduled_time=when.astimezone(), attempt=2)
+    assert first.id != second.id
+    assert first.key == second.key
+    assert Run(job_id="k", scheduled_time=when).key != first.key
+    assert Run(job_id="j", scheduled_time=when + timedelta(seconds=1)).key != first.key
+
+
+# --------------------------------------------------------- stored with the job
+
+
+async def test_the_controls_are_stored_with_the_job(tmp_path: Path, clock: FakeClock) -> None:
+    async with AsyncScheduler(SQLiteStore(tmp_path / "jobs.db"), clock=clock) as scheduler:
+        await scheduler.add_job(
+            "tests.jobfuncs:async_add",
+            "interval",
+            seconds=10,
+            args=[1],
+            id="c",
+            overlap="buffer_all",
+            on_crash="rerun",
+            max_runs=7,
+            pause_after_failures=2,
+        )
+        await scheduler.pause_job("c", note="maintenance")
+    async with AsyncScheduler(SQLiteStore(tmp_path / "jobs.db"), clock=clock) as scheduler:
+        job = await scheduler.get_job("c")
+    assert (job.overlap, job.on_crash, job.max_runs, job.pause_after_failures) == (
+        "buffer_all",
+        "rerun",
+        7,
+        2,
+    )
+    assert job.pause_note == "maintenance"
