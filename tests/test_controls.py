@@ -442,3 +442,117 @@ async def test_the_controls_are_stored_with_the_job(tmp_path: Path, clock: FakeC
         2,
     )
     assert job.pause_note == "maintenance"
+
+
+# --------------------------------------------------------------------- backfill
+
+
+async def test_backfill_runs_each_past_fire_time_once_in_order(clock: FakeClock) -> None:
+    seen: list[tuple[float | None, int]] = []
+
+    async def report() -> None:
+        run = current_run()
+        seen.append((_seconds(run.scheduled_time), run.attempt))
+
+    async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
+        clock.advance(3600)
+        await scheduler.add_job(report, "cron", minute="*/10", id="r")
+        runs = await scheduler.backfill("r", START, START + timedelta(minutes=30))
+        assert seen == [(0, 1), (600, 1), (1200, 1), (1800, 1)]
+        assert [r.outcome for r in runs] == [RunOutcome.SUCCESS] * 4
+        history = await scheduler.get_runs("r")
+        assert sorted(_seconds(r.scheduled_time) or 0 for r in history) == [0, 600, 1200, 1800]
+        # Again over a wider window: only the fire times not done yet run.
+        seen.clear()
+        again = await scheduler.backfill("r", START, START + timedelta(minutes=50))
+        assert seen == [(2400, 1), (3000, 1)]
+        assert len(again) == 2
+        # Unless asked to run the done ones again.
+        seen.clear()
+        await scheduler.backfill("r", START, START + timedelta(minutes=10), rerun_succeeded=True)
+        assert seen == [(0, 1), (600, 1)]
+
+
+async def test_backfill_runs_failed_fire_times_again(clock: FakeClock) -> None:
+    failing = {0.0, 1200.0}
+
+    async def flaky() -> None:
+        when = _seconds(current_run().scheduled_time)
+        if when in failing:
+            failing.discard(when)  # fails the first time only
+            raise ValueError(f"at {when}")
+
+    async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
+        clock.advance(3600)
+        await scheduler.add_job(flaky, "cron", minute="*/10", id="f", next_run_time=None)
+        first = await scheduler.backfill("f", START, START + timedelta(minutes=20))
+        assert [r.outcome for r in first] == [
+            RunOutcome.ERROR,
+            RunOutcome.SUCCESS,
+            RunOutcome.ERROR,
+        ]
+        second = await scheduler.backfill("f", START, START + timedelta(minutes=20))
+        assert [(_seconds(r.scheduled_time), r.outcome) for r in second] == [
+            (0, RunOutcome.SUCCESS),
+            (1200, RunOutcome.SUCCESS),
+        ]
+        assert (await scheduler.get_job("f")).paused  # a paused job stays paused
+
+
+async def test_backfill_refuses_bad_windows(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
+        clock.advance(3600)
+        await scheduler.add_job(jobfuncs.async_add, "cron", second="*", args=[1], id="i")
+        with pytest.raises(JobArgumentError, match=r"end: .* is before start"):
+            await scheduler.backfill("i", START + timedelta(minutes=5), START)
+        with pytest.raises(JobArgumentError, match="is after now"):
+            await scheduler.backfill("i", START, START + timedelta(hours=2))
+        with pytest.raises(JobArgumentError, match="more than 10,000 fire times"):
+            await scheduler.backfill("i", "2026-12-31T20:00:00", START + timedelta(minutes=59))
+        with pytest.raises(JobLookupError):
+            await scheduler.backfill("nope", START, START)
+
+
+# ------------------------------------------------- catch-up across restarts
+
+
+async def test_replacing_a_job_at_start_keeps_its_missed_fire_time(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # A program that adds its jobs with replace_existing=True at every start: the fire
+    # time that passed while it was down runs late, once, rather than vanish.
+    path = tmp_path / "jobs.db"
+
+    async def start_once() -> list[Run]:
+        scheduler = AsyncScheduler(SQLiteStore(path), clock=clock, timezone="UTC")
+        scheduler_jobs = scheduler.scheduled_job(
+            "cron", minute=0, id="hourly", replace_existing=True
+        )
+        scheduler_jobs(jobfuncs.whoami)
+        async with scheduler:
+            await wait_idle(scheduler)
+            return await scheduler.get_runs("hourly")
+
+    clock.advance(60)
+    assert await start_once() == []
+    clock.advance(timedelta(hours=2, minutes=30))  # down over 01:00 and 02:00
+    runs = await start_once()
+    assert [(_seconds(r.scheduled_time), r.outcome, r.coalesced) for r in runs] == [
+        (7200, RunOutcome.SUCCESS, 1)
+    ]
+
+
+async def test_replacing_a_job_with_a_new_schedule_starts_it_afresh(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
+        await scheduler.add_job(jobfuncs.async_add, "interval", hours=1, args=[1], id="j")
+        await scheduler.pause_job("j", note="kept")
+        same = await scheduler.add_job(
+            jobfuncs.async_add, "interval", hours=1, args=[2], id="j", replace_existing=True
+        )
+        assert same.paused
+        assert same.pause_note == "kept"
+        other = await scheduler.add_job(
+            jobfuncs.async_add, "interval", hours=2, args=[2], id="j", replace_existing=True
+        )
+        assert other.next_run_time == clock.now() + timedelta(hours=2)
+        assert other.pause_note is None

@@ -37,6 +37,7 @@ from horae._running import _RunLoop
 from horae._time import resolve_timezone, to_aware
 from horae.errors import (
     ConflictingIdError,
+    DeserializationError,
     HoraeError,
     JobArgumentError,
     JobLookupError,
@@ -63,10 +64,11 @@ from horae.executors.async_ import AsyncExecutor
 from horae.executors.base import Executor
 from horae.executors.process import ProcessExecutor
 from horae.executors.thread import ThreadExecutor
-from horae.jobs import Job, JobDefaults, Retry, Run
+from horae.jobs import Job, JobDefaults, Retry, Run, RunOutcome
 from horae.stores.base import Store, StoreContext
 from horae.stores.memory import MemoryStore
 from horae.triggers.base import Trigger
+from horae.triggers.interval import IntervalTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +178,8 @@ class AsyncScheduler(_RunLoop):
         self._state: Literal["initial", "starting", "running", "stopping", "stopped"] = "initial"
         self._paused = False
         self._pending: list[tuple[Job, bool]] = []
+        # Pending jobs whose first fire time the caller gave (add_job(next_run_time=)).
+        self._pending_explicit: set[str] = set()
         self._exit_stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
         self._runs: TaskGroup | None = None
@@ -578,9 +582,14 @@ class AsyncScheduler(_RunLoop):
             "metadata": metadata,
         }
         job = self._build_job(func, trigger, options, trigger_args)
+        explicit = next_run_time is not UNSET
         if self._state == "initial":
             self._add_pending(job, replace_existing)
+            if explicit:
+                self._pending_explicit.add(job.id)
             return self._bind(job)
+        if replace_existing and not explicit:
+            job = await self._keep_schedule(job)
         await self.store.add_jobs([job], replace=replace_existing)
         self._wake_for(job.next_run_time)
         if self._hub.wanted & JobAdded.code:
@@ -657,6 +666,8 @@ class AsyncScheduler(_RunLoop):
             }
             job = self._build_job(func, trigger, job_options, trigger_args)
             self._add_pending(job, replace)
+            if "next_run_time" in job_options:
+                self._pending_explicit.add(job.id)
             return func
 
         return decorator
@@ -684,12 +695,41 @@ class AsyncScheduler(_RunLoop):
             raise ConflictingIdError(job.id)
         self._pending = [(p, r) for p, r in self._pending if p.id != job.id]
         self._pending.append((job, replace))
+        self._pending_explicit.discard(job.id)
 
     async def _add_pending_jobs(self) -> None:
         pending, self._pending = self._pending, []
+        explicit, self._pending_explicit = self._pending_explicit, set()
         for job, replace in pending:
+            if replace and job.id not in explicit:
+                job = await self._keep_schedule(job)
             await self.store.add_jobs([job], replace=replace)
             self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
+
+    async def _keep_schedule(self, job: Job) -> Job:
+        """``job`` as it replaces the stored job of its id, keeping that one's place in
+        the schedule when the schedule is the same.
+
+        A program that adds its jobs with ``replace_existing=True`` at every start would
+        otherwise restart each schedule from now, and the fire times that passed while no
+        scheduler ran would be neither run nor reported. When the trigger is unchanged
+        (an interval's implicit start aside), the stored next run time stays if it is
+        earlier (a pending fire time: it runs, late, by the misfire rules), and so does a
+        pause (with its note).
+        """
+        try:
+            stored = await self.store.get_job(job.id)
+        except (JobLookupError, DeserializationError):
+            return job
+        if not _same_schedule(stored.trigger, job.trigger):
+            return job
+        if stored.next_run_time is None:
+            if stored.trigger.next(self._now()) is None:
+                return job  # kept only for a rerun: not a pause
+            return attrs.evolve(job, next_run_time=None, pause_note=stored.pause_note)
+        if job.next_run_time is None or stored.next_run_time < job.next_run_time:
+            return attrs.evolve(job, next_run_time=stored.next_run_time)
+        return job
 
     async def get_job(self, job_id: str) -> Job:
         """The job with that id.
@@ -831,6 +871,92 @@ class AsyncScheduler(_RunLoop):
             return []
         return await self.store.get_runs(job_id, limit)
 
+    async def backfill(
+        self,
+        job_id: str,
+        start: datetime | str,
+        end: datetime | str,
+        *,
+        rerun_succeeded: bool = False,
+    ) -> list[Run]:
+        """Run the fire times of a past window of a job, once each, and return their runs.
+
+        Every fire time of the job's trigger from ``start`` to ``end`` (both included)
+        runs, in order, one at a time, through the job's executor, and is recorded in
+        the job's run history with its fire time as ``scheduled_time`` (so
+        ``current_run()`` and :attr:`Run.key` inside the job name the fire time it
+        makes up for). Fire times already recorded ``success`` are left out, unless
+        ``rerun_succeeded``: calling it again after an interruption goes on where it
+        stopped. The job's misfire, coalescing, overlap and retry rules do not apply, and
+        the runs do not count for ``max_instances`` (as with :meth:`run_job`). A paused job
+        can be backfilled.
+
+        Example::
+
+            runs = await scheduler.backfill("daily-report", "2027-03-01", "2027-03-07 23:59")
+
+        Args:
+            job_id: the job's id.
+            start: the window's start (naive values are in the scheduler's time zone).
+            end: the window's end; not after now.
+            rerun_succeeded: also run the fire times that succeeded before.
+
+        Raises:
+            JobLookupError: no job has that id.
+            JobArgumentError: the window is reversed, ends in the future, or holds more
+                than 10,000 fire times.
+        """
+        if self._state != "running":
+            raise SchedulerNotRunningError("backfill() needs a running scheduler")
+        job = await self.get_job(job_id)
+        now = self._now()
+        first = to_aware(start, self.timezone, "start")
+        last = to_aware(end, self.timezone, "end")
+        if last < first:
+            raise JobArgumentError(f"end: {last.isoformat()} is before start {first.isoformat()}")
+        if last > now:
+            raise JobArgumentError(
+                f"end: {last.isoformat()} is after now ({now.isoformat()}); backfill runs "
+                "fire times that have passed"
+            )
+        fire_times: list[datetime] = []
+        t = job.trigger.next(first - timedelta(microseconds=1))
+        while t is not None and t <= last:
+            if len(fire_times) == _BACKFILL_LIMIT:
+                raise JobArgumentError(
+                    f"start/end: the window holds more than {_BACKFILL_LIMIT:,} fire times "
+                    f"of job {job_id!r}; backfill it in shorter windows"
+                )
+            fire_times.append(t)
+            t = job.trigger.next(t)
+        done: set[datetime] = set()
+        if fire_times and not rerun_succeeded:
+            history = await self.store.get_runs(job_id, limit=max(100, 2 * len(fire_times)))
+            done = {
+                r.scheduled_time
+                for r in history
+                if r.outcome is RunOutcome.SUCCESS and first <= r.scheduled_time <= last
+            }
+        todo = [t for t in fire_times if t not in done]
+        logger.info(
+            "job %r: backfilling %d fire times from %s to %s (%d done before)",
+            job_id,
+            len(todo),
+            first,
+            last,
+            len(fire_times) - len(todo),
+        )
+        executor = self.executors[job.executor]
+        runs: list[Run] = []
+        for scheduled in todo:
+            run = Run(job_id=job.id, scheduled_time=scheduled, scheduler_id=self.id)
+            _reporting.submitted(self._hub, run, self._now())
+            finished, exc = await call_job(job, run, executor, self._now)
+            await self._record_outcome(finished)
+            _reporting.finished(self._hub, job, finished, exc)
+            runs.append(finished)
+        return runs
+
     async def print_jobs(self, out: IO[str] | None = None) -> None:
         """Print a table of the jobs (id, name, trigger, next run time) to ``out``."""
         from horae._format import format_jobs
@@ -873,3 +999,17 @@ class AsyncScheduler(_RunLoop):
         if exc is not None:
             raise exc
         return finished.result
+
+
+#: The most fire times one backfill() call runs.
+_BACKFILL_LIMIT = 10_000
+
+
+def _same_schedule(old: Trigger, new: Trigger) -> bool:
+    """Whether two triggers give the same fire times (an interval trigger's start aside:
+    ``add_job(f, "interval", ...)`` starts it from now, at every call)."""
+    if old == new:
+        return True
+    if isinstance(old, IntervalTrigger) and isinstance(new, IntervalTrigger):
+        return new.starting_at(old.start_date) == old
+    return False

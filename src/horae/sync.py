@@ -312,6 +312,20 @@ class Scheduler:
         job: Job = self._call(self.async_scheduler.pause_job, job_id, note=note)
         return job
 
+    def backfill(
+        self,
+        job_id: str,
+        start: datetime | str,
+        end: datetime | str,
+        *,
+        rerun_succeeded: bool = False,
+    ) -> list[Run]:
+        """Run the fire times of a past window; see :meth:`AsyncScheduler.backfill`."""
+        runs: list[Run] = self._call(
+            self.async_scheduler.backfill, job_id, start, end, rerun_succeeded=rerun_succeeded
+        )
+        return runs
+
     def resume_job(self, job_id: str) -> Job:
         """Resume a job; see :meth:`AsyncScheduler.resume_job`."""
         job: Job = self._call(self.async_scheduler.resume_job, job_id)
