@@ -15,7 +15,9 @@ import anyio.to_thread
 import attrs
 import pytest
 
-from horae import JobArgumentError, Run, RunOutcome, StoreError
+from horae import JobArgumentError, JSONSerializer, Run, RunOutcome, StoreError
+from horae.stores._codec import encode_job
+from horae.stores._sqlite_schema import us
 from horae.stores.base import Release, StoreContext
 from horae.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -123,6 +125,85 @@ async def test_a_version_1_file_is_upgraded_and_its_in_flight_runs_are_claimable
     plan = query(path, "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE lease_expires <= 0")
     assert "USING INDEX runs_lease" in " ".join(str(row[-1]) for row in plan)
     assert query(path, "SELECT COUNT(*) FROM events") == [(0,)]
+    # Opening the upgraded file again changes nothing.
+    store = SQLiteStore(path)
+    await store.start(context("new"))
+    await store.stop()
+    assert query(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
+
+
+# The layout of version 2, as SQLiteStore wrote it before jobs counted their runs.
+_VERSION_2 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    """CREATE TABLE jobs (id TEXT PRIMARY KEY, next_run_time INTEGER, due INTEGER,
+        payload TEXT NOT NULL, lease_holder TEXT, lease_expires INTEGER,
+        lease_token INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX jobs_due ON jobs (due)",
+    """CREATE TABLE runs (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, seq INTEGER,
+        scheduled_time INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,
+        outcome TEXT, result TEXT, error TEXT, scheduler_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL, coalesced INTEGER NOT NULL, lease_holder TEXT,
+        lease_expires INTEGER)""",
+    "CREATE INDEX runs_job ON runs (job_id, seq)",
+    "CREATE INDEX runs_lease ON runs (lease_expires) WHERE lease_expires IS NOT NULL",
+    """CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL,
+        created INTEGER NOT NULL, message TEXT NOT NULL)""",
+    "INSERT INTO meta VALUES ('schema_version', 2), ('changes', 7), ('lease_token', 3)",
+)
+
+
+async def test_a_version_2_file_is_upgraded_and_keeps_its_jobs_and_runs(path: Path) -> None:
+    in_flight = Run(job_id="a", scheduled_time=at(5), scheduler_id="old")
+    done = Run(job_id="a", scheduled_time=at(0), scheduler_id="old", outcome=RunOutcome.SUCCESS)
+    conn = sqlite3.connect(path)
+    with conn:
+        for statement in _VERSION_2:
+            conn.execute(statement)
+        for job in (make_job("a", 10), make_job("p", None)):
+            next_run = None if job.next_run_time is None else us(job.next_run_time)
+            conn.execute(
+                "INSERT INTO jobs (id, next_run_time, due, payload) VALUES (?, ?, ?, ?)",
+                (job.id, next_run, next_run, encode_job(job, JSONSerializer())),
+            )
+        conn.execute(
+            "INSERT INTO runs VALUES (?, 'a', NULL, ?, NULL, NULL, NULL, NULL, NULL, 'old', 1, "
+            "0, 'old', ?)",
+            (str(in_flight.id), us(at(5)), us(at(1000))),
+        )
+        conn.execute(
+            "INSERT INTO runs VALUES (?, 'a', 1, ?, NULL, NULL, 'success', NULL, NULL, 'old', 1, "
+            "0, NULL, NULL)",
+            (str(done.id), us(at(0))),
+        )
+    conn.close()
+    store = SQLiteStore(path)
+    await store.start(context("new"))
+    try:
+        assert query(path, "SELECT key, value FROM meta ORDER BY key") == [
+            ("changes", 7),
+            ("lease_token", 3),
+            ("schema_version", SCHEMA_VERSION),
+        ]
+        assert [(job.id, job.next_run_time) for job in await store.get_jobs()] == [
+            ("a", at(10)),
+            ("p", None),
+        ]
+        assert [run.id for run in await store.get_runs("a")] == [in_flight.id, done.id]
+        # Existing jobs count their runs from 0; the old in-flight run counts for holds.
+        (lease,) = await store.acquire_jobs("new", at(10), 10, lease_duration=30)
+        assert (lease.job_id, lease.token, lease.running, lease.run_count) == ("a", 4, 1, 0)
+        started = Run(job_id="a", scheduled_time=at(10), scheduler_id="new")
+        release = Release(
+            lease=lease, next_run_time=at(20), started=[started], hold_while_running=2
+        )
+        assert await store.release_jobs("new", [release]) == set()
+        assert await store.next_run_time() is None
+        await store.finish_run(attrs.evolve(in_flight, outcome=RunOutcome.SUCCESS))
+        (lease,) = await store.acquire_jobs("new", at(20), 10, lease_duration=30)
+        assert (lease.job_id, lease.running, lease.run_count) == ("a", 1, 1)
+    finally:
+        await store.stop()
+    assert query(path, "SELECT id, run_count FROM jobs ORDER BY id") == [("a", 1), ("p", 0)]
     # Opening the upgraded file again changes nothing.
     store = SQLiteStore(path)
     await store.start(context("new"))

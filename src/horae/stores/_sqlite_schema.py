@@ -17,7 +17,7 @@ from horae.stores._codec import RunRecord
 logger = logging.getLogger(__name__)
 
 #: Version of the tables' layout, kept in ``meta``; see docs/store-sqlite.md for upgrades.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -29,6 +29,15 @@ _MICROSECOND = timedelta(microseconds=1)
 # no one holds it, the lease's expiry while someone does, NULL when paused. Acquiring
 # is then "due <= now, earliest first" on one index, and the earliest due is what a
 # scheduler sleeps until, which wakes it to take over a crashed scheduler's jobs.
+#
+# A job *held* until one of its runs ends (Release.hold_while_running) is the one case
+# of due NULL with a next_run_time: neither acquiring nor next_run_time() sees it, and
+# the run that ends sets due back to next_run_time. No other write leaves that pair
+# (a leased job's due is its lease's expiry, a paused job has no next_run_time), so
+# the hold needs no column of its own.
+#
+# jobs.run_count (version 3) is how many runs of the job were started so far
+# (Lease.run_count); it goes with the row when the job is removed.
 #
 # runs.seq is NULL while a run is in flight and, once it finished, its place in the
 # job's history (1, 2, 3, ...), which makes retention a range delete.
@@ -46,7 +55,8 @@ _SCHEMA = (
         payload TEXT NOT NULL,
         lease_holder TEXT,
         lease_expires INTEGER,
-        lease_token INTEGER NOT NULL DEFAULT 0
+        lease_token INTEGER NOT NULL DEFAULT 0,
+        run_count INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due)",
     """CREATE TABLE IF NOT EXISTS runs (
@@ -89,6 +99,9 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN lease_expires INTEGER",
         "UPDATE runs SET lease_holder = scheduler_id, lease_expires = 0 WHERE seq IS NULL",
     ),
+    # Runs started per job (max_runs): unknown for the runs of older versions, so
+    # existing jobs count from 0. No job of an older file is held.
+    3: ("ALTER TABLE jobs ADD COLUMN run_count INTEGER NOT NULL DEFAULT 0",),
 }
 
 RUN_COLUMNS = (

@@ -72,6 +72,16 @@ _CHUNK = 500
 _EVENTS_KEEP_ROWS = 1000
 _EVENTS_KEEP_US = 60_000_000
 
+# A job's runs in flight: a walk of the runs_job index (job_id, seq) at seq NULL.
+_COUNT_IN_FLIGHT = "SELECT COUNT(*) FROM runs WHERE job_id = ? AND seq IS NULL"
+
+# The run's row (in flight: seq NULL) and whether its job is held (see _sqlite_schema),
+# in one statement: finishing a run of a job that is not held costs no extra one.
+_FINISHING = (
+    "SELECT runs.seq, jobs.due IS NULL AND jobs.next_run_time IS NOT NULL "
+    "FROM runs LEFT JOIN jobs ON jobs.id = runs.job_id WHERE runs.id = ?"
+)
+
 
 class SQLiteStore:
     """Keeps jobs and their run history in a SQLite database file.
@@ -519,7 +529,8 @@ class SQLiteStore:
         self._bumped(await self._call(remove_all))
 
     async def next_run_time(self) -> datetime | None:
-        """The earliest next run time of a job not leased, or lease expiry of one leased."""
+        """The earliest next run time of a job neither leased nor held, or the lease expiry
+        of one leased."""
         row = await self._call(lambda conn: conn.execute("SELECT MIN(due) FROM jobs").fetchone())
         return instant(row[0])
 
@@ -543,26 +554,28 @@ class SQLiteStore:
         expires: datetime,
         expires_us: int,
     ) -> list[Lease]:
-        taken: list[tuple[str, int, str, int]] = []
+        taken: list[tuple[str, int, str, int, int]] = []
         with self._writing(conn):
             (token,) = conn.execute("SELECT value FROM meta WHERE key = 'lease_token'").fetchone()
             while len(taken) < limit:
                 rows = conn.execute(
-                    "SELECT id, next_run_time, payload FROM jobs WHERE due <= ? "
+                    "SELECT id, next_run_time, payload, run_count FROM jobs WHERE due <= ? "
                     "ORDER BY due LIMIT ?",
                     (now, limit - len(taken)),
                 ).fetchall()
                 # An expired lease of a job paused or rescheduled meanwhile: not due any
                 # more, so it only loses its lease.
                 idle = [
-                    (job_id,) for job_id, next_run, _ in rows if next_run is None or next_run > now
+                    (job_id,)
+                    for job_id, next_run, _, _ in rows
+                    if next_run is None or next_run > now
                 ]
                 leases = []
-                for job_id, next_run, payload in rows:
+                for job_id, next_run, payload, run_count in rows:
                     if next_run is not None and next_run <= now:
                         token += 1
                         leases.append((scheduler_id, expires_us, token, expires_us, job_id))
-                        taken.append((job_id, next_run, payload, token))
+                        taken.append((job_id, next_run, payload, token, run_count))
                 conn.executemany(
                     "UPDATE jobs SET lease_holder = ?, lease_expires = ?, lease_token = ?, "
                     "due = ? WHERE id = ?",
@@ -590,7 +603,7 @@ class SQLiteStore:
                 )
         # Decoded after the commit: other processes need not wait for it.
         result = []
-        for job_id, next_run, payload, job_token in taken:
+        for job_id, next_run, payload, job_token, run_count in taken:
             job: Job | None = None
             error: Exception | None = None
             try:
@@ -606,12 +619,18 @@ class SQLiteStore:
                     expires_at=expires,
                     token=job_token,
                     running=running.get(job_id, 0),
+                    run_count=run_count,
                 )
             )
         return result
 
     async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
-        """Give leased jobs back with their next run times, in one write transaction."""
+        """Give leased jobs back with their next run times, in one write transaction.
+
+        A release with ``hold_while_running`` counts its job's runs in flight in that
+        transaction, which no ``finish_run`` of any process can interleave with, and
+        holds the job (``due`` NULL, its next run time kept) when they fill its slots.
+        """
         if not releases:
             return set()
         serializer = self._serializer
@@ -668,12 +687,21 @@ class SQLiteStore:
                         conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
                         continue
                     next_run = us_or_none(release.next_run_time)
+                due = next_run
+                hold = release.hold_while_running
+                if hold > 0 and next_run is not None:
+                    # Counted inside this write transaction, which no finish_run of any
+                    # process can interleave with: a run that ends after the count finds
+                    # the job held and frees it; one that ended before is not counted.
+                    (running,) = conn.execute(_COUNT_IN_FLIGHT, (job_id,)).fetchone()
+                    if running >= hold:
+                        due = None  # held (see _sqlite_schema): next_run_time stays
                 conn.execute(
                     "UPDATE jobs SET next_run_time = ?, due = ?, lease_holder = NULL, "
-                    "lease_expires = NULL WHERE id = ?",
-                    (next_run, next_run, job_id),
+                    "lease_expires = NULL, run_count = run_count + ? WHERE id = ?",
+                    (next_run, due, len(started), job_id),
                 )
-                if next_run is not None and next_run < lease_expires:
+                if due is not None and due < lease_expires:
                     earlier = True
             # Others sleep until the lease's expiry at the latest; tell them only when
             # the job is due before that.
@@ -701,6 +729,9 @@ class SQLiteStore:
 
         If ``run`` was in flight, ``retry`` takes its place in the same transaction, held
         by ``retry.scheduler_id`` until ``expires_at`` (see :meth:`Store.finish_run`).
+        Without a retry, a job held until one of its runs ends
+        (:attr:`Release.hold_while_running`) is due again, and every scheduler sharing
+        the file is woken (this one at once, the other processes' by their pollers).
         Runs finishing while another call is writing are recorded together in the next
         transaction (a group commit): a burst of short runs costs one transaction per
         batch, not one per run.
@@ -736,13 +767,19 @@ class SQLiteStore:
             raise finishing.error
 
     async def _flush(self, batch: list[_Finishing]) -> None:
-        def finish(conn: sqlite3.Connection, batch: list[_Finishing]) -> None:
+        def finish(conn: sqlite3.Connection, batch: list[_Finishing]) -> bool:
+            freed = False
             with self._writing(conn):
                 for finishing in batch:
-                    self._finish(conn, finishing.record, finishing.retry_row)
+                    freed |= self._finish(conn, finishing.record, finishing.retry_row)
+                if freed:
+                    # For the pollers of the other processes (as for a new job).
+                    self._bump(conn)
+            return freed
 
+        freed = False
         try:
-            await self._call(finish, batch)
+            freed = await self._call(finish, batch)
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc
@@ -750,26 +787,43 @@ class SQLiteStore:
                 # One at a time, so that each caller gets its own outcome.
                 for finishing in batch:
                     try:
-                        await self._call(finish, [finishing])
+                        freed |= await self._call(finish, [finishing])
                     except Exception as each:
                         finishing.error = each
+        if freed and self._context is not None:
+            # A job held until this run ended is due again, maybe at once: this
+            # scheduler may be sleeping past it too.
+            self._context.wakeup()
         for finishing in batch:
             finishing.done.set()
 
     def _finish(
         self, conn: sqlite3.Connection, record: RunRecord, retry_row: tuple[Any, ...] | None
-    ) -> None:
+    ) -> bool:
+        """Record one run in the caller's write transaction; returns whether its job was
+        held and is now free."""
         # One primary-key lookup tells the three cases apart: in flight (seq NULL),
         # recorded already, or unknown (a run_job run, or trimmed by retention).
-        row = conn.execute("SELECT seq FROM runs WHERE id = ?", (record.id,)).fetchone()
+        row = conn.execute(_FINISHING, (record.id,)).fetchone()
+        freed = False
         if row is not None:
-            if row[0] is not None:
-                return  # the first record stays
+            seq, held = row
+            if seq is not None:
+                return False  # the first record stays
             if retry_row is not None:
                 # Before the finished row replaces the in-flight one, in this
-                # transaction: the job's count of runs in flight never drops.
+                # transaction: the job's count of runs in flight never drops (and a
+                # held job stays held).
                 conn.execute(INSERT_STARTED, retry_row)
+            elif held:
+                # Held by a release that counted this run in flight (in a write
+                # transaction too, so never in between): due again from its next run
+                # time. Any of its runs leaving flight frees it, so a held job never
+                # waits for a run that is gone.
+                conn.execute("UPDATE jobs SET due = next_run_time WHERE id = ?", (record.job_id,))
+                freed = True
         self._record_finished(conn, record)
+        return freed
 
     async def extend_runs(
         self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
