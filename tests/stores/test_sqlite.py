@@ -472,3 +472,58 @@ async def test_runs_finishing_together_are_all_recorded(store: SQLiteStore) -> N
         for run in runs:
             tg.start_soon(store.finish_run, run)
     assert {r.id for r in await store.get_runs("g")} == {r.id for r in runs}
+
+
+async def test_a_hold_racing_the_end_of_the_last_run_never_leaves_its_job_held(
+    path: Path,
+) -> None:
+    # Two instances on one file: two connections, each in a worker thread of its own,
+    # so the release that holds the job and the finish of the run that should free it
+    # really run at the same time, and SQLite's write lock alone orders them. Whichever
+    # goes first, the job must be due again once both are done.
+    frees = [0]
+
+    def woken() -> None:
+        frees[0] += 1
+
+    releaser = SQLiteStore(path)
+    await releaser.start(context("r"))
+    finisher = SQLiteStore(path, poll_interval=3600)
+    # The finisher's scheduler is woken by a finish that frees the job (its poller is
+    # idle and its own writes below never wake it): how often the finish came second.
+    await finisher.start(StoreContext(scheduler_id="f", wakeup=woken, publish=lambda e: None))
+    rounds = 200
+    try:
+        await releaser.add_jobs([make_job("a", 0)], replace=False)
+        for i in range(rounds):
+            t = 10 * i
+            (lease,) = await releaser.acquire_jobs("r", at(t), 1, lease_duration=30)
+            run = Run(job_id="a", scheduled_time=at(t), scheduler_id="r")
+            await releaser.release_jobs(
+                "r", [Release(lease=lease, next_run_time=at(t + 1), started=[run])]
+            )
+            (lease,) = await releaser.acquire_jobs("r", at(t + 1), 1, lease_duration=30)
+            assert lease.running == 1
+            # Every other round the release starts a run of its own (two slots then).
+            extra = [Run(job_id="a", scheduled_time=at(t + 1), scheduler_id="r")][: i % 2]
+            release = Release(
+                lease=lease,
+                next_run_time=at(t + 2),
+                started=extra,
+                hold_while_running=1 + len(extra),
+            )
+            ended = attrs.evolve(run, outcome=RunOutcome.SUCCESS, finished_at=at(t + 1))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(releaser.release_jobs, "r", [release])
+                tg.start_soon(finisher.finish_run, ended)
+            acquired = await finisher.acquire_jobs("f", at(t + 2), 10, lease_duration=5)
+            assert [lease.job_id for lease in acquired] == ["a"], f"round {i}: left held"
+            for other in extra:
+                await finisher.finish_run(attrs.evolve(other, outcome=RunOutcome.SUCCESS))
+            # Due after the lease's expiry: this release wakes nobody.
+            await finisher.release_jobs("f", [Release(lease=acquired[0], next_run_time=at(t + 10))])
+    finally:
+        await finisher.stop()
+        await releaser.stop()
+    # Both orders happened: the hold was taken (then freed by the finish) and skipped.
+    assert 0 < frees[0] < rounds, frees
