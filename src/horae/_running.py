@@ -485,7 +485,7 @@ class _RunLoop:
                         _reporting.finished(self._hub, job, finished, exc)
                     if finished.outcome in _FAILURES and job.pause_after_failures:
                         await self._pause_if_failing(job, finished)
-                    if is_finishing(job, self._now()):
+                    if (job.retry or job.on_crash) and is_finishing(job, self._now()):
                         await self._remove_if_finished(job.id)
                     return
                 start_at = self._now() + _retry_delay(job, run.attempt)
