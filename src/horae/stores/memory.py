@@ -225,12 +225,13 @@ class MemoryStore:
                     run_leases[run_id] = held_until
             if release.started:
                 self._running[job_id] = self._running.get(job_id, 0) + len(release.started)
-                self._run_counts[job_id] = self._run_counts.get(job_id, 0) + len(release.started)
             for run in release.finished:
                 self._record(run)
             job = self._jobs.get(job_id)
             if job is None:
                 continue  # removed while leased
+            if release.started:
+                self._run_counts[job_id] = self._run_counts.get(job_id, 0) + len(release.started)
             if (
                 release.remove
                 and lease.job is not None
