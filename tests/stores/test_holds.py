@@ -208,3 +208,15 @@ async def test_run_count_counts_started_runs_across_schedulers(store: Store) -> 
     await store.add_jobs([make_job("a", 60)], replace=False)
     (lease,) = await store.acquire_jobs("s1", at(60), limit=1, lease_duration=30)
     assert lease.run_count == 0
+
+
+async def test_runs_started_by_a_job_removed_while_leased_are_not_counted(store: Store) -> None:
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    (lease,) = await store.acquire_jobs("s1", at(10), limit=1, lease_duration=30)
+    await store.remove_job("a")
+    await store.release_jobs(
+        "s1", [Release(lease=lease, next_run_time=at(20), started=[_run("a", 10)])]
+    )
+    await store.add_jobs([make_job("a", 30)], replace=False)
+    (again,) = await store.acquire_jobs("s1", at(30), limit=1, lease_duration=30)
+    assert again.run_count == 0
