@@ -94,6 +94,31 @@ def localize(naive: datetime, tz: tzinfo) -> datetime:
     return aware.astimezone(UTC).astimezone(tz)
 
 
+def wall_instants(
+    naive: datetime, tz: tzinfo, *, skip_gap: bool, both: bool
+) -> tuple[datetime, ...]:
+    """Map a wall-clock time in ``tz`` to the instants a trigger fires at, by DST policy.
+
+    ``skip_gap=False, both=False`` is :func:`localize` (vectors rule 8). With
+    ``skip_gap``, a wall time in a spring-forward gap maps to no instant; with ``both``,
+    a wall time that occurs twice maps to both occurrences, earlier first. Results are
+    expressed in ``tz`` with the offset actually in force (and ``fold`` set accordingly).
+    """
+    first = naive.replace(tzinfo=tz, fold=0)
+    second = naive.replace(tzinfo=tz, fold=1)
+    first_offset = first.utcoffset()
+    second_offset = second.utcoffset()
+    # As in localize(): fold=0 reads a gap time with the offset before the gap.
+    mapped = first.astimezone(UTC).astimezone(tz)
+    if first_offset is None or second_offset is None or first_offset == second_offset:
+        return (mapped,)
+    if first_offset < second_offset:  # PEP 495: in a gap, fold=1 reads the later offset
+        return () if skip_gap else (mapped,)
+    if both:
+        return (mapped, second.astimezone(UTC).astimezone(tz))
+    return (mapped,)
+
+
 def express(instant: datetime, tz: tzinfo) -> datetime:
     """An aware datetime as a trigger returns it: same instant, ``tz``'s offset then.
 

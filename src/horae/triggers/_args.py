@@ -11,6 +11,7 @@ import difflib
 import math
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timezone, tzinfo
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from horae._time import resolve_timezone, to_aware
@@ -23,6 +24,17 @@ Moment = datetime | date | str
 
 #: What a trigger accepts as its ``timezone`` argument.
 ZoneArg = str | tzinfo | None
+
+#: What a wall-clock trigger does with a wall time that a spring-forward change skips:
+#: ``"shift"`` fires it later by the gap's length (vectors rule 8), ``"skip"`` drops it.
+DstGap = Literal["shift", "skip"]
+
+#: What a wall-clock trigger does with a wall time that a fall-back change repeats:
+#: ``"first"`` fires at its first occurrence only (vectors rule 8), ``"both"`` at both.
+DstRepeated = Literal["first", "both"]
+
+#: Arguments only wall-clock triggers take; other triggers say so when given them.
+DST_ARGUMENTS = ("dst_gap", "dst_repeated")
 
 
 def reject_unknown(kind: str, unknown: Mapping[str, object], accepted: Sequence[str]) -> None:
@@ -38,6 +50,13 @@ def reject_unknown(kind: str, unknown: Mapping[str, object], accepted: Sequence[
                 f"jitter: the {kind} trigger takes no jitter; jitter is a job option, "
                 "give it to add_job(..., jitter=seconds) instead",
             )
+        if name in DST_ARGUMENTS:
+            raise TriggerError(
+                name,
+                f"{name}: the {kind} trigger takes no argument {name!r} (given {value!r}); "
+                "DST policies apply to the wall-clock triggers, cron and calendarinterval "
+                f"(the {kind} trigger takes {', '.join(accepted)})",
+            )
         close = difflib.get_close_matches(name, accepted, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise TriggerError(
@@ -45,6 +64,72 @@ def reject_unknown(kind: str, unknown: Mapping[str, object], accepted: Sequence[
             f"{name}: the {kind} trigger takes no argument {name!r} (given {value!r}){hint} "
             f"(it takes {', '.join(accepted)})",
         )
+
+
+def check_dst_gap(value: object) -> DstGap:
+    """A ``dst_gap`` argument: ``"shift"`` or ``"skip"``.
+
+    Raises:
+        TriggerError: on ``dst_gap``, naming the value and the choices.
+    """
+    if isinstance(value, str):
+        if value == "shift":
+            return "shift"
+        if value == "skip":
+            return "skip"
+    raise TriggerError(
+        "dst_gap", f"dst_gap: {value!r} is not a DST gap policy; use 'shift' or 'skip'"
+    )
+
+
+def check_dst_repeated(value: object) -> DstRepeated:
+    """A ``dst_repeated`` argument: ``"first"`` or ``"both"``.
+
+    Raises:
+        TriggerError: on ``dst_repeated``, naming the value and the choices.
+    """
+    if isinstance(value, str):
+        if value == "first":
+            return "first"
+        if value == "both":
+            return "both"
+    raise TriggerError(
+        "dst_repeated",
+        f"dst_repeated: {value!r} is not a DST repeated-time policy; use 'first' or 'both'",
+    )
+
+
+def dst_items(dst_gap: DstGap, dst_repeated: DstRepeated) -> list[tuple[str, str]]:
+    """The DST policies that differ from the defaults, as ``(name, value)`` pairs.
+
+    ``to_dict()`` and ``repr()`` show only these, so a trigger with the default policies
+    stores exactly what it stored before the policies existed.
+    """
+    items: list[tuple[str, str]] = []
+    if dst_gap != "shift":
+        items.append(("dst_gap", dst_gap))
+    if dst_repeated != "first":
+        items.append(("dst_repeated", dst_repeated))
+    return items
+
+
+def describe_dst(dst_gap: DstGap, dst_repeated: DstRepeated) -> str:
+    """The end of a description for non-default DST policies, or ``""``.
+
+    Starts with a comma, not a semicolon: combined triggers join their children's
+    descriptions with semicolons.
+    """
+    skip, both = dst_gap == "skip", dst_repeated == "both"
+    if skip and both:
+        return (
+            ", skipping wall times missing and firing twice at wall times repeated "
+            "on DST change days"
+        )
+    if skip:
+        return ", skipping wall times missing on DST change days"
+    if both:
+        return ", firing twice at wall times repeated on DST change days"
+    return ""
 
 
 def trigger_zone(value: ZoneArg) -> ZoneInfo:

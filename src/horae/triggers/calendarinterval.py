@@ -11,12 +11,19 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from horae._time import express, localize, require_aware
+from horae._time import express, localize, require_aware, wall_instants
 from horae.errors import TriggerError
 from horae.triggers._args import (
+    DST_ARGUMENTS,
+    DstGap,
+    DstRepeated,
     Moment,
     ZoneArg,
+    check_dst_gap,
+    check_dst_repeated,
     check_int,
+    describe_dst,
+    dst_items,
     format_instant,
     instant_key,
     iso,
@@ -33,7 +40,16 @@ __all__ = ["CalendarIntervalTrigger"]
 _UTC = timezone.utc
 _PERIODS = ("years", "months", "weeks", "days")
 _TIME_FIELDS = (("hour", 23), ("minute", 59), ("second", 59))
-_ARGUMENTS = (*_PERIODS, "hour", "minute", "second", "start_date", "end_date", "timezone")
+_ARGUMENTS = (
+    *_PERIODS,
+    "hour",
+    "minute",
+    "second",
+    "start_date",
+    "end_date",
+    "timezone",
+    *DST_ARGUMENTS,
+)
 _SINGULAR = {"years": "year", "months": "month", "weeks": "week", "days": "day"}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -63,9 +79,11 @@ class CalendarIntervalTrigger:
     skipped and the series keeps its anchor day: monthly from January 31 fires on
     January 31, March 31, May 31, July 31, August 31, ...
 
-    Wall times are mapped to instants RFC 5545 style: a time skipped by a spring-forward
-    change fires later by the gap's length, a time repeated by a fall-back change fires
-    at its first occurrence.
+    Wall times are mapped to instants RFC 5545 style by default: a time skipped by a
+    spring-forward change fires later by the gap's length, a time repeated by a fall-back
+    change fires at its first occurrence. ``dst_gap="skip"`` drops that date's fire time
+    instead (the next occurrence follows), and ``dst_repeated="both"`` fires at both
+    occurrences of a repeated time.
 
     Args:
         years: number of years between occurrences (an int, zero or more); likewise
@@ -81,17 +99,23 @@ class CalendarIntervalTrigger:
             whole of that date; ``None`` means never.
         timezone: an IANA zone name or a ``ZoneInfo``; ``None`` means the zone of
             ``start_date`` if it is a datetime with a ``ZoneInfo``, else the system's zone.
+        dst_gap: ``"shift"`` (the default) or ``"skip"``: whether a fire time that a
+            spring-forward change skips fires later by the gap's length, or not at all.
+        dst_repeated: ``"first"`` (the default) or ``"both"``: whether a fire time that
+            a fall-back change repeats fires at its first occurrence only, or at both.
 
     Raises:
         TriggerError: a number is not a non-negative integer or out of range, no period
             is given (field ``"interval"``), a date is invalid, ``end_date`` is before
-            ``start_date``, the zone is unknown, or an argument is not one this trigger
-            takes.
+            ``start_date``, the zone or a DST policy is unknown, or an argument is not
+            one this trigger takes.
 
     Example::
 
         CalendarIntervalTrigger(months=2, hour=9, start_date="2026-01-31",
                                 timezone="Europe/Paris")
+        CalendarIntervalTrigger(days=1, hour=2, minute=30, timezone="America/New_York",
+                                dst_gap="skip")
     """
 
     kind: ClassVar[str] = "calendarinterval"
@@ -106,6 +130,8 @@ class CalendarIntervalTrigger:
     start_date: date | datetime = attrs.field(eq=instant_key)
     end_date: date | datetime | None = attrs.field(eq=instant_key)
     timezone: ZoneInfo = attrs.field(eq=zone_key)
+    dst_gap: DstGap
+    dst_repeated: DstRepeated
 
     def __init__(
         self,
@@ -120,6 +146,8 @@ class CalendarIntervalTrigger:
         start_date: Moment | None = None,
         end_date: Moment | None = None,
         timezone: ZoneArg = None,
+        dst_gap: DstGap = "shift",
+        dst_repeated: DstRepeated = "first",
         **unknown: object,
     ) -> None:
         reject_unknown(self.kind, unknown, _ARGUMENTS)
@@ -148,7 +176,10 @@ class CalendarIntervalTrigger:
                 f"end_date: {end_date!r} is before start_date {shown!r}; "
                 "give an end_date at or after start_date, or None for no end",
             )
-        self.__attrs_init__(years, months, weeks, days, hour, minute, second, start, end, tz)
+        gap, repeated = check_dst_gap(dst_gap), check_dst_repeated(dst_repeated)
+        self.__attrs_init__(
+            years, months, weeks, days, hour, minute, second, start, end, tz, gap, repeated
+        )
 
     # --- the series -------------------------------------------------------------------
 
@@ -211,12 +242,18 @@ class CalendarIntervalTrigger:
         end = self.end_date
         end_utc = end.astimezone(_UTC) if isinstance(end, datetime) else None
         at = time(self.hour, self.minute, self.second)
+        tz = self.timezone
+        # The default policy maps each date to one instant (vectors rule 8); the others
+        # to none (a skipped gap time) or two (both passes of a repeated time).
+        default = self.dst_gap == "shift" and self.dst_repeated == "first"
+        skip_gap, both = self.dst_gap == "skip", self.dst_repeated == "both"
         try:
-            local_after = after_utc.astimezone(self.timezone).date().toordinal()
+            local_after = after_utc.astimezone(tz).date().toordinal()
         except OverflowError:
             return None
-        # A fire time after ``after`` is on its local date or later, or (pushed over
-        # midnight by a spring-forward gap) on the date before.
+        # A fire time after ``after`` is on its local date or later, or on the date
+        # before: pushed over midnight by a spring-forward gap, or (``both``) the second
+        # pass of a time repeated across midnight.
         k = self._first_index_on_or_after(anchor, local_after - 1)
         while True:
             day = self._occurrence(anchor, k)
@@ -227,15 +264,21 @@ class CalendarIntervalTrigger:
                 continue
             if end is not None and end_utc is None and day > end:
                 return None
+            wall = datetime.combine(day, at)
             try:
-                fire = localize(datetime.combine(day, at), self.timezone)
+                fires = (
+                    (localize(wall, tz),)
+                    if default
+                    else wall_instants(wall, tz, skip_gap=skip_gap, both=both)
+                )
             except OverflowError:
                 return None
-            fire_utc = fire.astimezone(_UTC)
-            if end_utc is not None and fire_utc > end_utc:
-                return None
-            if fire_utc > after_utc and (start_utc is None or fire_utc >= start_utc):
-                return express(fire, self.timezone)
+            for fire in fires:
+                fire_utc = fire.astimezone(_UTC)
+                if end_utc is not None and fire_utc > end_utc:
+                    return None
+                if fire_utc > after_utc and (start_utc is None or fire_utc >= start_utc):
+                    return express(fire, tz)
 
     # --- values -----------------------------------------------------------------------
 
@@ -249,10 +292,14 @@ class CalendarIntervalTrigger:
         if self.end_date is not None:
             args.append(("end_date", iso(self.end_date)))
         args.append(("timezone", self.timezone.key))
+        args.extend(dst_items(self.dst_gap, self.dst_repeated))
         return args
 
     def to_dict(self) -> dict[str, Any]:
-        """The arguments as plain JSON: non-zero numbers, ISO dates and the zone's key."""
+        """The arguments as plain JSON: non-zero numbers, ISO dates and the zone's key.
+
+        ``dst_gap`` and ``dst_repeated`` are stored only when they are not the defaults.
+        """
         return {"kind": self.kind, **dict(self._arguments())}
 
     @classmethod
@@ -285,7 +332,7 @@ class CalendarIntervalTrigger:
         end = self.end_date
         if end is not None:
             text += f" until {format_instant(end) if isinstance(end, datetime) else end}"
-        return text
+        return text + describe_dst(self.dst_gap, self.dst_repeated)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{name}={value!r}" for name, value in self._arguments())

@@ -12,6 +12,16 @@ of two candidates:
 - a matching gap wall *before* ``after``'s wall time that lands after ``after`` (only
   when ``after`` is less than a gap's length past the gap).
 
+Two per-trigger policies change that mapping (``dst_gap``, ``dst_repeated``):
+
+- ``skip_gaps``: a gap wall maps to no instant. The remaining mapping (every other wall
+  at its first occurrence) is strictly increasing, so the first matching wall after
+  ``after``'s that is not a gap wall gives the answer; no look back is needed.
+- ``both``: a repeated wall maps to both of its instants. The second instant of a
+  repeated wall *before* ``after``'s wall time lands after ``after`` when ``after`` is
+  in the first pass of that repeated stretch (``minute=0`` in London: after 01:30 BST
+  comes 01:00 GMT), so that is a third candidate.
+
 Instants are naive UTC datetimes here; comparing aware datetimes of one ``ZoneInfo``
 would compare wall times and ignore ``fold`` (PEP 495).
 """
@@ -60,7 +70,14 @@ def _after(wall: datetime) -> datetime:
     return wall.replace(microsecond=0, fold=0) + _SECOND
 
 
-def next_fire(schedule: Schedule, tz: tzinfo, after: datetime) -> tuple[datetime, timedelta] | None:
+def next_fire(
+    schedule: Schedule,
+    tz: tzinfo,
+    after: datetime,
+    *,
+    skip_gaps: bool = False,
+    both: bool = False,
+) -> tuple[datetime, timedelta] | None:
     """The first fire instant strictly after ``after``, and the UTC offset then.
 
     The general path, right around any DST change; :class:`ZoneClock` takes a shortcut
@@ -70,6 +87,8 @@ def next_fire(schedule: Schedule, tz: tzinfo, after: datetime) -> tuple[datetime
         schedule: the trigger's fields.
         tz: the trigger's zone.
         after: a naive UTC instant.
+        skip_gaps: gap walls do not fire (``dst_gap="skip"``).
+        both: repeated walls fire at both occurrences (``dst_repeated="both"``).
 
     Returns:
         ``(naive UTC instant, offset)``, or ``None`` when the schedule is exhausted.
@@ -79,7 +98,7 @@ def next_fire(schedule: Schedule, tz: tzinfo, after: datetime) -> tuple[datetime
     assert offset is not None
     wall_after = local.replace(tzinfo=None, fold=0)
     start = _after(wall_after)
-    if local.fold:
+    if local.fold and not both:
         # ``after`` is in the second pass of a repeated hour. Repeated walls fire on
         # their first pass, which is over: go on from the end of the repeated hour.
         first_offset = local.replace(fold=0).utcoffset()
@@ -95,7 +114,15 @@ def next_fire(schedule: Schedule, tz: tzinfo, after: datetime) -> tuple[datetime
         assert before_offset is not None
         assert after_offset is not None
         instant = wall - before_offset
+        if skip_gaps and before_offset < after_offset:
+            wall = schedule.next_wall(wall + _SECOND)
+            continue
         if instant <= after:
+            if both and before_offset > after_offset and wall - after_offset > after:
+                # ``after`` is in the second pass of a repeated stretch; this wall's
+                # second occurrence comes first, as every later wall lands later.
+                best = (wall - after_offset, after_offset)
+                break
             # Only reachable around back-to-back transitions; keep walking forward.
             wall = schedule.next_wall(wall + _SECOND)
             continue
@@ -118,6 +145,24 @@ def next_fire(schedule: Schedule, tz: tzinfo, after: datetime) -> tuple[datetime
             best = (instant, before_offset)
         break
 
+    if both and not local.fold:
+        second_offset = local.replace(fold=1).utcoffset()
+        assert second_offset is not None
+        if second_offset < offset:
+            # ``after`` is in the first pass of a repeated stretch: the second occurrence
+            # of a repeated wall less than the overlap before ``after``'s wall time lands
+            # after ``after``. Repeated walls start where the fall-back lands.
+            overlap = offset - second_offset
+            change = _transition(tz, after, after + overlap)
+            low = max(change + second_offset, _after(wall_after - overlap))
+            wall = schedule.next_wall(low)
+            if wall is not None and wall <= wall_after:
+                instant = wall - second_offset
+                if instant > after and (best is None or instant < best[0]):
+                    best = (instant, second_offset)
+
+    if skip_gaps:
+        return best
     try:
         earlier = _offset_at(tz, after - _GAP_LOOKBACK)
     except OverflowError:
@@ -162,17 +207,30 @@ class ZoneClock:
     it, and it maps to an instant with the offset already known: no search for a DST
     change is needed. Quietness is cached per day.
 
+    The quiet-day shortcut holds for every DST policy: around a quiet day nothing is
+    skipped or repeated. Off it, a trigger with a non-default policy takes the general
+    path unless ``after``'s day is quiet and the next matching wall time is unambiguous;
+    the default policy's code is untouched, so it pays nothing for the others.
+
     Args:
         tz: the trigger's zone.
         fixed: the zone's offset if it never changes (UTC, Etc/GMT-2), else ``None``.
+        skip_gaps: gap walls do not fire (``dst_gap="skip"``).
+        both: repeated walls fire at both occurrences (``dst_repeated="both"``).
     """
 
-    __slots__ = ("_fixed_tz", "_quiet", "tz")
+    __slots__ = ("_both", "_fixed_tz", "_policy", "_quiet", "_skip_gaps", "tz")
 
-    def __init__(self, tz: tzinfo, fixed: timedelta | None) -> None:
+    def __init__(
+        self, tz: tzinfo, fixed: timedelta | None, *, skip_gaps: bool = False, both: bool = False
+    ) -> None:
         self.tz = tz
         self._fixed_tz = None if fixed is None else fixed_zone(fixed, tz.tzname(_EPOCH))
         self._quiet: dict[int, tuple[int, int, int] | None] = {}
+        self._skip_gaps = skip_gaps
+        self._both = both
+        #: Whether a policy differs from the default (vectors rule 8).
+        self._policy = skip_gaps or both
 
     def _next_day_if_quiet(self, year: int, month: int, day: int) -> tuple[int, int, int] | None:
         """The day after a quiet day, or ``None`` when the day is not quiet."""
@@ -233,7 +291,10 @@ class ZoneClock:
         assert second is not None
         if first < second:
             return self._general(schedule, after)  # a gap wall
-        if following is None:
+        if self._policy:
+            if following is None or (self._both and first != second):
+                return self._general(schedule, after)
+        elif following is None:
             # Not a quiet day: if a spring-forward came lately, gap walls a little before
             # ``after``'s wall time land after ``after`` and may come first.
             try:
@@ -259,9 +320,19 @@ class ZoneClock:
         tz = self.tz
         offset = after.utcoffset()
         assert offset is not None
-        result = next_fire(schedule, tz, after.replace(tzinfo=None) - offset)
+        result = next_fire(
+            schedule,
+            tz,
+            after.replace(tzinfo=None) - offset,
+            skip_gaps=self._skip_gaps,
+            both=self._both,
+        )
         if result is None:
             return None
         instant, offset = result
         wall = instant + offset
-        return wall.replace(tzinfo=fixed_zone(offset, tz.tzname(wall.replace(tzinfo=tz))))
+        local = wall.replace(tzinfo=tz)
+        if self._both and local.utcoffset() != offset:
+            # The second occurrence of a repeated wall: named as the clocks name it then.
+            local = local.replace(fold=1)
+        return wall.replace(tzinfo=fixed_zone(offset, tz.tzname(local)))

@@ -14,9 +14,16 @@ import attrs
 from horae._time import require_aware
 from horae.errors import TriggerError
 from horae.triggers._args import (
+    DST_ARGUMENTS,
+    DstGap,
+    DstRepeated,
     Moment,
     ZoneArg,
     aware_moment,
+    check_dst_gap,
+    check_dst_repeated,
+    describe_dst,
+    dst_items,
     format_instant,
     instant_key,
     iso,
@@ -45,7 +52,7 @@ _DEFAULTS = {
     "minute": "0",
     "second": "0",
 }
-_ARGUMENTS = (*FIELDS, "start_date", "end_date", "timezone")
+_ARGUMENTS = (*FIELDS, "start_date", "end_date", "timezone", *DST_ARGUMENTS)
 # Names people write from other cron tools, and what CronTrigger calls them.
 _ALIASES = {
     "dow": "day_of_week",
@@ -142,8 +149,9 @@ class CronTrigger:
     (an integer works too: ``hour=3``); ranges never wrap around. Fields more significant
     than the least significant one given are ``*``; less significant ones start at their
     minimum, so ``hour=3`` fires at 03:00:00 every day. ``day`` and ``day_of_week`` given
-    together must both match. Across DST changes a skipped wall time fires later by the
-    gap's length and a repeated one fires once, at its first occurrence.
+    together must both match. Across DST changes, by default, a skipped wall time fires
+    later by the gap's length and a repeated one fires once, at its first occurrence;
+    ``dst_gap`` and ``dst_repeated`` choose otherwise.
 
     Args:
         year: 1970..9999.
@@ -159,15 +167,22 @@ class CronTrigger:
             times in ``timezone``; ISO 8601 strings are accepted.
         end_date: last possible fire time (inclusive).
         timezone: an IANA zone name or a ``ZoneInfo``; ``None`` means the system's zone.
+        dst_gap: what a matching wall time that a spring-forward change skips does:
+            ``"shift"`` (the default) fires it later by the gap's length, ``"skip"`` does
+            not fire it that day.
+        dst_repeated: what a matching wall time that a fall-back change repeats does:
+            ``"first"`` (the default) fires at its first occurrence only, ``"both"`` at
+            both occurrences.
 
     Raises:
-        TriggerError: a field, date or zone is invalid, or an argument name is unknown
-            (naming the one that was probably meant).
+        TriggerError: a field, date, zone or DST policy is invalid, or an argument name
+            is unknown (naming the one that was probably meant).
 
     Example::
 
         CronTrigger(day_of_week="mon-fri", hour=9, timezone="Europe/Paris")
         CronTrigger.from_crontab("*/5 * * * *", timezone="UTC")
+        CronTrigger(hour=2, minute=30, timezone="America/New_York", dst_gap="skip")
     """
 
     kind: ClassVar[str] = "cron"
@@ -185,6 +200,8 @@ class CronTrigger:
     timezone: ZoneInfo = attrs.field(eq=zone_key)
     #: The crontab string when the trigger was made by :meth:`from_crontab`.
     crontab: str | None
+    dst_gap: DstGap
+    dst_repeated: DstRepeated
     _schedule: Schedule = attrs.field(eq=False, repr=False)
     _clock: ZoneClock = attrs.field(eq=False, repr=False)
     _start_utc: datetime | None = attrs.field(eq=False, repr=False)
@@ -203,6 +220,9 @@ class CronTrigger:
         start_date: Moment | None = None,
         end_date: Moment | None = None,
         timezone: ZoneArg = None,
+        *,
+        dst_gap: DstGap = "shift",
+        dst_repeated: DstRepeated = "first",
         **unknown: object,
     ) -> None:
         if unknown:
@@ -225,7 +245,8 @@ class CronTrigger:
         )
         tz = trigger_zone(timezone)
         start, end = _dates(start_date, end_date, tz)
-        self._init(exprs, start, end, tz, None, schedule)
+        gap, repeated = check_dst_gap(dst_gap), check_dst_repeated(dst_repeated)
+        self._init(exprs, start, end, tz, None, schedule, gap, repeated)
 
     def _init(
         self,
@@ -235,8 +256,16 @@ class CronTrigger:
         tz: ZoneInfo,
         crontab: str | None,
         schedule: Schedule,
+        dst_gap: DstGap,
+        dst_repeated: DstRepeated,
     ) -> None:
         year, month, day, week, day_of_week, hour, minute, second = exprs
+        clock = ZoneClock(
+            tz,
+            _fixed_offset(tz),
+            skip_gaps=dst_gap == "skip",
+            both=dst_repeated == "both",
+        )
         self.__attrs_init__(
             year=year,
             month=month,
@@ -250,8 +279,10 @@ class CronTrigger:
             end_date=end,
             timezone=tz,
             crontab=crontab,
+            dst_gap=dst_gap,
+            dst_repeated=dst_repeated,
             schedule=schedule,
-            clock=ZoneClock(tz, _fixed_offset(tz)),
+            clock=clock,
             start_utc=_utc(start),
             end_utc=_utc(end),
         )
@@ -264,6 +295,8 @@ class CronTrigger:
         *,
         start_date: Moment | None = None,
         end_date: Moment | None = None,
+        dst_gap: DstGap = "shift",
+        dst_repeated: DstRepeated = "first",
     ) -> CronTrigger:
         """A trigger from a crontab line: ``minute hour day month day_of_week``.
 
@@ -279,11 +312,13 @@ class CronTrigger:
             timezone: an IANA zone name or a ``ZoneInfo``; ``None``: the system's zone.
             start_date: as for :class:`CronTrigger`.
             end_date: as for :class:`CronTrigger`.
+            dst_gap: as for :class:`CronTrigger`: ``"shift"`` or ``"skip"``.
+            dst_repeated: as for :class:`CronTrigger`: ``"first"`` or ``"both"``.
 
         Raises:
             TriggerError: on ``expr`` for a wrong number of fields, a non-string or an
                 unknown macro (``@reboot`` included); on the field's name for a bad
-                field.
+                field; on ``dst_gap`` or ``dst_repeated`` for an unknown policy.
 
         Example::
 
@@ -303,8 +338,9 @@ class CronTrigger:
         )
         tz = trigger_zone(timezone)
         start, end = _dates(start_date, end_date, tz)
+        gap, repeated = check_dst_gap(dst_gap), check_dst_repeated(dst_repeated)
         self = cls.__new__(cls)
-        self._init([None] * len(FIELDS), start, end, tz, expr, schedule)
+        self._init([None] * len(FIELDS), start, end, tz, expr, schedule, gap, repeated)
         return self
 
     def next(self, after: datetime) -> datetime | None:
@@ -334,7 +370,8 @@ class CronTrigger:
         """Plain JSON: the fields as given (strings), dates as ISO 8601, the zone's key.
 
         A trigger made by :meth:`from_crontab` stores its ``crontab`` string instead of
-        the fields.
+        the fields. ``dst_gap`` and ``dst_repeated`` are stored only when they are not
+        the defaults.
         """
         data: dict[str, Any] = {"kind": self.kind}
         if self.crontab is not None:
@@ -344,6 +381,7 @@ class CronTrigger:
         data["start_date"] = _repr_moment(self.start_date)
         data["end_date"] = _repr_moment(self.end_date)
         data["timezone"] = self.timezone.key
+        data.update(dst_items(self.dst_gap, self.dst_repeated))
         return data
 
     @classmethod
@@ -374,6 +412,8 @@ class CronTrigger:
             args.get("timezone"),
             start_date=args.get("start_date"),
             end_date=args.get("end_date"),
+            dst_gap=args.get("dst_gap", "shift"),
+            dst_repeated=args.get("dst_repeated", "first"),
         )
 
     def describe(self) -> str:
@@ -396,7 +436,7 @@ class CronTrigger:
             text += f" from {format_instant(self.start_date)}"
         if self.end_date is not None:
             text += f" until {format_instant(self.end_date)}"
-        return text
+        return text + describe_dst(self.dst_gap, self.dst_repeated)
 
     def __repr__(self) -> str:
         dates = [
@@ -405,10 +445,12 @@ class CronTrigger:
             if value is not None
         ]
         zone = f"timezone={self.timezone.key!r}"
+        dst = [f"{name}={value!r}" for name, value in dst_items(self.dst_gap, self.dst_repeated)]
         if self.crontab is not None:
-            return f"CronTrigger.from_crontab({', '.join([repr(self.crontab), zone, *dates])})"
+            args = [repr(self.crontab), zone, *dates, *dst]
+            return f"CronTrigger.from_crontab({', '.join(args)})"
         fields = [f"{n}={getattr(self, n)!r}" for n in FIELDS if getattr(self, n) is not None]
-        return f"CronTrigger({', '.join([*fields, *dates, zone])})"
+        return f"CronTrigger({', '.join([*fields, *dates, zone, *dst])})"
 
 
 def _effective(exprs: list[str | None]) -> list[str]:
