@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from horae._format import describe_trigger, relative
+from horae._format import describe_trigger, duration, relative, when
 from horae.jobs import Job, Run
 
 __all__ = [
@@ -39,13 +39,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def when(moment: datetime | None, tz: tzinfo, now: datetime) -> str:
-    """``"2027-01-04 09:00:00 CET (in 3 min)"``, in ``tz``; ``"-"`` for no time."""
-    if moment is None:
-        return "-"
-    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M:%S %Z} ({relative(moment, now)})"
-
-
 def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
@@ -53,8 +46,7 @@ def _seconds(value: timedelta | None) -> float | None:
 def _duration(run: Run) -> str:
     if run.started_at is None or run.finished_at is None:
         return "-"
-    seconds = (run.finished_at - run.started_at).total_seconds()
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+    return duration(run.finished_at - run.started_at)
 
 
 def _iso(moment: datetime | None) -> str | None:
