@@ -556,3 +556,19 @@ async def test_replacing_a_job_with_a_new_schedule_starts_it_afresh(clock: FakeC
         )
         assert other.next_run_time == clock.now() + timedelta(hours=2)
         assert other.pause_note is None
+
+
+# ---------------------------------------------------------------------- explain
+
+
+async def test_explain_tells_why_fire_times_did_not_run(clock: FakeClock) -> None:
+    slow = Slow(clock, 25)
+    async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
+        await scheduler.add_job(slow, "interval", seconds=10, id="j")
+        await _advance(clock, 36)
+        await scheduler.pause_job("j", note="vendor outage")
+        text = str(await scheduler.explain("j", limit=5))
+        with pytest.raises(JobLookupError):
+            await scheduler.explain("nope")
+    assert "vendor outage" in text
+    assert "skipped" in text

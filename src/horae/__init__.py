@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 from horae._clock import Clock, SystemClock
+from horae._explain import Explanation, FireTimeExplanation
 from horae.errors import (
     ConflictingIdError,
     DeserializationError,
@@ -132,6 +133,8 @@ __all__ = [
     "Event",
     "Executor",
     "ExecutorLookupError",
+    "Explanation",
+    "FireTimeExplanation",
     "HoraeError",
     "IntervalTrigger",
     "InvalidCallableError",

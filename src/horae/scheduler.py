@@ -33,6 +33,7 @@ from horae._building import (
 )
 from horae._clock import Clock, SystemClock
 from horae._execution import call_job, current_run, in_job
+from horae._explain import Explanation, explain_job
 from horae._running import _RunLoop
 from horae._time import resolve_timezone, to_aware
 from horae.errors import (
@@ -956,6 +957,29 @@ class AsyncScheduler(_RunLoop):
             _reporting.finished(self._hub, job, finished, exc)
             runs.append(finished)
         return runs
+
+    async def explain(self, job_id: str, limit: int = 10) -> Explanation:
+        """Why the job ran, or did not, at its last ``limit`` fire times.
+
+        Read from the job as stored and its run history: each fire time's outcome and
+        attempts with the reason in words (late and by how much, coalesced, missed
+        beyond ``misfire_grace_time``, skipped or waiting by the overlap policy,
+        abandoned and rerun, cancelled), fire times that left no record (the job was
+        paused then), and the job's state now (paused with its note, due but not
+        acquired, waiting for a free slot). ``str()`` of the result is readable text;
+        ``horae explain JOB_ID`` prints the same.
+
+        Example::
+
+            print(await scheduler.explain("nightly-report"))
+
+        Raises:
+            JobLookupError: no job has that id, and no run of one is recorded.
+        """
+        self._check_usable("explain")
+        return await explain_job(
+            self.store, job_id, now=self._now(), timezone=self.timezone, limit=limit
+        )
 
     async def print_jobs(self, out: IO[str] | None = None) -> None:
         """Print a table of the jobs (id, name, trigger, next run time) to ``out``."""

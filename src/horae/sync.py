@@ -22,6 +22,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from horae._building import UNSET
 from horae._clock import Clock
 from horae._execution import in_job
+from horae._explain import Explanation
 from horae.errors import SchedulerNotRunningError, SchedulerRunningError
 from horae.events import EVENT_ALL, Listener
 from horae.executors.base import Executor
@@ -325,6 +326,11 @@ class Scheduler:
             self.async_scheduler.backfill, job_id, start, end, rerun_succeeded=rerun_succeeded
         )
         return runs
+
+    def explain(self, job_id: str, limit: int = 10) -> Explanation:
+        """Why the job ran or did not; see :meth:`AsyncScheduler.explain`."""
+        explanation: Explanation = self._call(self.async_scheduler.explain, job_id, limit)
+        return explanation
 
     def resume_job(self, job_id: str) -> Job:
         """Resume a job; see :meth:`AsyncScheduler.resume_job`."""
