@@ -72,6 +72,10 @@ async def _advance(clock: FakeClock, seconds: float, step: float = 1.0) -> None:
         await anyio.wait_all_tasks_blocked()
 
 
+def _fire(run: Run) -> datetime:
+    return run.scheduled_time
+
+
 def _outcomes(runs: list[Run]) -> list[tuple[float | None, str | None]]:
     ordered = sorted(runs, key=lambda r: (r.scheduled_time, r.attempt))
     return [(_seconds(r.scheduled_time), r.outcome and r.outcome.value) for r in ordered]
@@ -572,3 +576,57 @@ async def test_explain_tells_why_fire_times_did_not_run(clock: FakeClock) -> Non
             await scheduler.explain("nope")
     assert "vendor outage" in text
     assert "skipped" in text
+
+
+# -------------------------------------------------------------- DST choice
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (
+            {},
+            ["2026-03-07T02:30:00-05:00", "2026-03-08T03:30:00-04:00", "2026-03-09T02:30:00-04:00"],
+        ),
+        (
+            {"dst_gap": "skip"},
+            ["2026-03-07T02:30:00-05:00", "2026-03-09T02:30:00-04:00"],
+        ),
+    ],
+)
+async def test_a_job_chooses_what_a_dst_gap_does(
+    policy: dict[str, str], expected: list[str]
+) -> None:
+    clock = FakeClock("2026-03-07T00:00:00-05:00")
+    async with AsyncScheduler(clock=clock, timezone="America/New_York") as scheduler:
+        await scheduler.add_job(
+            jobfuncs.async_add, "cron", hour=2, minute=30, args=[1], id="d", **policy
+        )
+        for _ in range(3 * 24):
+            clock.advance(3600)
+            await wait_idle(scheduler)
+        runs = await scheduler.get_runs("d")
+    assert [r.scheduled_time.isoformat() for r in sorted(runs, key=_fire)] == expected
+    assert all(r.outcome is RunOutcome.SUCCESS and r.coalesced == 0 for r in runs)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({}, ["2026-10-25T01:30:00+01:00"]),
+        ({"dst_repeated": "both"}, ["2026-10-25T01:30:00+01:00", "2026-10-25T01:30:00+00:00"]),
+    ],
+)
+async def test_a_job_chooses_what_a_repeated_hour_does(
+    policy: dict[str, str], expected: list[str]
+) -> None:
+    clock = FakeClock("2026-10-24T23:00:00+01:00")
+    async with AsyncScheduler(clock=clock, timezone="Europe/London") as scheduler:
+        await scheduler.add_job(
+            jobfuncs.async_add, "cron", hour=1, minute=30, args=[1], id="r", **policy
+        )
+        for _ in range(4 * 6):
+            clock.advance(600)
+            await wait_idle(scheduler)
+        runs = await scheduler.get_runs("r")
+    assert [r.scheduled_time.isoformat() for r in sorted(runs, key=_fire)] == expected
