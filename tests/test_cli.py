@@ -256,6 +256,72 @@ def test_unreachable_store_is_exit_1() -> None:
     assert "Traceback" not in result.stderr
 
 
+# -------------------------------------------------------------------------- explain
+
+
+def _make_history(url: str) -> None:
+    """Job "report" (every 2 min, misfire_grace_time=30) on a fake clock that starts 9 min
+    ago: its first fire time succeeded, the next two were missed (coalesced into one
+    record), then it was paused; the real clock has passed one more fire time since."""
+    import anyio
+
+    from horae import AsyncScheduler
+    from horae.cli import open_store
+    from horae.testing import FakeClock, wait_idle
+
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=9)
+
+    async def build() -> None:
+        clock = FakeClock(start)
+        async with AsyncScheduler(open_store(url), clock=clock, scheduler_id="s1") as scheduler:
+            await scheduler.add_job(
+                "tests.jobfuncs:async_add", "interval", minutes=2, args=[1], id="report",
+                misfire_grace_time=30,
+            )  # fmt: skip
+            clock.advance(120)
+            await wait_idle(scheduler)
+            clock.advance(300)  # the fire times of +4 and +6 min are looked at at +7
+            await wait_idle(scheduler)
+            await scheduler.pause_job("report", note="until the vendor fixes their API")
+
+    anyio.run(build, backend="asyncio")
+
+
+def test_explain(store_url: str) -> None:
+    _make_history(store_url)
+    store = ["--store", store_url]
+    text = ok("explain", *store, "report")
+    lines = text.splitlines()
+    assert lines[0] == "job 'report': paused"
+    assert lines[1].startswith("  paused: until the vendor fixes their API.")
+    assert "Last 4 fire times, newest first:" in text
+    assert "could not start within misfire_grace_time=30 s; it was looked at 1 min after" in (
+        text.replace("\n      ", " ")
+    )
+    data = as_json("explain", *store, "report")
+    assert data["state"] == "paused"
+    assert data["job"]["pause_note"] == "until the vendor fixes their API"
+    assert [entry["status"] for entry in data["fire_times"]] == [
+        "no record",
+        "missed",
+        "coalesced",
+        "success",
+    ]
+    assert data["fire_times"][1]["attempts"] == 1
+    assert "no record: the job is paused" in data["fire_times"][0]["reason"]
+    assert len(as_json("explain", *store, "report", "--limit", "2")["fire_times"]) == 2
+
+
+def test_explain_bad_input(sqlite_url: str) -> None:
+    ok("jobs", "add", "--store", sqlite_url, "tests.cli_jobs:touch", "interval", "hours=1",
+       "--id", "t", "--args", '["x"]')  # fmt: skip
+    assert_usage_error(horae("explain", "--store", sqlite_url, "nope"), "no job with id 'nope'")
+    assert_usage_error(horae("explain", "--store", sqlite_url, "t", "-n", "0"), "--limit: 0")
+    out = ok("explain", "--store", sqlite_url, "t")
+    assert out.startswith("job 't': scheduled\n  next fire time ")
+    assert "No fire time to show: the job has no run on record." in out
+
+
 # ----------------------------------------------------------------------------- cron
 
 

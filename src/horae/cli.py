@@ -5,6 +5,7 @@ Commands::
     horae run --store URL [--import MODULE]... [--grace 30] [--log-level info]
     horae jobs list|show|add|pause|resume|remove|run-now --store URL ...
     horae runs JOB_ID --store URL [-n 20]
+    horae explain JOB_ID --store URL [--limit 10]
     horae cron "EXPR" [--tz ZONE] [-n 10]
 
 Store URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``,
@@ -36,6 +37,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 
 from horae import _cli_format as fmt
+from horae._explain import explain_job
 from horae.errors import HoraeError, StoreError
 from horae.scheduler import AsyncScheduler
 from horae.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
@@ -267,6 +269,21 @@ async def _runs(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
     return EXIT_OK
 
 
+async def _explain(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
+    explanation = await explain_job(
+        scheduler.store,
+        args.job_id,
+        now=datetime.now(timezone.utc),
+        timezone=scheduler.timezone,
+        limit=args.limit,
+    )
+    if args.json:
+        _print_json(explanation.to_dict())
+    else:
+        print(explanation)
+    return EXIT_OK
+
+
 def _cron(args: argparse.Namespace) -> int:
     from horae.triggers import CronTrigger
 
@@ -344,7 +361,8 @@ async def _run(args: argparse.Namespace) -> int:
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="horae",
-        description="Run a horae scheduler, manage its jobs, explain cron expressions.",
+        description="Run a horae scheduler, manage its jobs, explain why a job ran or not, "
+        "explain cron expressions.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -419,6 +437,25 @@ def _build_parser() -> _Parser:
     runs.add_argument("job_id", metavar="JOB_ID")
     runs.add_argument("-n", dest="limit", type=int, default=20, help="how many runs (20)")
 
+    explain = commands.add_parser(
+        "explain",
+        help="why a job ran, or did not, at its last fire times",
+        description="Why a job ran, or did not, at its last fire times (paused, missed, "
+        "coalesced, skipped, waiting for a free slot, abandoned...), from its run history.",
+    )
+    store_option(explain)
+    json_option(explain)
+    explain.add_argument("job_id", metavar="JOB_ID")
+    explain.add_argument(
+        "-n",
+        "--limit",
+        dest="limit",
+        type=int,
+        default=10,
+        metavar="N",
+        help="how many fire times (10)",
+    )
+
     cron = commands.add_parser(
         "cron", help="explain a crontab expression, list its next fire times"
     )
@@ -456,7 +493,10 @@ def _dispatch(parser: _Parser, args: argparse.Namespace) -> int:
         return anyio.run(_run, args, backend="asyncio")
     if args.command == "jobs" and args.verb is None:
         raise UsageError("jobs: give a verb: list, show, add, pause, resume, remove or run-now")
-    action = _runs if args.command == "runs" else _JOB_VERBS[args.verb]
+    if args.command == "explain" and args.limit < 1:
+        raise UsageError(f"--limit: {args.limit} is not a count; give 1 or more")
+    commands = {"runs": _runs, "explain": _explain}
+    action = commands[args.command] if args.command in commands else _JOB_VERBS[args.verb]
 
     async def call(scheduler: AsyncScheduler) -> int:
         return await action(args, scheduler)
