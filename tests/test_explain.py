@@ -409,6 +409,21 @@ async def test_due_but_no_scheduler_runs_it(clock: FakeClock) -> None:
     assert explanation.notes == ()  # no history is not a short history
 
 
+async def test_a_job_made_due_by_hand(clock: FakeClock) -> None:
+    store = MemoryStore()
+    async with AsyncScheduler(store, clock=clock) as scheduler:
+        await scheduler.add_job(jobfuncs.async_add, "interval", seconds=10, args=[1], id="j")
+        clock.advance(10)
+        await wait_idle(scheduler)
+    async with AsyncScheduler(store, clock=clock, role="client") as client:
+        clock.advance(3)
+        await client.modify_job("j", next_run_time=clock.now())  # horae jobs run-now
+        explanation = await explain(client, clock, "j")
+    entries = at(explanation)
+    assert [entries[t].status for t in (13, 10)] == ["due", "success"]
+    assert entries[13].reason.startswith("due since 2027-01-01 00:00:13 UTC (now)")
+
+
 async def test_due_beyond_the_grace_will_be_missed(clock: FakeClock) -> None:
     async with AsyncScheduler(MemoryStore(), clock=clock, role="client") as client:
         await client.add_job(

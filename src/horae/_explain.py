@@ -32,11 +32,11 @@ _ON_TIME = timedelta(seconds=1)
 _BUFFERING = frozenset({"buffer_one", "buffer_all", "cancel_other"})
 _WIDTH = 88
 
-#: The statuses of a fire time that has no outcome (yet).
-IN_PROGRESS = "in progress"
-DUE = "due"
-COALESCED = "coalesced"
-NO_RECORD = "no record"
+# The statuses of a fire time that has no outcome (yet).
+_IN_PROGRESS = "in progress"
+_DUE = "due"
+_COALESCED = "coalesced"
+_NO_RECORD = "no record"
 
 
 @attrs.frozen(kw_only=True)
@@ -85,6 +85,13 @@ class Explanation:
     ``str(explanation)`` is a readable text, with times in the zone it was made for;
     :meth:`to_dict` gives the same as plain JSON values.
 
+    Example::
+
+        explanation = await scheduler.explain("nightly-report")
+        print(explanation)              # or: horae explain nightly-report --store URL
+        if explanation.state == "paused":
+            ...
+
     Attributes:
         job_id: the job's id.
         job: the job as stored, or ``None`` when it no longer exists (or cannot be read
@@ -126,7 +133,8 @@ class Explanation:
             times = [when(entry.scheduled_time, tz, now) for entry in self.fire_times]
             width = max(len(text) for text in times)
             for text, entry in zip(times, self.fire_times, strict=True):
-                attempts = f" (attempt {entry.attempts})" if entry.attempts > 1 else ""
+                attempt = entry.runs[-1].attempt if entry.runs else 1
+                attempts = f" (attempt {attempt})" if attempt > 1 else ""
                 lines.append(f"  {text.ljust(width)}  {entry.status}{attempts}")
                 lines.append(_wrap(entry.reason, "      "))
         if self.notes:
@@ -141,6 +149,7 @@ class Explanation:
             "state": self.state,
             "summary": self.summary,
             "now": self.now.isoformat(),
+            "timezone": str(self.timezone),
             "job": None if self.job is None else _job_to_dict(self.job),
             "fire_times": [entry.to_dict() for entry in self.fire_times],
             "notes": list(self.notes),
@@ -401,7 +410,7 @@ class _Explainer:
         reason = self._reason(scheduled, runs)
         return FireTimeExplanation(
             scheduled_time=scheduled,
-            status=IN_PROGRESS if last.outcome is None else last.outcome.value,
+            status=_IN_PROGRESS if last.outcome is None else last.outcome.value,
             outcome=last.outcome,
             attempts=len(runs),
             reason=reason,
@@ -542,94 +551,86 @@ class _Explainer:
     # ------------------------------------------------------- unrecorded ones
 
     def _unrecorded(self, state_reason: str) -> list[FireTimeExplanation]:
-        """The trigger's fire times from the oldest shown up to now that have no record."""
-        job, now = self.job, self.now
-        if job is None:
+        """The fire times since the oldest one shown (or due now) that have no record."""
+        if self.job is None:
             return []
+        gaps, covered = self._walk()
+        newest = max(self.groups, default=None)
+        nrt = self.job.next_run_time
+        entries = []
+        for t in sorted(gaps)[-self.limit :]:
+            if t in covered:
+                by = covered[t]
+                final = self.groups[by][-1].outcome
+                status, reason = (
+                    _COALESCED,
+                    (
+                        f"covered by the {final or 'in-progress'} run for "
+                        f"{local_time(by, self.tz)} (coalesce=True: a backlog of fire times runs "
+                        "once, as the latest)"
+                    ),
+                )
+            elif nrt is not None and nrt <= t:
+                status, reason = _DUE, self._also_due(t, state_reason)
+            elif nrt is None and (newest is None or t > newest):
+                status, reason = (
+                    _NO_RECORD,
+                    (
+                        "no record: the job is paused, and fire times that pass while it is "
+                        "paused are not run (it may have been paused since before this one)"
+                    ),
+                )
+            else:
+                status, reason = (
+                    _NO_RECORD,
+                    (
+                        "no record: the job was paused then, or rescheduled or replaced; "
+                        "resume_job, reschedule_job and add_job(replace_existing=True) skip "
+                        "fire times that passed"
+                    ),
+                )
+            entries.append(FireTimeExplanation(scheduled_time=t, status=status, reason=reason))
+        return entries
+
+    def _walk(self) -> tuple[list[datetime], dict[datetime, datetime]]:
+        """The trigger's fire times from the oldest one shown up to now that have no
+        record, and those of them a later record covered (``coalesced``), with it."""
+        job, now = self.job, self.now
+        assert job is not None
         nrt = job.next_run_time
-        start: datetime | None = min(self.groups) if self.groups else None
-        first: list[datetime] = []
+        start = min(self.groups, default=nrt if nrt is not None and nrt <= now else None)
         if start is None:
-            if nrt is None or nrt > now:
-                return []
-            start, first = nrt, [nrt]
-        trigger = job.trigger
-        gaps: collections.deque[datetime] = collections.deque(maxlen=self.limit)
-        pending: list[datetime] = []  # fire times with no record since the last recorded
+            return [], {}
+        gaps: list[datetime] = []
+        pending: list[datetime] = []  # those since the last fire time on record
         covered: dict[datetime, datetime] = {}
         steps = 0
         t: datetime | None = start
-        seen = start
-        candidates = iter(first)
         while True:
-            t = next(candidates, None) or _step(trigger, t)
+            last, t = t, _step(job.trigger, t)
             if t is None or t > now:
                 break
-            steps += 1
-            if steps > MAX_TRIGGER_STEPS:
+            if steps == MAX_TRIGGER_STEPS:
                 self.notes.append(
-                    f"the trigger's fire times after {local_time(seen, self.tz)} were not "
-                    f"looked at (more than {MAX_TRIGGER_STEPS:,} since the oldest one shown)"
+                    f"the trigger's fire times after {local_time(last or start, self.tz)} "
+                    f"were not looked at (more than {MAX_TRIGGER_STEPS:,} since the oldest "
+                    "one shown)"
                 )
                 break
-            seen = t
+            steps += 1
             runs = self.groups.get(t)
             if runs is None:
-                pending.append(t)
                 gaps.append(t)
+                pending.append(t)
                 continue
             folded = max(run.coalesced for run in runs)
             for earlier in pending[len(pending) - folded :] if folded else ():
                 covered[earlier] = t
             pending = []
-        newest = max(self.groups) if self.groups else None
-        entries = []
-        for t in gaps:
-            if t in covered:
-                by = covered[t]
-                final = self.groups[by][-1].outcome
-                entries.append(
-                    FireTimeExplanation(
-                        scheduled_time=t,
-                        status=COALESCED,
-                        reason=(
-                            f"covered by the {final or 'in-progress'} run for "
-                            f"{local_time(by, self.tz)} (coalesce=True: a backlog of fire "
-                            "times runs once, as the latest)"
-                        ),
-                    )
-                )
-            elif nrt is not None and nrt <= t:
-                entries.append(
-                    FireTimeExplanation(
-                        scheduled_time=t, status=DUE, reason=self._also_due(t, state_reason)
-                    )
-                )
-            elif nrt is None and (newest is None or t > newest):
-                entries.append(
-                    FireTimeExplanation(
-                        scheduled_time=t,
-                        status=NO_RECORD,
-                        reason=(
-                            "no record: the job is paused, and fire times that pass while "
-                            "it is paused are not run (it may have been paused since before "
-                            "this one)"
-                        ),
-                    )
-                )
-            else:
-                entries.append(
-                    FireTimeExplanation(
-                        scheduled_time=t,
-                        status=NO_RECORD,
-                        reason=(
-                            "no record: the job was paused then, or rescheduled or replaced; "
-                            "resume_job, reschedule_job and add_job(replace_existing=True) "
-                            "skip fire times that passed"
-                        ),
-                    )
-                )
-        return entries
+        # A next run time set by hand (run-now, modify_job) is off the trigger's steps.
+        if nrt is not None and nrt <= now and nrt not in self.groups and nrt not in gaps:
+            gaps.append(nrt)
+        return gaps, covered
 
     def _also_due(self, t: datetime, state_reason: str) -> str:
         job = self.job
