@@ -8,12 +8,17 @@ Tables (see ``docs/store-postgres.md``):
 
 - ``jobs``: one row per job. ``due_at`` is when the row may next be acquired: its
   ``next_run_time`` while nobody holds it, its ``lease_expires`` while a scheduler
-  does. The due-job query and ``next_run_time()`` read only that column, through a
-  partial index, so both stay O(log n) however many jobs are leased or paused.
+  does, ``NULL`` while the job is paused or *held* (``Release.hold_while_running``: a
+  row with a ``next_run_time``, no lease and no ``due_at`` is held, nothing else is).
+  The due-job query and ``next_run_time()`` read only that column, through a partial
+  index, so both stay O(log n) however many jobs are leased, paused or held.
+  ``run_count`` counts the runs started so far (``Lease.run_count``).
 - ``running``: runs in flight (handed to an executor, not finished): what
   ``max_instances`` counts. It only holds what runs now, so it stays small. Each row is
   leased: ``holder`` renews ``expires_at`` while the run goes on; a row whose expiry
   passed is claimed by another scheduler through the ``running_expires_at`` index.
+  ``holds_job`` marks the runs that keep their job held: the finish of such a run
+  (without a retry) frees the job; a retry inherits the mark. See ``_RELEASE_HOLD``.
 - ``runs``: finished runs, ordered by ``seq`` (taken when the run was recorded).
   Finishing a run moves it from ``running`` to ``runs``: a delete and an insert by
   primary key, never an update of an indexed column.
@@ -33,7 +38,7 @@ __all__ = ["CURRENT_VERSION", "MIGRATIONS", "SCHEMA_NAME", "Statements", "quote_
 SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 #: The layout this code reads and writes.
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 #: ``MIGRATIONS[v]`` takes a schema from layout ``v - 1`` to ``v`` (0: nothing there).
 #: Each runs in the start-up transaction, under the schema's advisory lock, so several
@@ -95,6 +100,42 @@ ALTER TABLE {s}.running
 ALTER TABLE {s}.running ALTER COLUMN expires_at SET DEFAULT 'infinity';
 CREATE INDEX running_expires_at ON {s}.running (expires_at);
 """,
+    # Runs started per job, the mark of the runs that keep their job held, and the
+    # function the finish of such a run calls to free its job. Both columns have
+    # constant defaults (no table rewrite): existing jobs have started no run as far as
+    # layout 3 knows, and nothing is held yet.
+    # free_held() locks the given jobs in id order, clears the hold of those still held
+    # (due at their next run time again) and NOTIFYs the other schedulers if it freed
+    # any. The finish statements call it with the jobs of the runs marked `holds_job`
+    # (see _RELEASE_HOLD) that ended without a retry (see _free_held).
+    # - A function, because it is VOLATILE: each of its statements takes a new
+    #   snapshot, so it sees a hold that committed after the finish statement's own
+    #   snapshot (a finish deleting a marked run waited for that hold to commit).
+    # - A finish whose runs hold nothing passes an empty array: it returns at once,
+    #   without reading a job row.
+    3: """
+ALTER TABLE {s}.jobs ADD COLUMN run_count bigint NOT NULL DEFAULT 0;
+ALTER TABLE {s}.running ADD COLUMN holds_job boolean NOT NULL DEFAULT false;
+CREATE FUNCTION {s}.free_held(job_ids text[], channel text, sender text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    freed integer;
+BEGIN
+    IF cardinality(job_ids) = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM FROM {s}.jobs WHERE id = ANY(job_ids) ORDER BY id FOR NO KEY UPDATE;
+    UPDATE {s}.jobs SET due_at = next_run_time
+    WHERE id = ANY(job_ids)
+        AND lease_holder IS NULL AND due_at IS NULL AND next_run_time IS NOT NULL;
+    GET DIAGNOSTICS freed = ROW_COUNT;
+    IF freed > 0 THEN
+        PERFORM pg_notify(channel, sender);
+    END IF;
+    RETURN freed;
+END
+$$;
+""",
 }
 
 _PREPARE = """
@@ -132,7 +173,8 @@ SELECT (SELECT count(*) FROM added) AS added, pg_notify($4, $5) AS notified
 """
 
 # A replaced job that is leased keeps its lease (and due_at): the holder's release
-# decides with the "updated while leased" rule.
+# decides with the "updated while leased" rule. One that is not is due at its new next
+# run time, which also frees it if it was held (Release.hold_while_running).
 _UPSERT_JOBS = """
 WITH added AS (
     INSERT INTO {s}.jobs (id, next_run_time, due_at, payload)
@@ -156,7 +198,8 @@ _GET_JOBS = """
 SELECT id, next_run_time, payload FROM {s}.jobs ORDER BY next_run_time NULLS LAST, id
 """
 
-# $1 id, $2 payload, $3 next run time, $4 channel, $5 scheduler id.
+# $1 id, $2 payload, $3 next run time, $4 channel, $5 scheduler id. As in _UPSERT_JOBS,
+# a job not leased is due at its new next run time: a held job is freed.
 _UPDATE_JOB = """
 WITH changed AS (
     UPDATE {s}.jobs SET
@@ -182,7 +225,7 @@ SELECT (SELECT count(*) FROM removed) AS removed, pg_notify($1, $2) AS notified
 """
 
 # A leased job counts at its lease expiry: a scheduler sleeping until then takes over
-# the job of one that crashed.
+# the job of one that crashed. A held job (due_at NULL) does not count.
 _NEXT_RUN_TIME = "SELECT min(due_at) FROM {s}.jobs"
 
 # $1 now, $2 limit, $3 scheduler id, $4 lease expiry. One round trip: the due rows are
@@ -216,10 +259,16 @@ UPDATE {s}.jobs j SET
     lease_token = CASE WHEN due.take THEN nextval({lease_tokens}) ELSE j.lease_token END
 FROM due
 WHERE j.id = due.id
-RETURNING j.id, j.next_run_time, j.payload, j.lease_token, due.due_at, due.take
+RETURNING j.id, j.next_run_time, j.payload, j.lease_token, j.run_count, due.due_at, due.take
 """
 
-# One round trip for a batch of releases.
+
+def _columns(alias: str) -> str:
+    """``_RUN_COLUMNS`` qualified by ``alias``."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+
+
+# One round trip for a batch of releases; _RELEASE_HOLD when one of them holds its job.
 #   $1..$6: one element per release: job id, token, released next run time, the
 #           leased job's next run time (NULL for an unreadable job), whether the lease
 #           carried a readable job, remove.
@@ -229,33 +278,86 @@ RETURNING j.id, j.next_run_time, j.payload, j.lease_token, due.due_at, due.take
 #   $20 channel, $21 scheduler id, $22 whether to notify.
 #   $23: the releasing scheduler, holder of the started runs; $24: one element per run
 #        to record, the lease expiry of a started run (NULL for a finished one).
+#   $25: one element per release, how many runs it started (added to run_count).
+#   $26 (_RELEASE_HOLD only): one element per release, its hold_while_running.
 # Only releases whose token is the job's current one (and still held) are applied;
-# their ids come back, every other one was stale.
-_RELEASE = (
-    """
+# their ids come back, every other one was stale. The job rows are locked in id order,
+# as free_held() (MIGRATIONS[3]) locks them: statements that lock several job rows each,
+# all in one order, cannot deadlock on them.
+def _release(hold: bool) -> str:
+    """The release statement; with ``hold``, one that may also hold jobs."""
+    hold_in = ", $26::integer[]" if hold else ""
+    hold_as = ", hold" if hold else ""
+    if hold:
+        deciding = """
+in_flight AS MATERIALIZED (
+    SELECT id, job_id, holds_job FROM {s}.running
+    WHERE job_id = ANY(ARRAY(SELECT id FROM r WHERE hold > 0))
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+decided AS (
+    SELECT a.id, a.drop, a.nrt, a.nstarted,
+        a.hold > 0 AND NOT a.drop AND a.nrt IS NOT NULL
+            AND a.nstarted + (SELECT count(*) FROM in_flight f WHERE f.job_id = a.id)
+                >= a.hold AS holds
+    FROM accepted a
+),
+flagged AS (
+    UPDATE {s}.running SET holds_job = true
+    WHERE id IN (
+        SELECT f.id FROM in_flight f JOIN decided d ON d.id = f.job_id
+        WHERE d.holds AND NOT f.holds_job
+    )
+),"""
+        source, due_at = "decided", "CASE WHEN h.holds THEN NULL ELSE h.nrt END"
+        holds_in, holds_as = ", holds_job", ", job_id IN (SELECT id FROM decided WHERE holds)"
+    else:
+        deciding = ""
+        source, due_at = "accepted", "h.nrt"
+        holds_in = holds_as = ""
+    return (
+        """
 WITH r AS (
     SELECT * FROM unnest(
         $1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
-        $5::boolean[], $6::boolean[]
-    ) AS r(id, token, next_run_time, leased_nrt, has_job, remove)
+        $5::boolean[], $6::boolean[], $25::integer[]"""
+        + hold_in
+        + """
+    ) AS r(id, token, next_run_time, leased_nrt, has_job, remove, nstarted"""
+        + hold_as
+        + """)
 ),
-held AS (
+accepted AS (
     SELECT j.id,
         r.remove AND r.has_job
             AND j.next_run_time IS NOT DISTINCT FROM r.leased_nrt AS drop,
         CASE WHEN NOT r.has_job OR j.next_run_time IS NOT DISTINCT FROM r.leased_nrt
-             THEN r.next_run_time ELSE j.next_run_time END AS nrt
+             THEN r.next_run_time ELSE j.next_run_time END AS nrt,
+        r.nstarted"""
+        + hold_as.replace(", ", ", r.")
+        + """
     FROM {s}.jobs j JOIN r ON j.id = r.id
     WHERE j.id = ANY($1::text[]) AND j.lease_token = r.token AND j.lease_holder IS NOT NULL
+    ORDER BY j.id
     FOR UPDATE OF j
-),
+),"""
+        + deciding
+        + """
 dropped AS (
-    DELETE FROM {s}.jobs j USING held h WHERE j.id = h.id AND h.drop
+    DELETE FROM {s}.jobs j USING accepted h WHERE j.id = h.id AND h.drop
 ),
 kept AS (
     UPDATE {s}.jobs j SET
-        next_run_time = h.nrt, due_at = h.nrt, lease_holder = NULL, lease_expires = NULL
-    FROM held h
+        next_run_time = h.nrt,
+        due_at = """
+        + due_at
+        + """,
+        lease_holder = NULL,
+        lease_expires = NULL,
+        run_count = j.run_count + h.nstarted
+    FROM """
+        + source
+        + """ h
     WHERE j.id = h.id AND NOT h.drop
 ),
 trimmed AS (
@@ -268,7 +370,7 @@ trimmed AS (
             ORDER BY ru.seq DESC
             OFFSET t.keep
         ) old
-        WHERE t.job_id IN (SELECT id FROM held)
+        WHERE t.job_id IN (SELECT id FROM accepted)
     ))
 ),
 u AS (
@@ -280,31 +382,62 @@ u AS (
         id, job_id, scheduled_time, started_at, finished_at, outcome, result, error,
         scheduler_id, attempt, coalesced, expires_at, ord
     )
-    WHERE u.job_id IN (SELECT id FROM held)
+    WHERE u.job_id IN (SELECT id FROM accepted)
 ),
 started AS (
     INSERT INTO {s}.running ("""
-    + _RUN_COLUMNS
-    + """, holder, expires_at)
+        + _RUN_COLUMNS
+        + ", holder, expires_at"
+        + holds_in
+        + """)
     SELECT """
-    + _RUN_COLUMNS
-    + """, $23, expires_at
+        + _RUN_COLUMNS
+        + ", $23, expires_at"
+        + holds_as
+        + """
     FROM u WHERE outcome IS NULL
 ),
 ended AS (
     INSERT INTO {s}.runs ("""
-    + _RUN_COLUMNS
-    + """)
+        + _RUN_COLUMNS
+        + """)
     SELECT """
-    + _RUN_COLUMNS
-    + """
+        + _RUN_COLUMNS
+        + """
     FROM u WHERE outcome IS NOT NULL
     ORDER BY ord
 )
-SELECT array(SELECT id FROM held) AS accepted,
-       (SELECT pg_notify($20, $21) WHERE $22 AND EXISTS (SELECT FROM held)) AS notified
+SELECT array(SELECT id FROM accepted) AS accepted,
+       (SELECT pg_notify($20, $21) WHERE $22 AND EXISTS (SELECT FROM accepted)) AS notified
 """
-)
+    )
+
+
+_RELEASE = _release(hold=False)
+
+# Holding a job (Release.hold_while_running) needs its runs in flight counted, and the
+# count must never include a run whose finish will not see the hold: that finish would
+# not free the job, and with no run left to free it the job would stay held for good.
+# A plain count cannot promise that under READ COMMITTED: this statement's snapshot can
+# predate a finish that deleted the run and committed meanwhile, and a finish whose own
+# snapshot predates this commit reads the job as not held.
+# So the runs are counted by locking them (`in_flight`): a row deleted by a finish that
+# committed is skipped, and so is one a finish is deleting (locked by it: SKIP LOCKED;
+# that run is leaving). The rows locked are alive when this statement commits; if the
+# job is held they are marked `holds_job` (`flagged`), as are the runs started here. A
+# finish deleting a marked row waits for this commit or comes after it, and either way
+# its DELETE returns the row's newest version, marked, so it frees the job (see
+# _free_held) whatever its own snapshot says. The job is held only when the marked runs
+# alone fill its slots, and a retry inherits the mark: a held job always has a marked
+# run in flight to free it.
+# SKIP LOCKED also means never waiting for a run row while holding job rows, which a
+# finish locks after its run rows: no deadlock. A run skipped because another statement
+# had it locked (a renewal, a claim) is neither counted nor marked: the job may then not
+# be held when it could have been (the scheduler acquires it, sees its runs in flight
+# and holds it again), or, held by the marked runs alone, it is freed by the end of one
+# of those only, not of that run (its slots were full without it). The lock on the job
+# rows (`accepted`) keeps a concurrent update_job from interleaving with the decision.
+_RELEASE_HOLD = _release(hold=True)
 
 
 def _retried(first: int) -> str:
@@ -315,31 +448,59 @@ def _retried(first: int) -> str:
     enters `running` only if the run it follows was still there for this statement to
     delete: a concurrent finish of the same run waits on the row lock and then finds it
     gone, so of two finishes of a run exactly one puts its retry in flight. A retry is
-    held by its own scheduler_id.
+    held by its own scheduler_id, and keeps its job held if its run did (holds_job).
     """
     types = ["uuid", "uuid", "text"] + ["timestamptz"] * 3 + ["text"] * 4
     types += ["integer", "integer", "timestamptz"]
     arrays = ", ".join(f"${first + k}::{t}[]" for k, t in enumerate(types))
     return f"""
 retried AS (
-    INSERT INTO {{s}}.running ({_RUN_COLUMNS}, holder, expires_at)
-    SELECT {_RUN_COLUMNS}, scheduler_id, expires_at
+    INSERT INTO {{s}}.running ({_RUN_COLUMNS}, holder, expires_at, holds_job)
+    SELECT {_columns("n")}, n.scheduler_id, n.expires_at, e.holds_job
     FROM unnest({arrays}) AS n(
         after, id, job_id, scheduled_time, started_at, finished_at, outcome, result, error,
         scheduler_id, attempt, coalesced, expires_at
     )
-    WHERE n.after IN (SELECT id FROM ended)
+    JOIN ended e ON e.id = n.after
 )"""
+
+
+def _free_held(retry_after: int, channel: int) -> str:
+    """The condition freeing the held jobs of the runs ``ended`` removed without a retry.
+
+    ``$retry_after``: the ids of the runs given a retry; ``$channel`` and the parameter
+    after it: the NOTIFY channel and the scheduler id, for the wake-up. See
+    ``free_held()`` in MIGRATIONS[3].
+
+    It always holds (``free_held`` returns how many jobs it freed, never NULL). The call
+    is in a scalar subquery, an InitPlan: evaluated exactly once, even when the
+    statement deletes no row (a bare volatile call would be evaluated per row), and
+    only once `ended` is read through, so every run row of the batch is deleted before
+    any job row is locked. Releases lock job rows and never wait for run rows (SKIP
+    LOCKED), and both lock job rows in id order: no deadlock. It is a condition of the
+    finish statement's trim rather than a SELECT of its own at the end because the
+    finish statement is planned on every call, and that costs the common finish
+    (nothing held) about 20 us less; CTEs of plain SQL instead cost about 70 us more.
+    """
+    return f"""(SELECT {{s}}.free_held(
+    ARRAY(
+        SELECT e.job_id FROM ended e
+        WHERE e.holds_job AND e.id <> ALL(${retry_after}::uuid[])
+    ),
+    ${channel},
+    ${channel + 1}
+)) IS NOT NULL"""
 
 
 # A batch of finished runs in one statement: $1..$11 one element per run to keep (as in
 # _RUN_COLUMNS; at most the retention per job), $12 the retention, $13 the ids of every
-# run of the batch, $14..$26 the retries (see _retried). Each run leaves `running` (if it
-# was there: run_job runs and runs another scheduler finished first were not); those
-# kept enter `runs`, taking the next ``seq`` in the batch's order, unless a run of that
-# id is recorded already (the first record stays).
+# run of the batch, $14..$26 the retries (see _retried), $27 channel, $28 scheduler id.
+# Each run leaves `running` (if it was there: run_job runs and runs another scheduler
+# finished first were not); those kept enter `runs`, taking the next ``seq`` in the
+# batch's order, unless a run of that id is recorded already (the first record stays).
 # The statement's snapshot does not see the batch in `runs` yet, so the trim keeps
-# the retention minus the job's runs in the batch.
+# the retention minus the job's runs in the batch. Held jobs are freed in the trim's
+# condition (see _free_held).
 _FINISH_RUNS = (
     """
 WITH f AS MATERIALIZED (
@@ -354,7 +515,7 @@ WITH f AS MATERIALIZED (
     ORDER BY u.ord
 ),
 ended AS (
-    DELETE FROM {s}.running WHERE id = ANY($13::uuid[]) RETURNING id
+    DELETE FROM {s}.running WHERE id = ANY($13::uuid[]) RETURNING id, job_id, holds_job
 ),"""
     + _retried(14)
     + """,
@@ -368,7 +529,11 @@ recorded AS (
     FROM f
     ON CONFLICT (id) DO NOTHING
 )
-DELETE FROM {s}.runs WHERE id = ANY(ARRAY(
+DELETE FROM {s}.runs
+WHERE """
+    + _free_held(14, 27)
+    + """
+AND id = ANY(ARRAY(
     SELECT old.id
     FROM (SELECT job_id, greatest($12 - count(*), 0) AS keep FROM f GROUP BY job_id) c
     CROSS JOIN LATERAL (
@@ -382,13 +547,17 @@ DELETE FROM {s}.runs WHERE id = ANY(ARRAY(
 )
 
 # run_retention = 0: nothing finished is kept. $1 the ids of the batch's runs, $2 their
-# jobs, $3..$15 the retries (see _retried).
+# jobs, $3..$15 the retries (see _retried), $16 channel, $17 scheduler id.
 _FORGET_RUNS = (
     """
-WITH ended AS (DELETE FROM {s}.running WHERE id = ANY($1::uuid[]) RETURNING id),"""
+WITH ended AS (
+    DELETE FROM {s}.running WHERE id = ANY($1::uuid[]) RETURNING id, job_id, holds_job
+),"""
     + _retried(3)
     + """
-DELETE FROM {s}.runs WHERE job_id = ANY($2::text[])
+DELETE FROM {s}.runs WHERE """
+    + _free_held(3, 16)
+    + """ AND job_id = ANY($2::text[])
 """
 )
 
@@ -419,7 +588,7 @@ UPDATE {s}.running r SET holder = $1, expires_at = $4
 FROM due
 WHERE r.id = due.id
 RETURNING """
-    + ", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+    + _columns("r")
     + """, due.expires_at AS expired_at
 """
 )
@@ -482,6 +651,7 @@ class Statements:
     acquire: str
     count_running: str
     release: str
+    release_hold: str
     finish_runs: str
     forget_runs: str
     extend_runs: str
@@ -520,6 +690,7 @@ class Statements:
             acquire=fill(_ACQUIRE),
             count_running=fill(_COUNT_RUNNING),
             release=fill(_RELEASE),
+            release_hold=fill(_RELEASE_HOLD),
             finish_runs=fill(_FINISH_RUNS),
             forget_runs=fill(_FORGET_RUNS),
             extend_runs=fill(_EXTEND_RUNS),

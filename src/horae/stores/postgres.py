@@ -122,9 +122,11 @@ class PostgresStore:
     Due jobs are leased in batches by one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP
     LOCKED)`` statement, so concurrent schedulers take disjoint jobs without waiting
     for each other; a scheduler that dies leaves leases that expire, and another takes
-    its jobs over. Changes wake the other schedulers through ``LISTEN``/``NOTIFY`` on a
-    channel named after the schema. The tables are created on :meth:`start` if missing;
-    see ``docs/store-postgres.md`` for the layout and its upgrade path.
+    its jobs over. A job held while its runs fill its slots
+    (``Release.hold_while_running``) is not due until one of them ends. Changes wake the
+    other schedulers through ``LISTEN``/``NOTIFY`` on a channel named after the schema.
+    The tables are created on :meth:`start` if missing; see ``docs/store-postgres.md``
+    for the layout and its upgrade path.
 
     asyncpg runs on asyncio only: this store does not work under trio.
 
@@ -440,7 +442,11 @@ class PostgresStore:
         await self._require_pool().execute(self._sql.remove_all_jobs, self._schema, self._sender)
 
     async def next_run_time(self) -> datetime | None:
-        """The earliest next run time of a job not leased (a lease counts at its expiry)."""
+        """The earliest next run time of a job neither leased nor held.
+
+        A leased job counts at its lease expiry (when it can be taken over from a
+        scheduler that died).
+        """
         pool = self._require_pool()
         if self._listener_lost:
             await self._relisten()
@@ -482,21 +488,38 @@ class PostgresStore:
                     expires_at=expires,
                     token=row["lease_token"],
                     running=running.get(job_id, 0),
+                    run_count=row["run_count"],
                 )
             )
         return leases
 
     async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
-        """Give leased jobs back and record their runs, in one statement per batch."""
+        """Give leased jobs back and record their runs, in one statement per batch.
+
+        A batch where a release asks for ``hold_while_running`` goes through a variant
+        of the statement that also counts (by locking) the runs in flight of those jobs
+        and holds the jobs whose slots they fill; other batches do not pay for that.
+        """
         pool = self._require_pool()
         if not releases:
             return set()
+        statement, args = self._release_statement(scheduler_id, releases)
+        row = await pool.fetchrow(statement, *args)
+        accepted = set(row["accepted"])
+        return {release.lease.job_id for release in releases} - accepted
+
+    def _release_statement(
+        self, scheduler_id: str, releases: Sequence[Release]
+    ) -> tuple[str, list[Any]]:
+        """The statement releasing ``releases``, and its arguments."""
         ids: list[str] = []
         tokens: list[int] = []
         next_times: list[datetime | None] = []
         leased_times: list[datetime | None] = []
         has_job: list[bool] = []
         removes: list[bool] = []
+        started_counts: list[int] = []
+        holds: list[int] = []
         runs: list[RunRecord] = []
         # The lease expiry of each started run, None for each finished one.
         run_expiries: list[datetime | None] = []
@@ -513,6 +536,8 @@ class PostgresStore:
             leased_times.append(None if lease.job is None else lease.job.next_run_time)
             has_job.append(lease.job is not None)
             removes.append(release.remove)
+            started_counts.append(len(release.started))
+            holds.append(release.hold_while_running)
             if release.next_run_time is not None and release.next_run_time < lease.expires_at:
                 # Others may sleep until this lease expires: wake them for the earlier time.
                 notify = True
@@ -526,8 +551,7 @@ class PostgresStore:
                 run_expiries.extend([None] * len(finished))
                 trim_ids.append(lease.job_id)
                 trim_keep.append(max(retention - len(finished), 0))
-        row = await pool.fetchrow(
-            self._sql.release,
+        args: list[Any] = [
             ids,
             tokens,
             next_times,
@@ -542,9 +566,11 @@ class PostgresStore:
             notify,
             scheduler_id,
             run_expiries,
-        )
-        accepted = set(row["accepted"])
-        return {job_id for job_id in ids if job_id not in accepted}
+            started_counts,
+        ]
+        if any(holds):
+            return self._sql.release_hold, [*args, holds]
+        return self._sql.release, args
 
     # ------------------------------------------------------------------- runs
 
@@ -554,7 +580,9 @@ class PostgresStore:
         """Record a run's outcome; it no longer counts for max_instances.
 
         ``retry`` takes its place in flight, in the same statement, if the run was
-        still in flight (see :meth:`Store.finish_run`).
+        still in flight (see :meth:`Store.finish_run`). A run that keeps its job held
+        and ends without a retry frees the job in the same statement too, and wakes the
+        other schedulers (``NOTIFY``).
 
         Runs finishing at the same time are written together: the first caller of a
         batch waits for the write before it (one at a time), meanwhile the others join
@@ -622,7 +650,12 @@ class PostgresStore:
         ]
         if self._run_retention == 0:
             await pool.execute(
-                self._sql.forget_runs, ended, [r.job_id for r in records], *retry_arrays
+                self._sql.forget_runs,
+                ended,
+                [r.job_id for r in records],
+                *retry_arrays,
+                self._schema,
+                self._sender,
             )
             return
         if len(records) > self._run_retention:
@@ -642,6 +675,8 @@ class PostgresStore:
             self._run_retention,
             ended,
             *retry_arrays,
+            self._schema,
+            self._sender,
         )
 
     async def extend_runs(
