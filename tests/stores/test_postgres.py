@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -14,6 +15,8 @@ import attrs
 import pytest
 
 from horae import JobArgumentError, Run, RunOutcome, StoreError
+from horae.events import JobAdded
+from horae.stores._codec import encode_job
 from horae.stores._postgres_sql import CURRENT_VERSION, Statements
 from horae.stores.base import Release, StoreContext
 from horae.stores.postgres import PostgresStore
@@ -532,3 +535,315 @@ async def test_a_retry_needs_an_expiry(open_store: Callable[..., Any]) -> None:
     run = Run(job_id="a", scheduled_time=at(0), outcome=RunOutcome.ERROR)
     with pytest.raises(JobArgumentError, match="expires_at"):
         await store.finish_run(run, retry=Run(job_id="a", scheduled_time=at(0), attempt=2))
+
+
+# -------------------------------------------------- holds and run counts (layout 3)
+
+
+async def _held(schema: str, job_id: str) -> bool:
+    """Whether the job's row says held: a next run time, no lease, not due."""
+    conn = await connect()
+    try:
+        return bool(
+            await conn.fetchval(
+                f"SELECT next_run_time IS NOT NULL AND due_at IS NULL AND lease_holder IS NULL "
+                f'FROM "{schema}".jobs WHERE id = $1',
+                job_id,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def _one_run_in_flight(store: PostgresStore, job_id: str) -> tuple[Run, Any]:
+    """Add ``job_id``, start one run of it, and lease it again (due at 1 then 2)."""
+    await store.add_jobs([make_job(job_id, 1)], replace=False)
+    (lease,) = await store.acquire_jobs("s1", at(1), 10, 30)
+    run = Run(job_id=job_id, scheduled_time=at(1), scheduler_id="s1")
+    await store.release_jobs("s1", [Release(lease=lease, next_run_time=at(2), started=[run])])
+    (lease,) = await store.acquire_jobs("s1", at(2), 10, 30)
+    assert lease.running == 1
+    return run, lease
+
+
+async def _blocked_by(pid: int) -> None:
+    """Wait (up to 5 s) until some backend waits for a lock that backend ``pid`` holds."""
+    conn = await connect()
+    try:
+        for _ in range(1000):
+            if await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                pid,
+            ):
+                return
+            await anyio.sleep(0.005)
+    finally:
+        await conn.close()
+    pytest.fail(f"nothing waited for backend {pid} within 5 s")
+
+
+@pytest.mark.parametrize("with_retry", [False, True], ids=["finish", "retry"])
+async def test_a_finish_that_began_before_the_hold_committed_frees_the_job(
+    schema: str, open_store: Callable[..., Any], with_retry: bool
+) -> None:
+    # The interleaving a plain count of the runs in flight gets wrong: the hold counts the
+    # run, and the finish of that run took its snapshot before the hold committed, so
+    # its snapshot shows the job not held. Here the hold's transaction is kept open
+    # until the finish waits for it.
+    mine = Wakeups("s1")
+    releaser = await open_store(context=mine.context)
+    finisher = await open_store("s2")
+    run, lease = await _one_run_in_flight(releaser, "a")
+    ended = attrs.evolve(run, outcome=RunOutcome.ERROR, finished_at=at(3))
+    retry = Run(job_id="a", scheduled_time=at(1), scheduler_id="s2", attempt=2)
+    finish = functools.partial(finisher.finish_run, ended)
+    if with_retry:
+        finish = functools.partial(finish, retry=retry, expires_at=at(50))
+    hold = Release(lease=lease, next_run_time=at(20), hold_while_running=1)
+    statement, args = releaser._release_statement("s1", [hold])
+    conn = await connect()
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        assert (await conn.fetchrow(statement, *args))["accepted"] == ["a"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(finish)
+            await _blocked_by(conn.get_server_pid())
+            await transaction.commit()
+    finally:
+        await conn.close()
+    if with_retry:
+        # The retry keeps the job held (it inherits its run's mark), and its end frees it.
+        assert await _held(schema, "a")
+        claimed = await finisher.claim_expired_runs("s3", at(50), 10, 30)
+        assert [r.id for r in claimed] == [retry.id]
+        assert await releaser.next_run_time() is None
+        await finisher.finish_run(
+            attrs.evolve(retry, outcome=RunOutcome.SUCCESS, finished_at=at(9))
+        )
+    assert not await _held(schema, "a")
+    await mine.wait()  # the other scheduler was told
+    (again,) = await releaser.acquire_jobs("s1", at(20), 10, 30)
+    assert (again.job_id, again.running, again.run_count) == ("a", 0, 1)
+
+
+async def test_a_hold_does_not_count_a_run_being_finished(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    store = await open_store("s1")
+    run, lease = await _one_run_in_flight(store, "a")
+    conn = await connect()
+    try:
+        # A finish of the run, under way: its row is deleted but not committed yet. The
+        # hold neither waits for it nor counts it.
+        async with conn.transaction():
+            await conn.execute(f'DELETE FROM "{schema}".running WHERE id = $1', run.id)
+            hold = Release(lease=lease, next_run_time=at(20), hold_while_running=1)
+            with anyio.fail_after(5):
+                assert await store.release_jobs("s1", [hold]) == set()
+    finally:
+        await conn.close()
+    assert not await _held(schema, "a")
+    (again,) = await store.acquire_jobs("s1", at(20), 10, 30)
+    assert (again.job_id, again.running) == ("a", 0)
+
+
+async def test_a_finish_whose_run_holds_nothing_leaves_the_job_row_alone(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    # The common finish neither locks nor writes its job's row: a lock on that row (here
+    # another transaction's) does not slow it down.
+    store = await open_store("s1")
+    run, _ = await _one_run_in_flight(store, "a")
+    conn = await connect()
+    try:
+        async with conn.transaction():
+            await conn.execute(f"SELECT FROM \"{schema}\".jobs WHERE id = 'a' FOR UPDATE")
+            with anyio.fail_after(5):
+                await store.finish_run(attrs.evolve(run, outcome=RunOutcome.SUCCESS))
+    finally:
+        await conn.close()
+    assert [r.outcome for r in await store.get_runs("a")] == [RunOutcome.SUCCESS]
+
+
+async def test_a_held_job_is_freed_without_run_retention(schema: str) -> None:
+    # run_retention=0 finishes runs with a statement of its own (nothing is recorded).
+    store = PostgresStore(POSTGRES_DSN, schema=schema, run_retention=0)
+    await store.start(Wakeups("s1").context)
+    try:
+        run, lease = await _one_run_in_flight(store, "a")
+        hold = Release(lease=lease, next_run_time=at(20), hold_while_running=1)
+        assert await store.release_jobs("s1", [hold]) == set()
+        assert await _held(schema, "a")
+        await store.finish_run(attrs.evolve(run, outcome=RunOutcome.SUCCESS, finished_at=at(3)))
+        assert not await _held(schema, "a")
+        (again,) = await store.acquire_jobs("s1", at(20), 10, 30)
+        assert (again.job_id, again.running) == ("a", 0)
+    finally:
+        await store.stop()
+
+
+async def test_a_hold_racing_the_end_of_the_last_runs_never_strands_its_job(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    # Two stores, two pools: one releases the job with a hold while its last runs end
+    # through the other (every fourth round, one of them with a retry, which keeps the
+    # count, and ends afterwards). Whichever commits first, the job ends up acquirable
+    # with nothing in flight: either the release finds the slots free (not held), or a
+    # finish frees the job it held.
+    rounds = 200
+    rng = random.Random(20261125)
+    woken = 0
+    barrier = anyio.Event()
+
+    def wakeup() -> None:
+        # Only the finisher's NOTIFYs wake the releaser (its own are ignored), and the
+        # finisher sends one only when a finish frees a held job.
+        nonlocal woken
+        woken += 1
+
+    releaser = await open_store(
+        context=StoreContext(scheduler_id="s1", wakeup=wakeup, publish=lambda e: barrier.set())
+    )
+    finisher = await open_store("s2")
+
+    async def after(checkpoints: int, action: Callable[[], Awaitable[object]]) -> None:
+        for _ in range(checkpoints):
+            await anyio.lowlevel.checkpoint()
+        await action()
+
+    for i in range(rounds):
+        job_id = f"job{i}"
+        slots = 1 + i % 3
+        await releaser.add_jobs([make_job(job_id, 1)], replace=False)
+        (lease,) = await releaser.acquire_jobs("s1", at(1), 1, 30)
+        runs = [Run(job_id=job_id, scheduled_time=at(1), scheduler_id="s1") for _ in range(slots)]
+        await releaser.release_jobs("s1", [Release(lease=lease, next_run_time=at(2), started=runs)])
+        (lease,) = await releaser.acquire_jobs("s1", at(2), 1, 30)
+        assert lease.running == slots
+        hold = Release(lease=lease, next_run_time=at(3), hold_while_running=slots)
+        retry = None
+        if i % 4 == 3:
+            retry = Run(job_id=job_id, scheduled_time=at(1), scheduler_id="s2", attempt=2)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                after, rng.randrange(6), functools.partial(releaser.release_jobs, "s1", [hold])
+            )
+            for k, run in enumerate(runs):
+                ended = attrs.evolve(run, outcome=RunOutcome.SUCCESS, finished_at=at(2))
+                finish = functools.partial(finisher.finish_run, ended)
+                if k == 0 and retry is not None:
+                    finish = functools.partial(
+                        finisher.finish_run,
+                        attrs.evolve(ended, outcome=RunOutcome.ERROR),
+                        retry=retry,
+                        expires_at=at(50),
+                    )
+                tg.start_soon(after, rng.randrange(6), finish)
+        if retry is not None:
+            await finisher.finish_run(attrs.evolve(retry, outcome=RunOutcome.SUCCESS))
+        assert not await _held(schema, job_id), f"round {i}"
+        (again,) = await finisher.acquire_jobs("s2", at(3), 10, 30)
+        assert (again.job_id, again.running, again.run_count) == (job_id, 0, slots)
+        await finisher.release_jobs("s2", [Release(lease=again, next_run_time=None, remove=True)])
+    # NOTIFYs reach the listening connection in commit order: once this event is there,
+    # so is every wake-up the finishes sent.
+    await finisher.broadcast([JobAdded(timestamp=at(0), job_id="barrier", origin="s2")])
+    with anyio.fail_after(5):
+        await barrier.wait()
+    # Both orders happened: some releases held their job until a finish freed it,
+    # others found the slots free already.
+    assert 0 < woken < rounds, woken
+
+
+async def _v2_schema(schema: str, serializer: Any) -> tuple[Run, Run]:
+    """Create ``schema`` as horae with layout version 2 left it.
+
+    A due job with a finished run, and a paused job with a run in flight held by
+    scheduler "old" until at(40). Returns the two runs.
+    """
+    sql = Statements.for_schema(schema)
+    finished = Run(
+        job_id="due",
+        scheduled_time=at(1),
+        finished_at=at(1),
+        outcome=RunOutcome.SUCCESS,
+        scheduler_id="old",
+    )
+    flying = Run(job_id="paused", scheduled_time=at(2), scheduler_id="old")
+    conn = await connect()
+    try:
+        await conn.execute(sql.prepare)
+        await conn.execute(sql.migrations[1])
+        await conn.execute(sql.migrations[2])
+        await conn.execute(sql.set_version, 2)
+        await conn.executemany(
+            f'INSERT INTO "{schema}".jobs (id, next_run_time, due_at, payload) '
+            "VALUES ($1, $2, $2, $3)",
+            [
+                ("due", at(5), encode_job(make_job("due", 5), serializer)),
+                ("paused", None, encode_job(make_job("paused", None), serializer)),
+            ],
+        )
+        await conn.execute(
+            f'INSERT INTO "{schema}".runs (id, job_id, scheduled_time, finished_at, outcome, '
+            "scheduler_id, attempt, coalesced) VALUES ($1, 'due', $2, $2, 'success', 'old', 1, 0)",
+            finished.id,
+            finished.scheduled_time,
+        )
+        await conn.execute(
+            f'INSERT INTO "{schema}".running (id, job_id, scheduled_time, scheduler_id, '
+            "attempt, coalesced, holder, expires_at) VALUES ($1, 'paused', $2, 'old', 1, 0, "
+            "'old', $3)",
+            flying.id,
+            flying.scheduled_time,
+            at(40),
+        )
+    finally:
+        await conn.close()
+    return finished, flying
+
+
+async def test_a_version_2_schema_is_upgraded_and_keeps_its_jobs_and_runs(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    finished, flying = await _v2_schema(schema, PostgresStore(POSTGRES_DSN)._serializer)
+    store = await open_store("new")
+    conn = await connect()
+    try:
+        assert await conn.fetchval(f'SELECT version FROM "{schema}".schema_version') == 3
+        rows = await conn.fetch(f'SELECT id, run_count FROM "{schema}".jobs ORDER BY id')
+        assert [(r["id"], r["run_count"]) for r in rows] == [("due", 0), ("paused", 0)]
+        assert await conn.fetchval(f'SELECT holds_job FROM "{schema}".running') is False
+    finally:
+        await conn.close()
+    assert [(j.id, j.next_run_time) for j in await store.get_jobs()] == [
+        ("due", at(5)),
+        ("paused", None),
+    ]
+    assert [r.id for r in await store.get_runs("due")] == [finished.id]
+    assert [r.id for r in await store.get_runs("paused")] == [flying.id]
+    # The run's lease is still "old"'s, until at(40).
+    assert await store.extend_runs("old", [flying.id], at(40)) == set()
+    assert await store.claim_expired_runs("new", at(39), 10, 30) == []
+    (lease,) = await store.acquire_jobs("new", at(5), 10, 30)
+    assert (lease.job_id, lease.running, lease.run_count) == ("due", 0, 0)
+    started = Run(job_id="due", scheduled_time=at(5), scheduler_id="new")
+    hold = Release(lease=lease, next_run_time=at(15), started=[started], hold_while_running=1)
+    assert await store.release_jobs("new", [hold]) == set()
+    assert await store.next_run_time() is None  # held
+    await store.finish_run(attrs.evolve(started, outcome=RunOutcome.SUCCESS, finished_at=at(6)))
+    (lease,) = await store.acquire_jobs("new", at(15), 10, 30)
+    assert (lease.job_id, lease.run_count) == ("due", 1)
+    # A run in flight from before the upgrade holds a job like any other.
+    await store.update_job(make_job("paused", 15))
+    (lease,) = await store.acquire_jobs("new", at(15), 10, 30)
+    assert (lease.job_id, lease.running) == ("paused", 1)
+    hold = Release(lease=lease, next_run_time=at(25), hold_while_running=1)
+    assert await store.release_jobs("new", [hold]) == set()
+    assert await _held(schema, "paused")
+    (claimed,) = await store.claim_expired_runs("new", at(40), 10, 30)
+    assert claimed.id == flying.id
+    await store.finish_run(attrs.evolve(claimed, outcome=RunOutcome.ABANDONED, finished_at=at(41)))
+    assert not await _held(schema, "paused")
+    assert await store.next_run_time() == at(25)
