@@ -4,8 +4,11 @@ tests/test_cli.py."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +21,7 @@ from horae import (
     MemoryStore,
     Retry,
     RunOutcome,
+    SQLiteStore,
     current_run,
 )
 from horae._explain import MAX_TRIGGER_STEPS, Explanation, FireTimeExplanation, explain_job
@@ -166,6 +170,30 @@ async def test_buffer_all_waits_for_a_free_slot(clock: FakeClock) -> None:
     assert entries[30].reason == explanation.summary
     assert "behind the fire time of 2027-01-01 00:00:30 UTC" in entries[40].reason
     assert "each runs in turn" in entries[40].reason
+
+
+async def test_buffer_one_waits_and_coalesces(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock, scheduler_id="s1") as scheduler:
+        await scheduler.add_job(
+            Slow(clock, 25), "interval", seconds=10, id="j", overlap="buffer_one"
+        )
+        await advance(clock, 45)
+        explanation = await explain(scheduler, clock, "j")
+        await _stop_slow(scheduler, clock, "j")
+    assert explanation.state == "waiting for a free slot"
+    assert (
+        "(overlap='buffer_one' holds the job until it ends; then one run, for the latest "
+        "fire time that waited, covers the others (coalesce=True))"
+    ) in explanation.summary
+    entries = at(explanation)
+    # 20 waited for the run of 10, 30 came while it waited: at 35 one run, for 30.
+    assert [entries[t].status for t in (40, 30, 20, 10)] == [
+        "due",
+        "in progress",
+        "coalesced",
+        "success",
+    ]
+    assert "covered by the in-progress run for 2027-01-01 00:00:30 UTC" in entries[20].reason
 
 
 async def test_cancel_other_says_what_cancelled_the_run(clock: FakeClock) -> None:
@@ -381,6 +409,29 @@ async def test_a_removed_jobs_history(clock: FakeClock) -> None:
     assert explanation.summary.startswith("job 'j' no longer exists")
     assert [e.status for e in explanation.fire_times] == ["success", "success"]
     assert "trigger:" not in str(explanation)
+
+
+async def test_a_job_that_cannot_be_read_back(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = tmp_path / "explain_gone.py"
+    module.write_text("async def job() -> None: ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    async with AsyncScheduler(SQLiteStore(tmp_path / "jobs.db"), clock=clock) as scheduler:
+        await scheduler.add_job("explain_gone:job", "interval", seconds=10, id="j")
+        clock.advance(10)
+        await wait_idle(scheduler)
+        module.unlink()
+        monkeypatch.delitem(sys.modules, "explain_gone")
+        importlib.invalidate_caches()
+        explanation = await explain(scheduler, clock, "j")
+        await scheduler.remove_job("j")
+    assert explanation.state == "unreadable"
+    assert explanation.job is None
+    assert explanation.summary.startswith("job 'j' cannot be read back")
+    assert "explain_gone" in explanation.summary
+    assert "look at it again a minute later" in explanation.summary
+    assert [e.status for e in explanation.fire_times] == ["success"]
 
 
 async def test_due_but_no_scheduler_runs_it(clock: FakeClock) -> None:

@@ -186,7 +186,9 @@ async def explain_job(
     except JobLookupError:
         missing = True
     except DeserializationError as exc:
-        missing, unreadable = False, str(exc) or type(exc).__name__
+        missing, unreadable = False, str(exc)
+        if "cannot be read back" not in unreadable:
+            unreadable = f"the stored job cannot be read back ({unreadable or exc!r})"
     else:
         missing = False
     fetch = limit * _attempts_allowed(job, RERUN_ATTEMPTS) + (job.max_instances if job else 1) + 1
@@ -262,9 +264,9 @@ class _Explainer:
         if job is None:
             if self.unreadable is not None:
                 return "unreadable", (
-                    f"the stored job cannot be read back ({self.unreadable}); schedulers "
-                    "report it as a JobError and look at it again a minute later, so it "
-                    "runs once it imports again. Its run history follows."
+                    f"{self.unreadable}. Schedulers report it as a JobError and look at it "
+                    "again a minute later, so it runs once it can be read. Its run history "
+                    "follows."
                 )
             still = ""
             if self.in_flight:
