@@ -391,6 +391,20 @@ async def test_an_abandoned_run_and_its_rerun(clock: FakeClock, on_crash: str) -
         assert entry.reason.endswith("; not rerun (on_crash='abandon')")
 
 
+async def test_a_one_off_job_kept_for_its_rerun_is_finishing(clock: FakeClock) -> None:
+    store = MemoryStore()
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        await scheduler.pause()
+        await scheduler.add_job(jobfuncs.async_add, args=[1], id="once", on_crash="rerun")
+        await _crash_one_run(store, clock)
+        explanation = await explain(scheduler, clock, "once")
+    assert explanation.state == "finishing"
+    assert explanation.summary.startswith(
+        "its trigger has no fire time left; the job is kept, without a next run time, "
+        "until its last run ends (1 run in progress on scheduler dead), then removed."
+    )
+
+
 # ------------------------------------------------------------ removed, due
 
 
