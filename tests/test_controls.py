@@ -630,3 +630,55 @@ async def test_a_job_chooses_what_a_repeated_hour_does(
             await wait_idle(scheduler)
         runs = await scheduler.get_runs("r")
     assert [r.scheduled_time.isoformat() for r in sorted(runs, key=_fire)] == expected
+
+
+async def test_failures_before_a_resume_are_forgiven(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(
+            jobfuncs.async_fail, "interval", seconds=10, id="f", pause_after_failures=2
+        )
+        for _ in range(2):
+            clock.advance(10)
+            await wait_idle(scheduler)
+        assert (await scheduler.get_job("f")).paused
+        await scheduler.resume_job("f")
+        clock.advance(10)
+        await wait_idle(scheduler)
+        assert not (await scheduler.get_job("f")).paused  # one failure since the resume
+        clock.advance(10)
+        await wait_idle(scheduler)
+        assert (await scheduler.get_job("f")).paused
+
+
+class _StealingStore(MemoryStore):
+    """A memory store where the runs in ``stolen`` belong to another scheduler (as if
+    it took them over while this one stalled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stolen: set[object] = set()
+
+    async def extend_runs(self, scheduler_id: str, run_ids: Any, expires_at: datetime) -> Any:
+        lost = await super().extend_runs(scheduler_id, run_ids, expires_at)
+        return lost | {run_id for run_id in run_ids if run_id in self.stolen}
+
+
+async def test_a_retry_taken_over_during_its_wait_is_not_started_here(clock: FakeClock) -> None:
+    store = _StealingStore()
+    attempts: list[int] = []
+
+    async def fails() -> None:
+        attempts.append(current_run().attempt)
+        raise ValueError("no")
+
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        await scheduler.add_job(
+            fails, id="r", retry=Retry(attempts=2, backoff=100, jitter=0), next_run_time=None
+        )
+        await scheduler.modify_job("r", next_run_time=clock.now())
+        await wait_idle(scheduler)
+        (waiting,) = [r for r in await store.get_runs("r") if r.outcome is None]
+        store.stolen.add(waiting.id)
+        clock.advance(100)  # the keeper and the retry wake together
+        await wait_idle(scheduler)
+    assert attempts == [1]

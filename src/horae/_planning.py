@@ -37,13 +37,20 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
     job = lease.job
     assert job is not None, "leases of unreadable jobs are not planned"
     trigger = job.trigger
+    overlap = job.overlap
+    slots = job.max_instances - lease.running
+    # buffer_all starts one fire time per free slot and leaves the rest waiting: it needs
+    # only those (and one more), not the whole backlog, which would cost a walk of the
+    # backlog at every run of it.
+    wanted = max(slots, 0) + 1 if overlap == "buffer_all" else None
     due: list[datetime] = []
     t = job.next_run_time
     while t is not None and t <= now:
         due.append(t)
         t = trigger.next(t)
-    overlap = job.overlap
-    available = len(due) if overlap == "allow_all" else job.max_instances - lease.running
+        if wanted is not None and len(due) >= wanted:
+            break
+    available = len(due) if overlap == "allow_all" else slots
     buffering = overlap in _BUFFERING
     hold = job.max_instances if buffering else 0
     if buffering and available <= 0 and due:

@@ -404,8 +404,10 @@ class _RunLoop:
         scheduler took the run over meanwhile."""
         if start_at is not None:
             await self._sleep_for_run(run, start_at)
+            await self._confirm_held(run)
         elif job.jitter:
             await self._wait_jitter(job.jitter, run)
+            await self._confirm_held(run)
         if self._lost_runs and run.id in self._lost_runs:
             # Another scheduler took it over while it waited: it decides.
             logger.warning(
@@ -420,6 +422,20 @@ class _RunLoop:
             "job %r: run for %s starts (attempt %d)", job.id, run.scheduled_time, run.attempt
         )
         return await call_job(job, run, self.executors[job.executor], self._now)
+
+    async def _confirm_held(self, run: Run) -> None:
+        """After a wait (a retry's backoff, jitter), make sure the run is still this
+        scheduler's before it starts: a process that stalled through the wait (stopped,
+        swapped out) may have lost it to another scheduler, and must not run it too.
+        Renewing the lease tells (one store call); if the store fails, the run goes on
+        (the keeper's renewals tell the same, later)."""
+        expires_at = self._now() + timedelta(seconds=self._lease_duration)
+        try:
+            lost = await self.store.extend_runs(self.id, [run.id], expires_at)
+        except Exception:
+            return
+        if run.id in lost:
+            self._lost_runs.add(run.id)
 
     async def _cancellable_attempt(
         self, job: Job, run: Run, start_at: datetime | None
@@ -876,7 +892,10 @@ class _RunLoop:
         try:
             runs = await self.store.get_runs(job.id, limit=limit * attempts + job.max_instances)
             failed: set[datetime] = set()
+            since = job.resumed_at
             for run in runs:
+                if since is not None and run.scheduled_time <= since:
+                    break  # failures before the last resume_job() are forgiven
                 if run.outcome is None or run.outcome not in _COUNTED:
                     continue  # in flight, or never ran: neither a failure nor a success
                 if run.outcome is RunOutcome.SUCCESS:

@@ -337,6 +337,8 @@ class Job:
             (``error`` or ``timeout`` after their retries).
         next_run_time: the next fire time, or ``None`` while the job is paused.
         pause_note: why the job was paused (``pause_job(id, note=...)``), if it is.
+        resumed_at: when :meth:`AsyncScheduler.resume_job` last resumed it
+            (``pause_after_failures`` counts failures from then on).
     """
 
     def __attrs_post_init__(self) -> None:
@@ -368,6 +370,7 @@ class Job:
     pause_after_failures: int | None = attrs.field(default=None, validator=_check_optional_count)
     next_run_time: datetime | None = attrs.field(default=None, validator=_check_aware_or_none)
     pause_note: str | None = attrs.field(default=None, validator=_check_optional_text)
+    resumed_at: datetime | None = attrs.field(default=None, validator=_check_aware_or_none)
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     _scheduler: AsyncScheduler | None = attrs.field(
         default=None, eq=False, repr=False, alias="scheduler"
@@ -418,7 +421,8 @@ class Run:
     """One execution (or non-execution) of a job for one fire time.
 
     Attributes:
-        id: unique id of the run, stable across retries of the same attempt.
+        id: unique id of this attempt (each retry or rerun is a run of its own; see
+            :attr:`key` for an id of the fire time).
         job_id: the job's id.
         scheduled_time: the fire time this run is for.
         started_at: when the callable started (``None`` if it never did).

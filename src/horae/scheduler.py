@@ -812,8 +812,8 @@ class AsyncScheduler(_RunLoop):
 
         Args:
             job_id: the job's id.
-            note: why, for whoever looks at the job later (``Job.pause_note``, the CLI,
-                :meth:`explain`); resuming the job clears it.
+            note: why, for whoever looks at the job later (``Job.pause_note``,
+                :meth:`explain`, ``horae jobs show``); resuming the job clears it.
         """
         if note is not None and not isinstance(note, str):
             raise JobArgumentError(f"note: {note!r} is not a string")
@@ -829,7 +829,7 @@ class AsyncScheduler(_RunLoop):
         job = await self.get_job(job_id)
         if job.next_run_time is not None:
             return job
-        job = attrs.evolve(job, pause_note=None)
+        job = attrs.evolve(job, pause_note=None, resumed_at=self._now())
         # Strictly after now: a fire time at this very instant may have run just before
         # the pause, and must not run twice.
         first = job.trigger.next(self._now())

@@ -30,6 +30,10 @@ from horae.triggers.base import trigger_from_dict
 PAYLOAD_VERSION = 1
 
 
+def _instant(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
 def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
@@ -82,6 +86,8 @@ def encode_job(job: Job, serializer: Serializer) -> str:
         payload["pause_after_failures"] = job.pause_after_failures
     if job.pause_note is not None:
         payload["pause_note"] = job.pause_note
+    if job.resumed_at is not None:
+        payload["resumed_at"] = job.resumed_at.isoformat()
     return json.dumps(payload, separators=(",", ":"))
 
 
@@ -156,6 +162,7 @@ def decode_job(
             pause_after_failures=data.get("pause_after_failures"),
             next_run_time=next_run_time,
             pause_note=data.get("pause_note"),
+            resumed_at=_instant(data.get("resumed_at")),
             metadata=data["metadata"],
         )
     except Exception as exc:
