@@ -141,8 +141,8 @@ def test_jobs_lifecycle(store_url: str, tmp_path: Path) -> None:
     )
     assert "added job" in added
     ok("jobs", "add", *store, "tests.cli_jobs:touch", "cron", "hour=3", "day_of_week=mon-fri",
-       "max_instances=2", "--id", "tick", "--args", json.dumps([out]), "--kwargs",
-       '{"text": "hi"}')  # fmt: skip
+       "max_instances=2", "overlap=buffer_all", "max_runs=5", "--id", "tick", "--args",
+       json.dumps([out]), "--kwargs", '{"text": "hi"}')  # fmt: skip
 
     table = ok("jobs", "list", *store).splitlines()
     assert table[0].split() == ["ID", "NAME", "TRIGGER", "NEXT", "RUN"]
@@ -160,6 +160,7 @@ def test_jobs_lifecycle(store_url: str, tmp_path: Path) -> None:
     assert tick["args"] == [out]
     assert tick["kwargs"] == {"text": "hi"}
     assert tick["max_instances"] == 2
+    assert (tick["overlap"], tick["max_runs"], tick["pause_note"]) == ("buffer_all", 5, None)
     assert tick["trigger_data"]["hour"] == "3"
     assert tick["paused"] is False
 
@@ -167,8 +168,9 @@ def test_jobs_lifecycle(store_url: str, tmp_path: Path) -> None:
     assert "func:" in shown
     assert "tests.cli_jobs:touch" in shown
 
-    assert "paused job 'tick'" in ok("jobs", "pause", *store, "tick")
+    assert "paused job 'tick'" in ok("jobs", "pause", *store, "tick", "--note", "disk full")
     assert as_json("jobs", "show", *store, "tick")["paused"] is True
+    assert "pause note:    disk full" in ok("jobs", "show", *store, "tick")
     assert "paused" in ok("jobs", "list", *store)
     assert "resumed job 'tick'" in ok("jobs", "resume", *store, "tick")
     assert as_json("jobs", "show", *store, "tick")["paused"] is False
@@ -344,6 +346,23 @@ def test_cron_lists_next_fire_times() -> None:
     rows = [line for line in text if line[:2] in ("1.", "2.")]
     assert len(rows) == 2
     assert all("(in " in row and "UTC" in row for row in rows)
+
+
+def test_cron_dst_choices() -> None:
+    args = ["cron", "30 2 * * *", "--tz", "America/New_York", "-n", "2"]
+    after = ["--after", "2026-03-07T12:00:00-05:00"]
+    assert as_json(*args, *after)["next"] == [
+        "2026-03-08T03:30:00-04:00",
+        "2026-03-09T02:30:00-04:00",
+    ]
+    skipping = as_json(*args, *after, "--dst-gap", "skip")
+    assert skipping["next"] == ["2026-03-09T02:30:00-04:00", "2026-03-10T02:30:00-04:00"]
+    assert "skipping wall times missing" in skipping["description"]
+    both = as_json(
+        "cron", "30 1 * * *", "--tz", "Europe/London", "-n", "2", "--dst-repeated", "both",
+        "--after", "2026-10-25T00:00:00+01:00",
+    )  # fmt: skip
+    assert both["next"] == ["2026-10-25T01:30:00+01:00", "2026-10-25T01:30:00+00:00"]
 
 
 def test_cron_never_again() -> None:

@@ -89,7 +89,16 @@ def job_details(job: Job, tz: tzinfo, now: datetime) -> str:
         ("misfire grace", opt(job.misfire_grace_time)),
         ("timeout", opt(job.timeout)),
         ("retry", "none" if job.retry is None else f"{job.retry.attempts} attempts"),
+        ("overlap", job.overlap),
     ]
+    if job.on_crash is not None:
+        fields.append(("on crash", job.on_crash))
+    if job.max_runs is not None:
+        fields.append(("max runs", str(job.max_runs)))
+    if job.pause_after_failures is not None:
+        fields.append(("pause after", f"{job.pause_after_failures} failed fire times in a row"))
+    if job.pause_note is not None:
+        fields.append(("pause note", job.pause_note))
     if job.metadata:
         fields.append(("metadata", dumps(dict(job.metadata))))
     width = max(len(name) for name, _ in fields) + 1
@@ -115,6 +124,11 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "jitter": _seconds(job.jitter),
         "timeout": _seconds(job.timeout),
         "retry_attempts": None if job.retry is None else job.retry.attempts,
+        "overlap": job.overlap,
+        "on_crash": job.on_crash,
+        "max_runs": job.max_runs,
+        "pause_after_failures": job.pause_after_failures,
+        "pause_note": job.pause_note,
         "metadata": dict(job.metadata),
     }
 

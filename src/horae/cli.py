@@ -228,7 +228,7 @@ async def _jobs_add(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
 
 
 async def _jobs_pause(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
-    await scheduler.pause_job(args.job_id)
+    await scheduler.pause_job(args.job_id, note=args.note)
     print(f"paused job {args.job_id!r}")
     return EXIT_OK
 
@@ -289,7 +289,9 @@ def _cron(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise UsageError(f"-n: {args.count} is not a count; give 1 or more")
-    trigger = CronTrigger.from_crontab(args.expr, timezone=args.tz)
+    trigger = CronTrigger.from_crontab(
+        args.expr, timezone=args.tz, dst_gap=args.dst_gap, dst_repeated=args.dst_repeated
+    )
     now = datetime.now(timezone.utc)
     after = now
     if args.after is not None:
@@ -430,6 +432,10 @@ def _build_parser() -> _Parser:
         sub = verbs.add_parser(verb, help=text)
         store_option(sub)
         sub.add_argument("job_id", metavar="JOB_ID")
+        if verb == "pause":
+            sub.add_argument(
+                "--note", default=None, help="why (shown by 'jobs show' and 'explain')"
+            )
 
     runs = commands.add_parser("runs", help="show a job's recent runs")
     store_option(runs)
@@ -466,6 +472,18 @@ def _build_parser() -> _Parser:
     cron.add_argument("-n", dest="count", type=int, default=10, help="how many fire times (10)")
     cron.add_argument(
         "--after", default=None, metavar="ISO", help="list fire times after this instant"
+    )
+    cron.add_argument(
+        "--dst-gap",
+        default="shift",
+        choices=("shift", "skip"),
+        help="a wall time missing on a DST change day: fire later (shift) or not (skip)",
+    )
+    cron.add_argument(
+        "--dst-repeated",
+        default="first",
+        choices=("first", "both"),
+        help="a wall time that occurs twice: fire at the first (first) or at both",
     )
     json_option(cron)
     return parser
