@@ -11,9 +11,6 @@ from datetime import datetime
 from horae.jobs import RERUN_ATTEMPTS, Job, Run, RunOutcome
 from horae.stores.base import Lease, Release
 
-#: The policies whose fire times wait for a free slot rather than being skipped.
-_BUFFERING = frozenset({"buffer_one", "buffer_all", "cancel_other"})
-
 
 def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
     """Decide, for each fire time of ``lease.job`` due at ``now``, whether it runs.
@@ -50,14 +47,20 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
         t = trigger.next(t)
         if wanted is not None and len(due) >= wanted:
             break
-    available = len(due) if overlap == "allow_all" else slots
-    buffering = overlap in _BUFFERING
-    hold = job.max_instances if buffering else 0
-    if buffering and available <= 0 and due:
-        # Busy: the fire times wait (from the first of them) until a run ends; what
-        # becomes of them is decided then, by this same function.
-        return Release(lease=lease, next_run_time=due[0], hold_while_running=hold)
-    if job.coalesce and len(due) > 1 and overlap != "buffer_all":
+    available = slots
+    hold = 0
+    if overlap == "allow_all":
+        available = len(due)
+    elif overlap != "skip":
+        if available <= 0 and due:
+            # Busy: the fire times wait (from the first of them) until a run ends;
+            # what becomes of them is decided then, by this same function.
+            return Release(lease=lease, next_run_time=due[0], hold_while_running=job.max_instances)
+        if overlap != "cancel_other":
+            # Held while its runs fill the slots: its next fire time waits for one.
+            # (Not cancel_other: its next fire time must be acquired, to cancel them.)
+            hold = job.max_instances
+    if len(due) > 1 and job.coalesce and overlap != "buffer_all":
         fire_times = [(due[-1], len(due) - 1)]
     else:
         fire_times = [(d, 0) for d in due]
@@ -107,10 +110,6 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
         # the job to be rerun: keep it, without a next run time, until its last run
         # ends (AsyncScheduler removes it then).
         remove = False
-    if overlap == "cancel_other":
-        # Not held while its runs go on: its next fire time must be acquired, to cancel
-        # them (AsyncScheduler does on the busy release above).
-        hold = 0
     return Release(
         lease=lease,
         next_run_time=next_run_time,

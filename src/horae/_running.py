@@ -466,14 +466,26 @@ class _RunLoop:
 
     async def _execute(self, job: Job, run: Run, start_at: datetime | None = None) -> None:
         """Run ``run`` of ``job`` (at ``start_at``, for a retry), then its retries."""
-        frees = job.overlap in ("buffer_one", "buffer_all", "cancel_other")
+        overlap = job.overlap
+        frees = overlap != "skip" and overlap != "allow_all"
         try:
             while True:
                 try:
-                    if frees and job.overlap == "cancel_other":
+                    if overlap == "cancel_other":
                         attempt = await self._cancellable_attempt(job, run, start_at)
-                    else:
+                    elif start_at is not None or job.jitter:
                         attempt = await self._attempt(job, run, start_at)
+                    else:
+                        # The common case, without a coroutine of its own: this is on
+                        # every run's path (and nothing waited: it is still this
+                        # scheduler's run).
+                        logger.debug(
+                            "job %r: run for %s starts (attempt %d)",
+                            job.id,
+                            run.scheduled_time,
+                            run.attempt,
+                        )
+                        attempt = await call_job(job, run, self.executors[job.executor], self._now)
                     if attempt is None:
                         return
                     finished, exc = attempt
@@ -499,7 +511,7 @@ class _RunLoop:
                         _reporting.cancelled(self._hub, finished, finished.error or "")
                     else:
                         _reporting.finished(self._hub, job, finished, exc)
-                    if finished.outcome in _FAILURES and job.pause_after_failures:
+                    if job.pause_after_failures and finished.outcome in _FAILURES:
                         await self._pause_if_failing(job, finished)
                     if (job.retry or job.on_crash) and is_finishing(job, self._now()):
                         await self._remove_if_finished(job.id)

@@ -230,8 +230,6 @@ class MemoryStore:
             job = self._jobs.get(job_id)
             if job is None:
                 continue  # removed while leased
-            if release.started:
-                self._run_counts[job_id] = self._run_counts.get(job_id, 0) + len(release.started)
             if (
                 release.remove
                 and lease.job is not None
@@ -241,6 +239,8 @@ class MemoryStore:
                 self._run_counts.pop(job_id, None)
                 self._forget_later(job_id)
                 continue
+            if release.started:
+                self._run_counts[job_id] = self._run_counts.get(job_id, 0) + len(release.started)
             held_job = lease.job
             if held_job is None or job.next_run_time == held_job.next_run_time:
                 # Its next run time is the one acquired: unchanged, or changed in ways
