@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .common import STORES
 from .servers import PostgresServer, RedisServer, postgres_server, redis_server
 
 
@@ -17,6 +18,12 @@ from .servers import PostgresServer, RedisServer, postgres_server, redis_server
 def anyio_backend() -> str:
     # The workers run asyncio, and PostgresStore and RedisStore need it here too.
     return "asyncio"
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    """The store a test runs on: each test of the suite runs on every persistent store."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

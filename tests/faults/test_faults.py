@@ -41,18 +41,31 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from horae import AsyncScheduler, Retry, Run, RunOutcome
+from horae import Retry, Run, RunOutcome
 from horae.stores.base import StoreContext
 
-from .accounting import Tally, count, fire_times, read_job_log
-from .fleet import Fleet, Place, fleet, make_place
+from .accounting import count, read_job_log
+from .common import (
+    UTC,
+    add_jobs,
+    check,
+    client,
+    figures,
+    first_fire_time,
+    prepare,
+    read_history,
+    report,
+    settle,
+    sleep_until,
+)
+from .fleet import Place, fleet, make_place
 from .jobs import work
 from .servers import PostgresServer, RedisServer
 
@@ -62,19 +75,9 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="the suite kills processes by signal"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-FIGURES = ROOT / "build" / "figures" / "faults.txt"
-UTC = timezone.utc
-STORES = ["sqlite", "postgres", "redis"]
-
 PROCESSES = 3
 #: Short, so that takeovers come quickly (renewed every 2/3 s).
 LEASE = 2.0
-#: From the moment the jobs are being added to their first fire time.
-LEAD = 2.0
-#: How long after the last fire time the suite waits for everything to settle before it
-#: counts anyway (what is still in flight then counts as unfinished). Normally ~5 s.
-SETTLE_TIMEOUT = 60.0
 RETRY = Retry(attempts=2, backoff=0.2)
 
 # test_kills
@@ -94,11 +97,6 @@ def _redis_version() -> str | None:
     except ImportError:
         return None
     return str(redis.__version__)
-
-
-@pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 # ----------------------------------------------------------------------- helpers
@@ -169,67 +167,6 @@ def outage_jobs(first: datetime) -> list[dict[str, Any]]:
     return specs
 
 
-def client(place: Place) -> AsyncScheduler:
-    return AsyncScheduler(place.make_store(), role="client", timezone="UTC")
-
-
-async def prepare(place: Place) -> None:
-    """Create the store's tables before the workers start, so that they do not race to."""
-    async with client(place):
-        pass
-
-
-async def add_jobs(
-    place: Place, specs: Sequence[Mapping[str, Any]]
-) -> tuple[dict[str, list[datetime]], dict[str, int]]:
-    """Add the jobs; their fire times (from their triggers) and retry attempts."""
-    async with client(place) as scheduler:
-        jobs = await scheduler.add_jobs(specs)
-    schedule = {job.id: fire_times(job) for job in jobs}
-    attempts = {job.id: job.retry.attempts if job.retry else 1 for job in jobs}
-    return schedule, attempts
-
-
-def first_fire_time() -> datetime:
-    # An even second, so that the cron jobs' */2 fires on the interval jobs' grid.
-    first = (datetime.now(UTC) + timedelta(seconds=LEAD)).replace(microsecond=0)
-    return first + timedelta(seconds=first.second % 2)
-
-
-async def sleep_until(when: datetime) -> None:
-    await anyio.sleep(max(0.0, (when - datetime.now(UTC)).total_seconds()))
-
-
-async def settle(place: Place, workers: Fleet, job_ids: Sequence[str], last: datetime) -> float:
-    """Wait until every trigger is exhausted and no run is in flight; the seconds it took.
-
-    Bounded: after ``SETTLE_TIMEOUT`` the suite goes on and counts what is left in
-    flight as unfinished.
-    """
-    await sleep_until(last)
-    began = time.monotonic()
-    async with client(place) as scheduler:
-        with anyio.move_on_after(SETTLE_TIMEOUT):
-            while True:
-                workers.check_alive()
-                if not await scheduler.get_jobs():
-                    for job_id in job_ids:
-                        # In-flight runs come first.
-                        runs = await scheduler.get_runs(job_id, limit=1)
-                        if runs and runs[0].outcome is None:
-                            break
-                    else:
-                        break
-                await anyio.sleep(0.5)
-    return time.monotonic() - began
-
-
-async def read_history(place: Place, job_ids: Sequence[str]) -> dict[str, list[Run]]:
-    async with client(place) as scheduler:
-        assert await scheduler.get_jobs() == [], "every trigger is exhausted"
-        return {job_id: await scheduler.get_runs(job_id, limit=100_000) for job_id in job_ids}
-
-
 def lateness(history: Mapping[str, Sequence[Run]]) -> float:
     late = [
         (run.started_at - run.scheduled_time).total_seconds()
@@ -238,46 +175,6 @@ def lateness(history: Mapping[str, Sequence[Run]]) -> float:
         if run.started_at is not None and run.attempt == 1
     ]
     return max(late, default=0.0)
-
-
-def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
-    with capsys.disabled():
-        print(f"\n{line}")
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    prefix = line.split(":", 1)[0] + ":"
-    kept = []
-    if FIGURES.exists():
-        kept = [x for x in FIGURES.read_text().splitlines() if not x.startswith(prefix)]
-    FIGURES.write_text("\n".join([*kept, line]) + "\n")
-
-
-def figures(tally: Tally) -> str:
-    outcomes = "+".join(f"{k}:{v}" for k, v in sorted(tally.outcomes.items()))
-    return (
-        f"fire_times={tally.fire_times} lost={len(tally.lost)} "
-        f"duplicated={len(tally.duplicated)} unfinished={len(tally.unfinished)} "
-        f"abandoned={tally.abandoned} retried={tally.retried} "
-        f"unretried={len(tally.unretried)}+{len(tally.unretried_gone)} "
-        f"overlaps={len(tally.overlaps)} "
-        f"ended_but_abandoned={tally.ended_but_abandoned} runs={outcomes}"
-    )
-
-
-def check(tally: Tally) -> None:
-    """The invariants: each fire time one final outcome, none lost, none twice.
-
-    Failed runs whose job's retry policy had attempts left must have been retried, also
-    those taken over after the job's last fire time (``unretried_gone``): such a job is
-    kept until its last run ends (test_takeover_retries_the_last_fire_time shows it on
-    its own).
-    """
-    assert tally.problems() == {}
-    assert not tally.unretried, (
-        f"failed runs whose retry policy had attempts left, not retried: {tally.unretried[:10]}"
-    )
-    assert not tally.unretried_gone, (
-        f"runs abandoned after their job's last fire time, not retried: {tally.unretried_gone[:10]}"
-    )
 
 
 # ------------------------------------------------------------------------- kills
