@@ -55,6 +55,8 @@ class Execution:
     started: float
     ended: float | None  # None: no end line (killed, or never ended)
     ok: bool | None
+    key: str | None = None  # current_run().key as the job saw it
+    cancelled: bool = False  # the run was cancelled (overlap="cancel_other")
 
 
 def read_job_log(paths: Iterable[Path], kill_times: Mapping[int, float]) -> list[Execution]:
@@ -82,6 +84,8 @@ def read_job_log(paths: Iterable[Path], kill_times: Mapping[int, float]) -> list
                 started=start["mono"],
                 ended=ended,
                 ok=end["ok"] if end else None,
+                key=start.get("key"),
+                cancelled=bool(end and end.get("cancelled")),
             )
         )
     return executions

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Place:
     place: str = "horae"  # the PostgreSQL schema or the Redis key prefix
     lease: float = 2.0
     sqlite_timeout: float = 5.0
+    sqlite_poll: float = 1.0  # SQLiteStore(poll_interval=) of the workers
 
     def make_store(self) -> Any:
         from horae import PostgresStore, RedisStore, SQLiteStore
@@ -61,6 +62,7 @@ class Worker:
     ready: Path
     events: Path
     job_log: Path
+    trace: Path
     killed_at: float | None = None  # time.monotonic() of the SIGKILL
 
     @property
@@ -69,6 +71,21 @@ class Worker:
 
     def output_tail(self) -> str:
         return self.output.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+    def trace_lines(self) -> list[dict[str, Any]]:
+        """What ``--trace`` wrote (see worker.py)."""
+        if not self.trace.exists():
+            return []
+        lines = self.trace.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def stopped(self) -> bool:
+        """Whether the process is stopped (SIGSTOP), from /proc (Linux)."""
+        stat = Path(f"/proc/{self.pid}/stat")
+        if not stat.exists():
+            return False
+        # The state follows the command name, which is in parentheses.
+        return stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
 
     def event_kinds(self) -> list[str]:
         if not self.events.exists():
@@ -80,10 +97,13 @@ class Worker:
 class Fleet:
     """Scheduler processes, ``size`` at a time, all on one place."""
 
-    def __init__(self, place: Place, directory: Path, size: int) -> None:
+    def __init__(
+        self, place: Place, directory: Path, size: int, worker_args: Sequence[str] = ()
+    ) -> None:
         self.place = place
         self.directory = directory
         self.size = size
+        self.worker_args = list(worker_args)
         self.current: dict[int, Worker] = {}
         self.every: list[Worker] = []
 
@@ -95,6 +115,7 @@ class Fleet:
             "ready": self.directory / f"{name}.ready",
             "events": self.directory / f"{name}.events.jsonl",
             "job_log": self.directory / f"{name}.jobs.jsonl",
+            "trace": self.directory / f"{name}.trace.jsonl",
         }
         place = self.place
         command = [
@@ -111,11 +132,16 @@ class Fleet:
             str(place.lease),
             "--sqlite-timeout",
             str(place.sqlite_timeout),
+            "--sqlite-poll",
+            str(place.sqlite_poll),
             "--ready",
             str(worker_paths["ready"]),
             "--events",
             str(worker_paths["events"]),
+            *self.worker_args,
         ]
+        if self.worker_args:
+            command += ["--trace", str(worker_paths["trace"])]
         env = dict(os.environ, **{jobs.LOG_ENV: str(worker_paths["job_log"])})
         with output.open("wb") as out:
             process = subprocess.Popen(
@@ -135,6 +161,22 @@ class Fleet:
         worker.process.wait()
         return worker
 
+    def pause(self, slot: int) -> Worker:
+        """SIGSTOP the process in ``slot``: it stalls, holding what it holds."""
+        worker = self.current[slot]
+        worker.process.send_signal(signal.SIGSTOP)
+        return worker
+
+    def resume(self, slot: int) -> Worker:
+        """SIGCONT the process in ``slot``."""
+        worker = self.current[slot]
+        worker.process.send_signal(signal.SIGCONT)
+        return worker
+
+    def slot_of(self, pid: int) -> int:
+        (slot,) = [w.slot for w in self.current.values() if w.pid == pid]
+        return slot
+
     def check_alive(self) -> None:
         for worker in self.current.values():
             code = worker.process.poll()
@@ -153,6 +195,8 @@ class Fleet:
     async def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM every current process; each shuts down waiting for its runs."""
         for worker in self.current.values():
+            # A stalled process (SIGSTOP) would not act on SIGTERM until continued.
+            worker.process.send_signal(signal.SIGCONT)
             worker.process.send_signal(signal.SIGTERM)
         with anyio.fail_after(timeout):
             for worker in self.current.values():
@@ -179,8 +223,11 @@ class Fleet:
 
 
 @contextlib.contextmanager
-def fleet(place: Place, directory: Path, size: int) -> Iterator[Fleet]:
-    processes = Fleet(place, directory, size)
+def fleet(
+    place: Place, directory: Path, size: int, worker_args: Sequence[str] = ()
+) -> Iterator[Fleet]:
+    """``size`` workers on ``place``; ``worker_args`` (with ``--trace`` added) for each."""
+    processes = Fleet(place, directory, size, worker_args)
     try:
         for slot in range(size):
             processes.start(slot)

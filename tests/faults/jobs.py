@@ -1,8 +1,10 @@
-"""The job of the fault suite: a short run that writes down its start and its end.
+"""The jobs of the fault suite: runs that write down their start and their end.
 
 Every scheduler process appends one JSON line per start and one per end of a run to a
 file of its own (named by ``$HORAE_FAULTS_LOG``). A process killed in the middle of a run
 leaves the start line without an end line: the suite ends such a run at the kill time.
+Each line names the run (``run_id``, ``attempt``), its fire time and its ``key``
+(``current_run().key``, the same for every attempt of a fire time).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def _write(kind: str, run: Run, **extra: Any) -> None:
         "scheduled_time": run.scheduled_time.isoformat(),
         "attempt": run.attempt,
         "run_id": str(run.id),
+        "key": str(run.key),
         "scheduler_id": run.scheduler_id,
         "pid": os.getpid(),
         # CLOCK_MONOTONIC is one clock for every process of the machine: runs of
@@ -66,3 +69,24 @@ async def work(pause_ms: int = 300, flaky: bool = False, hold: float = 0.0) -> N
         _write("end", run, ok=False)
         raise RuntimeError(f"{run.job_id}: the first attempt for {run.scheduled_time} fails")
     _write("end", run, ok=True)
+
+
+async def hold(seconds: float) -> None:
+    """Run for ``seconds``; a run cancelled meanwhile (``overlap="cancel_other"``) ends
+    with a ``cancelled`` end line, written as the cancellation reaches it."""
+    run = current_run()
+    _write("start", run)
+    try:
+        await anyio.sleep(seconds)
+    except anyio.get_cancelled_exc_class():
+        _write("end", run, ok=False, cancelled=True)
+        raise
+    _write("end", run, ok=True)
+
+
+async def fail() -> None:
+    """Fail at once, every time."""
+    run = current_run()
+    _write("start", run)
+    _write("end", run, ok=False)
+    raise RuntimeError(f"{run.job_id}: the run for {run.scheduled_time} fails")

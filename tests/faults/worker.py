@@ -12,17 +12,27 @@ file, and runs jobs until SIGTERM (or SIGINT) comes, or ``--max-seconds`` pass (
 worker the suite lost track of does not live forever). Then it shuts down, waiting for its
 runs, and exits with status 0. Its ``StoreFailed`` and ``StoreRecovered`` events go to the
 events file, one JSON line each; its jobs write to ``$HORAE_FAULTS_LOG``.
+
+For the fencing test, ``--trace FILE`` writes down (one JSON line each) the releases the
+store refused and every ``finish_run``, with what the store was given; and with
+``--stall-release JOB_ID --stall-marker FILE`` the first release in the fleet that starts
+a run of that job (the one that creates the marker file, writing the batch's leases into
+it) stops its own process with SIGSTOP right before it reaches the store: the process
+stalls holding the leases of the batch, at a known point, until the suite sends SIGCONT.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import time
-from typing import IO
+from collections.abc import Sequence
+from datetime import datetime
+from typing import IO, Any
 
 import anyio
 
@@ -33,10 +43,11 @@ from horae import (
     Event,
     PostgresStore,
     RedisStore,
+    Run,
     SQLiteStore,
     StoreFailed,
 )
-from horae.stores.base import Store
+from horae.stores.base import Release, Store
 
 #: Every run's history is kept, so that the suite can count every fire time.
 RUN_RETENTION = 100_000
@@ -44,7 +55,12 @@ RUN_RETENTION = 100_000
 
 def make_store(args: argparse.Namespace) -> Store:
     if args.store == "sqlite":
-        return SQLiteStore(args.target, run_retention=RUN_RETENTION, timeout=args.sqlite_timeout)
+        return SQLiteStore(
+            args.target,
+            run_retention=RUN_RETENTION,
+            timeout=args.sqlite_timeout,
+            poll_interval=args.sqlite_poll,
+        )
     if args.store == "postgres":
         return PostgresStore(args.target, schema=args.place, run_retention=RUN_RETENTION)
     return RedisStore(args.target, prefix=args.place, run_retention=RUN_RETENTION)
@@ -59,8 +75,79 @@ def _event_writer(file: IO[str]) -> object:
     return write
 
 
-async def serve(args: argparse.Namespace, events: IO[str]) -> None:
+def _claim(marker: str, line: dict[str, Any]) -> bool:
+    """Create ``marker`` holding ``line`` unless it exists: once in the whole fleet."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(json.dumps(line))
+    return True
+
+
+def instrument(store: Store, args: argparse.Namespace, trace: IO[str]) -> None:
+    """Trace refused releases and finish_run calls; stall once (see the module's doc)."""
+    release_jobs = store.release_jobs
+    finish_run = store.finish_run
+
+    def write(**line: Any) -> None:
+        trace.write(json.dumps({"pid": os.getpid(), "mono": time.monotonic(), **line}) + "\n")
+
+    async def traced_release(scheduler_id: str, releases: Sequence[Release]) -> set[str]:
+        stalled = False
+        if any(r.lease.job_id == args.stall_release and r.started for r in releases):
+            # The whole batch stalls: every job leased with this one.
+            line = {
+                "pid": os.getpid(),
+                "scheduler_id": scheduler_id,
+                "releases": {
+                    r.lease.job_id: {
+                        "token": r.lease.token,
+                        "expires_at": r.lease.expires_at.isoformat(),
+                        "started": [run.scheduled_time.isoformat() for run in r.started],
+                        "run_ids": [str(run.id) for run in r.started],
+                    }
+                    for r in releases
+                },
+            }
+            if _claim(args.stall_marker, line):
+                write(call="stall", **line)
+                os.kill(os.getpid(), signal.SIGSTOP)
+                stalled = True
+                write(call="woke")
+        rejected = await release_jobs(scheduler_id, releases)
+        if rejected or stalled:
+            write(
+                call="release_jobs",
+                after_stall=stalled,
+                rejected=sorted(rejected),
+                tokens={r.lease.job_id: r.lease.token for r in releases},
+            )
+        return rejected
+
+    async def traced_finish(
+        run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
+    ) -> None:
+        await finish_run(run, retry=retry, expires_at=expires_at)
+        write(
+            call="finish_run",
+            run_id=str(run.id),
+            job_id=run.job_id,
+            scheduled_time=run.scheduled_time.isoformat(),
+            attempt=run.attempt,
+            outcome=str(run.outcome),
+            retry=str(retry.id) if retry is not None else None,
+        )
+
+    store.release_jobs = traced_release  # type: ignore[method-assign]
+    store.finish_run = traced_finish  # type: ignore[method-assign]
+
+
+async def serve(args: argparse.Namespace, events: IO[str], trace: IO[str] | None) -> None:
     store = make_store(args)
+    if trace is not None:
+        instrument(store, args, trace)
     # Listening before the ready file exists, so a stop request never meets the default
     # action of SIGTERM (dying with runs in flight).
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -87,17 +174,25 @@ def main() -> None:
     parser.add_argument("--place", default="horae")
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--sqlite-timeout", type=float, default=5.0)
+    parser.add_argument("--sqlite-poll", type=float, default=1.0)
     parser.add_argument("--ready", required=True)
     parser.add_argument("--events", required=True)
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--trace")
+    parser.add_argument("--stall-release")
+    parser.add_argument("--stall-marker")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING,
         format=f"%(asctime)s {os.getpid()} %(levelname)s %(name)s: %(message)s",
     )
     # Line-buffered: each event reaches the file at once.
-    with open(args.events, "a", buffering=1, encoding="utf-8") as events:
-        anyio.run(serve, args, events, backend="asyncio")
+    with contextlib.ExitStack() as files:
+        events = files.enter_context(open(args.events, "a", buffering=1, encoding="utf-8"))
+        trace = None
+        if args.trace:
+            trace = files.enter_context(open(args.trace, "a", buffering=1, encoding="utf-8"))
+        anyio.run(serve, args, events, trace, backend="asyncio")
 
 
 if __name__ == "__main__":
