@@ -95,10 +95,24 @@ async def settle(
     return time.monotonic() - began
 
 
-async def read_history(place: Place, job_ids: Sequence[str]) -> dict[str, list[Run]]:
+async def read_history(
+    place: Place, job_ids: Sequence[str], note: str = ""
+) -> dict[str, list[Run]]:
+    """The run history of each job, once every job is gone (``note`` goes with the
+    failure if one is left: a seed, say)."""
     async with client(place) as scheduler:
-        assert await scheduler.get_jobs() == [], "every trigger is exhausted"
-        return {job_id: await scheduler.get_runs(job_id, limit=100_000) for job_id in job_ids}
+        history = {job_id: await scheduler.get_runs(job_id, limit=100_000) for job_id in job_ids}
+        left = await scheduler.get_jobs()
+    # What the jobs left behind are waiting for: their state and their last runs.
+    assert not left, f"every trigger is exhausted, yet jobs are left {note}:\n" + "\n".join(
+        f"{job.id} next_run_time={job.next_run_time} pause_note={job.pause_note!r} runs="
+        + ", ".join(
+            f"{run.scheduled_time:%H:%M:%S.%f}#{run.attempt}:{run.outcome}@{run.scheduler_id}"
+            for run in history.get(job.id, [])[:4]
+        )
+        for job in left[:10]
+    )
+    return history
 
 
 def report(capsys: pytest.CaptureFixture[str], line: str) -> None:

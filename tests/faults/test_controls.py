@@ -450,7 +450,7 @@ async def test_on_crash(
         await workers.wait_ready()
         settled = await settle(place, workers, list(schedule), last)
         await workers.stop()
-    history = await read_history(place, list(schedule))
+    history = await read_history(place, list(schedule), f"(seed={seed})")
     kill_times = workers.kill_times()
     executions = read_job_log(workers.job_logs(), kill_times)
     # Attempts in all: on_crash="rerun" without a retry policy runs an abandoned fire

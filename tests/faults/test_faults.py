@@ -211,7 +211,7 @@ async def test_kills(
         await workers.wait_ready()
         settled = await settle(place, workers, list(schedule), last)
         await workers.stop()
-    history = await read_history(place, list(schedule))
+    history = await read_history(place, list(schedule), f"(seed={seed})")
     kill_times = workers.kill_times()
     executions = read_job_log(workers.job_logs(), kill_times)
     tally = count(schedule, attempts, history, executions)
