@@ -47,7 +47,8 @@ async def test_a_held_job_is_not_handed_out_until_its_run_ends(store: Store) -> 
     (again,) = await store.acquire_jobs("s2", at(25), limit=10, lease_duration=30)
     assert again.job_id == "a"
     assert again.running == 0
-    assert again.job is not None and again.job.next_run_time == at(20)
+    assert again.job is not None
+    assert again.job.next_run_time == at(20)
 
 
 async def test_a_job_is_held_only_while_its_slots_are_full(store: Store) -> None:
@@ -220,3 +221,21 @@ async def test_runs_started_by_a_job_removed_while_leased_are_not_counted(store:
     await store.add_jobs([make_job("a", 30)], replace=False)
     (again,) = await store.acquire_jobs("s1", at(30), limit=1, lease_duration=30)
     assert again.run_count == 0
+
+
+async def test_a_release_of_a_job_removed_while_leased_is_refused(store: Store) -> None:
+    # Whoever removed it (the user, or the scheduler that took the job over and found
+    # its trigger ended) decided: none of the stale release's runs start.
+    await store.add_jobs([make_job("a", 10), make_job("b", 10)], replace=False)
+    leases = {lease.job_id: lease for lease in await store.acquire_jobs("s1", at(10), 10, 30)}
+    await store.remove_job("a")
+    await store.remove_all_jobs()
+    releases = [
+        Release(lease=leases[job_id], next_run_time=at(20), started=[_run(job_id, 10)])
+        for job_id in ("a", "b")
+    ]
+    assert await store.release_jobs("s1", releases) == {"a", "b"}
+    assert await store.get_runs("a") == []
+    assert await store.claim_expired_runs("s2", at(100), limit=10, lease_duration=30) == []
+    assert await store.get_jobs() == []
+    assert await store.next_run_time() is None

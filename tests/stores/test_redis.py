@@ -292,7 +292,8 @@ async def test_removed_while_leased_is_released_and_gone(client: Any, prefix: st
         await store.remove_job("r")
         with pytest.raises(JobLookupError):
             await store.get_job("r")
-        assert await store.release_jobs("s", [Release(lease=lease, next_run_time=at(11))]) == set()
+        release = Release(lease=lease, next_run_time=at(11))
+        assert await store.release_jobs("s", [release]) == {"r"}
         with pytest.raises(JobLookupError):
             await store.get_job("r")
         assert not await client.exists(f"{prefix}:job:r")

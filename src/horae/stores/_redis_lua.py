@@ -211,7 +211,7 @@ return cjson.encode(reply)
 # acquisition wrote, which is ``lease.expires_at``), and count in the job's run count.
 # A job left with a next run time and at least hold_while_running (> 0) runs in flight
 # is held instead of due. Returns the ids of releases whose token is not the job's
-# current lease token.
+# current lease token, or whose job was removed while leased.
 RELEASE = (
     _FLUSH
     + """
@@ -226,6 +226,11 @@ for _, release in ipairs(cjson.decode(ARGV[4])) do
   local leased = redis.call('HMGET', key, 'ltoken', 'lnrt', 'exp', 'nrt')
   if leased[1] ~= token then
     -- The lease expired and was taken over (or released already): change nothing.
+    rejected[#rejected + 1] = id
+  elseif not leased[4] then
+    -- Removed while leased: none of this release applies; the lease goes with the job.
+    redis.call('HDEL', key, 'holder', 'exp', 'ltoken', 'lnrt')
+    redis.call('ZREM', KEYS[2], id)
     rejected[#rejected + 1] = id
   else
     redis.call('HDEL', key, 'holder', 'exp', 'ltoken', 'lnrt')

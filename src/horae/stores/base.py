@@ -159,8 +159,9 @@ class Store(Protocol):
         """Give leased jobs back with their next run times, recording their runs.
 
         A release whose lease is no longer held (it expired and another scheduler took
-        the job: its token is older than the job's) changes nothing; its job id is in the
-        returned set, and the scheduler then starts none of its runs.
+        the job: its token is older than the job's), or whose job was removed meanwhile
+        (by the user, or by the scheduler that took it over), changes nothing; its job
+        id is in the returned set, and the scheduler then starts none of its runs.
 
         While a job was leased, :meth:`update_job` may have changed it. If its stored
         next run time still equals the leased job's, the release's next run time (and

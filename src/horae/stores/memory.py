@@ -135,6 +135,7 @@ class MemoryStore:
         self._live_seq.pop(job_id, None)
         self._held.discard(job_id)
         self._run_counts.pop(job_id, None)
+        self._leases.pop(job_id, None)  # its release is refused
         self._forget_later(job_id)
 
     async def remove_all_jobs(self) -> None:
@@ -146,6 +147,7 @@ class MemoryStore:
         self._heap.clear()
         self._held.clear()
         self._run_counts.clear()
+        self._leases.clear()
 
     def _pop_stale(self) -> None:
         heap = self._heap
@@ -227,9 +229,7 @@ class MemoryStore:
                 self._running[job_id] = self._running.get(job_id, 0) + len(release.started)
             for run in release.finished:
                 self._record(run)
-            job = self._jobs.get(job_id)
-            if job is None:
-                continue  # removed while leased
+            job = self._jobs[job_id]  # a removed job's lease went with it
             if (
                 release.remove
                 and lease.job is not None

@@ -663,9 +663,10 @@ class SQLiteStore:
                     "WHERE id = ?",
                     (job_id,),
                 ).fetchone()
-                if row is not None and (row[1] is None or row[2] != lease.token):
+                if row is None or row[1] is None or row[2] != lease.token:
                     # The lease expired and someone else took the job (or took it and
-                    # gave it back): this scheduler's view is stale.
+                    # gave it back, or removed it), or the job was removed meanwhile:
+                    # this scheduler's view is stale, and none of its runs start.
                     rejected.add(job_id)
                     continue
                 if started:
@@ -676,8 +677,6 @@ class SQLiteStore:
                     )
                 for record in finished:
                     self._record_finished(conn, record)
-                if row is None:
-                    continue  # removed while leased
                 stored_next, _, _, lease_expires = row
                 next_run = stored_next
                 if lease.job is None or stored_next == us_or_none(lease.job.next_run_time):
