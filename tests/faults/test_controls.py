@@ -665,8 +665,9 @@ async def test_fencing(
         await workers.stop()
     history = await read_history(place, job_ids)
     executions = read_job_log(workers.job_logs(), {})
-    refused_logged = lease_worker.output_tail().count("refused this scheduler's release")
-    late_logged = run_worker.output_tail().count("after another scheduler took it over")
+    # What the stalled processes logged after waking (worker.py logs warnings).
+    refused_logged = lease_worker.output.read_text().count("refused this scheduler's release")
+    late_logged = run_worker.output.read_text().count("after another scheduler took it over")
 
     records = {str(run.id): run for runs in history.values() for run in runs}
     stalled_record = records.get(stalled_run.run_id)
