@@ -356,9 +356,11 @@ def _call(
     traceparent: str | None,
 ) -> _Reply:
     token = _current_run.set(run) if run is not None else None
-    # The run is traced (horae.tracing): its span becomes the worker's remote parent.
-    traced = _enter_trace(traceparent) if traceparent is not None else None
+    traced: contextlib.ExitStack | None = None
     try:
+        if traceparent is not None:
+            # The run is traced (horae.tracing): its span is the job's remote parent here.
+            traced = _enter_trace(traceparent)
         func = ref_to_callable(ref)
         result = func(*serializer.loads(args), **serializer.loads(kwargs))
         if inspect.iscoroutine(result):
