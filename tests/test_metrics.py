@@ -18,6 +18,7 @@ from horae import (
     HoraeError,
     JobExecuted,
     MemoryStore,
+    Retry,
     Scheduler,
     SQLiteStore,
 )
@@ -164,6 +165,22 @@ async def test_cancelled_runs_are_counted_and_timed(clock: FakeClock) -> None:
     assert runs(samples) == {("c", "cancelled"): 1}
     assert value(samples, "horae_run_duration_seconds_sum", job_id="c") == 10.0
     assert value(samples, "horae_runs_in_progress") == 1
+
+
+async def test_each_attempt_counts_and_run_job_is_one_label(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock) as scheduler:
+        metrics = PrometheusMetrics(scheduler)
+        await scheduler.add_job(jobfuncs.async_fail, id="r", retry=Retry(attempts=3, backoff=1))
+        for _ in range(10):  # the retries wait 1 s, then 2 s
+            clock.advance(1)
+            await wait_idle(scheduler)
+        for i in range(3):  # each call makes a job of its own id
+            assert await scheduler.run_job(jobfuncs.async_add, args=[i]) == i
+        samples = await scrape(metrics)
+    assert runs(samples) == {("r", "error"): 3, ("run_job", "success"): 3}
+    # A retry starts without a JobSubmitted: only the first attempt is timed.
+    assert value(samples, "horae_run_duration_seconds_count", job_id="r") == 1
+    assert value(samples, "horae_run_duration_seconds_count", job_id="run_job") == 3
 
 
 async def test_acquire_batch_sizes(clock: FakeClock) -> None:

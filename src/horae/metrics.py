@@ -36,6 +36,7 @@ See ``docs/metrics.md`` for what each counts exactly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,10 @@ _DURATION_BUCKETS = (
 )  # fmt: skip
 #: Jobs per acquisition; 250 is AsyncScheduler's default ``batch_size``.
 _BATCH_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+
+#: The ids AsyncScheduler.run_job() gives its one-off jobs: a new one per call, so they
+#: share one label value (``job_id="run_job"``) rather than make a series each.
+_RUN_JOB_ID = re.compile(r"run_job-[0-9a-f]{32}")
 
 #: Runs whose start is remembered to time their end; beyond it, the oldest are forgotten
 #: (and not timed). Only runs whose end event never comes here stay (a run another
@@ -283,9 +288,7 @@ class PrometheusMetrics:
         if event.origin != self.scheduler.id:
             return  # a run of another scheduler, which counts it in its own metrics
         if isinstance(event, JobSubmitted):
-            self._lateness.observe(
-                max(0.0, (event.timestamp - event.scheduled_time).total_seconds())
-            )
+            self._lateness.observe(_seconds(event.timestamp, event.scheduled_time))
             started = self._started
             if len(started) >= _TRACKED_LIMIT:
                 del started[next(iter(started))]
@@ -299,14 +302,19 @@ class PrometheusMetrics:
         outcome = _OUTCOMES.get(type(event))
         if outcome is None:
             return
-        if self.per_job:
-            self._runs.labels(event.job_id, outcome).inc()
-        else:
-            self._runs.labels(outcome).inc()
         started_at = self._started.pop(event.run_id, None)
+        if not self.per_job:
+            self._runs.labels(outcome).inc()
+            if started_at is not None:
+                self._duration.observe(_seconds(event.timestamp, started_at))
+            return
+        job_id = event.job_id
+        if job_id.startswith("run_job-") and _RUN_JOB_ID.fullmatch(job_id):
+            job_id = "run_job"
+        self._runs.labels(job_id, outcome).inc()
         if started_at is not None:
-            seconds = max(0.0, (event.timestamp - started_at).total_seconds())
-            if self.per_job:
-                self._duration.labels(event.job_id).observe(seconds)
-            else:
-                self._duration.observe(seconds)
+            self._duration.labels(job_id).observe(_seconds(event.timestamp, started_at))
+
+
+def _seconds(end: datetime, start: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
