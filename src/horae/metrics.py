@@ -139,7 +139,7 @@ class PrometheusMetrics:
     Attach it before or after the scheduler starts; it counts from then on. It listens
     for the scheduler's run and store events (those of runs in this process: events
     other schedulers share through the store are left to their own metrics, so that a
-    sum over processes counts each run once) and reads two gauges at scrape time.
+    sum over processes counts each run once), and reads its gauges at scrape time.
 
     Example::
 
@@ -158,6 +158,11 @@ class PrometheusMetrics:
         namespace: the prefix of every metric name.
         per_job: label runs and durations with ``job_id``. Turn it off for stores of
             very many jobs: each job id makes series of its own.
+
+    Attributes:
+        scheduler: the :class:`~horae.AsyncScheduler` measured.
+        registry: the registry holding the metrics.
+        per_job: whether runs and durations have a ``job_id`` label.
 
     Raises:
         HoraeError: the scheduler has a :class:`PrometheusMetrics` already.
