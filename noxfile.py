@@ -39,7 +39,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install(*group("lint"))
-    paths = ["src", "tests", "benchmarks", "examples", "docs/_hooks"]
+    paths = ["src", "tests", "benchmarks", "examples", "docs/_hooks", "docs/images"]
     session.run("ruff", "check", *paths, "noxfile.py")
     session.run("ruff", "format", "--check", *paths)
 

@@ -35,7 +35,7 @@ from horae.dashboard._html import (
 )
 from horae.errors import JobLookupError
 from horae.events import Event, JobEvent, JobExecuted, RunEvent
-from horae.jobs import Run
+from horae.jobs import Job, Run
 from horae.scheduler import AsyncScheduler
 from horae.stores import Store
 
@@ -218,13 +218,14 @@ def create_app(
                     f'<a href="{escape(page.url(f"/jobs/{_quote(job.id)}/remove"))}">remove…</a>'
                 )
             rows.append(
-                f'<tr data-job="{escape(job.id)}"><td><a href="{escape(link)}">{escape(job.id)}</a>'
+                f'<tr data-job="{escape(job.id)}"><td class=id>'
+                f'<a href="{escape(link)}">{escape(job.id)}</a>'
                 + (
                     f"<br><small>{escape(job.name)}</small>"
-                    if job.name and job.name != job.id
+                    if job.name and job.name not in (job.id, _callable(job).rpartition(":")[2])
                     else ""
                 )
-                + f"</td><td><code>{escape(job.func_ref or repr(job.func))}</code></td>"
+                + f"</td><td><code>{escape(_callable(job))}</code></td>"
                 f"<td>{escape(describe_trigger(job))}</td>"
                 f"<td>{time_cell(job.next_run_time, tz, now)}</td>"
                 f'<td class="paused">{"paused" if paused else "no"}'
@@ -294,7 +295,7 @@ def create_app(
         if not settings.read_only:
             actions.append(f'<a href="{escape(page.url(f"/jobs/{quoted}/remove"))}">remove…</a>')
         fields = [
-            ("callable", job.func_ref or repr(job.func)),
+            ("callable", _callable(job)),
             ("trigger", describe_trigger(job)),
             ("next run", "paused" if paused else when(job.next_run_time, tz, now)),
             ("executor", job.executor),
@@ -514,6 +515,15 @@ _SHARE_NOTE = (
 
 def _quote(job_id: str) -> str:
     return quote(job_id, safe="")
+
+
+def _callable(job: Job) -> str:
+    """``module:qualname`` of the job's callable (its reference, when it has one)."""
+    if job.func_ref:
+        return job.func_ref
+    module = getattr(job.func, "__module__", None)
+    name = getattr(job.func, "__qualname__", None)
+    return f"{module}:{name}" if module and name else repr(job.func)
 
 
 def _host_of(scheduler_id: str) -> str:

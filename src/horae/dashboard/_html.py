@@ -29,7 +29,7 @@ header a{color:#fff;text-decoration:none}header a.on{font-weight:700;text-decora
 header .brand{font-weight:700;margin-right:1em}header .right{margin-left:auto;font-size:12px}
 main{padding:1em 1.2em}table{border-collapse:collapse;background:#fff;width:100%}
 th,td{border-bottom:1px solid #d0d7de;padding:.35em .6em;text-align:left;vertical-align:top}
-th{background:#eaeef2;font-weight:600}td.num{text-align:right}td.acts{white-space:nowrap}small,.muted{color:#57606a}
+th{background:#eaeef2;font-weight:600}td.num{text-align:right}td.acts,td.id,.when{white-space:nowrap}small,.muted{color:#57606a}
 .banner{padding:.6em 1em;margin:0 0 1em;border-radius:6px;border:1px solid}
 .banner.error{background:#ffebe9;border-color:#ff8182}.banner.info{background:#ddf4ff;border-color:#54aeff}
 .banner.warn{background:#fff8c5;border-color:#d4a72c}
@@ -169,7 +169,10 @@ def outcome_cell(run: Run | None) -> str:
 def time_cell(moment: datetime | None, tz: tzinfo, now: datetime) -> str:
     if moment is None:
         return '<span class="muted">-</span>'
-    return f"{escape(relative(moment, now))}<br><small>{escape(local_time(moment, tz))}</small>"
+    return (
+        f'<span class="when">{escape(relative(moment, now))}<br>'
+        f"<small>{escape(local_time(moment, tz))}</small></span>"
+    )
 
 
 def fire_times(job: Job, start: datetime, end: datetime) -> list[datetime]:
