@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 from horae import AsyncScheduler, JobError, JobExecuted, JobModified, JobRemoved
+from horae.errors import StoreError
 from horae.stores import MemoryStore, PostgresStore
 
 starlette = pytest.importorskip("starlette")
@@ -188,6 +189,39 @@ async def test_cross_site_posts_are_refused(scheduler: AsyncScheduler) -> None:
         same = await http.post("/jobs/tick/pause", headers={"Origin": "http://127.0.0.1"})
     assert forged.status_code == fetched.status_code == 403
     assert same.status_code == 303
+
+
+@pytest.mark.anyio
+async def test_allowed_hosts_refuse_other_host_names(scheduler: AsyncScheduler) -> None:
+    app = create_app(scheduler, allowed_hosts=["127.0.0.1", "localhost"])
+    async with client(app) as http:
+        fine = await http.get("/")
+        rebound = await http.get("/", headers={"Host": "attacker.example"})
+        action = await http.post("/jobs/tick/pause", headers={"Host": "attacker.example:8787"})
+    assert fine.status_code == 200
+    assert rebound.status_code == action.status_code == 400
+    assert (await scheduler.get_job("tick")).next_run_time is not None
+
+
+@pytest.mark.anyio
+async def test_store_failing_while_running_shows_the_banner(
+    scheduler: AsyncScheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("connection refused by 127.0.0.1:5432")
+
+    monkeypatch.setattr(scheduler.store, "get_jobs", refuse)
+    monkeypatch.setattr(scheduler.store, "get_job", refuse)
+    async with client(create_app(scheduler)) as http:
+        jobs = await http.get("/")
+        job = await http.get("/jobs/tick")
+        fragment = await http.get("/timeline", headers={"X-Horae-Fragment": "1"})
+    for response in (jobs, job, fragment):
+        assert response.status_code == 503
+        assert "store unreachable:" in response.text
+        assert "connection refused by 127.0.0.1:5432" in response.text
+        assert "Traceback" not in response.text
+    assert fragment.text.startswith("<main>")
 
 
 @pytest.mark.anyio

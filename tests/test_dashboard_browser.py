@@ -9,6 +9,7 @@ artifact, not committed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -141,10 +142,17 @@ def server(schema: str) -> Iterator[str]:
                                 args=[5, 6], id="live-job")  # fmt: skip
 
     with_client(schema, setup)
+    with serve(schema) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve(schema: str, **options: Any) -> Iterator[str]:
+    """``create_app(store, **options)`` served by uvicorn in a thread; its base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(PostgresStore(POSTGRES_DSN, schema=schema))
+    app = create_app(PostgresStore(POSTGRES_DSN, schema=schema), **options)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
     )
@@ -156,9 +164,11 @@ def server(schema: str) -> Iterator[str]:
         assert thread.is_alive(), "the dashboard server stopped"
         assert time.monotonic() < deadline, "the dashboard server did not start in 20 s"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +265,20 @@ def test_screenshots_of_each_page(page: Any, server: str) -> None:
     assert response is not None
     assert response.status == 404
     shot(page, "not-found")
+
+
+def test_actions_with_a_token_typed_into_the_page(page: Any, schema: str) -> None:
+    with serve(schema, token="s3cret") as url:
+        page.goto(url + "/")
+        sync_api.expect(page.locator(".notes")).to_contain_text("Actions need the dashboard token")
+        row = page.locator('tr[data-job="report"]')
+        row.get_by_role("button", name="pause").click()
+        sync_api.expect(page.locator("main")).to_contain_text("needs the dashboard token")
+        shot(page, "forbidden")
+        page.goto(url + "/")
+        page.locator("#token").fill("s3cret")
+        row.get_by_role("button", name="pause").click()
+        sync_api.expect(row.locator("td.paused")).to_contain_text("paused")
+        # The token stays in the tab: the next action needs no typing.
+        row.get_by_role("button", name="resume").click()
+        sync_api.expect(row.locator("td.paused")).to_have_text("no")

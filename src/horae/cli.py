@@ -381,7 +381,15 @@ def _dashboard(args: argparse.Namespace) -> int:
             "(or set HORAE_DASHBOARD_TOKEN) for its actions, or --read-only"
         )
     store = open_store(_store_url(args))
-    app = create_app(store, token=token, read_only=args.read_only)
+    # On a loopback address, answer only requests naming a loopback host: a web page
+    # cannot reach the dashboard by pointing a name of its own at 127.0.0.1.
+    loopback = ["localhost", "127.0.0.1", "::1", "[::1]", args.host]
+    app = create_app(
+        store,
+        token=token,
+        read_only=args.read_only,
+        allowed_hosts=loopback if is_loopback(args.host) else None,
+    )
     config = uvicorn.Config(
         app,
         host=args.host,

@@ -10,13 +10,15 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -138,6 +140,7 @@ def create_app(
     *,
     token: str | None = None,
     read_only: bool = False,
+    allowed_hosts: Sequence[str] | None = None,
     title: str = "horae",
 ) -> Starlette:
     """The dashboard as an ASGI application (mount it anywhere, or serve it with uvicorn).
@@ -150,6 +153,9 @@ def create_app(
             ``token`` form field or the ``X-Horae-Token`` header; 403 without it. Pass
             one whenever the app can be reached from other machines.
         read_only: show no actions, and refuse them (403).
+        allowed_hosts: answer only requests whose ``Host`` header is one of these names
+            (400 otherwise), against DNS rebinding; every host by default. ``horae
+            dashboard`` bound to a loopback address allows only loopback names.
         title: the name in the page header.
     """
     settings = Settings(token or None, read_only, title)
@@ -500,7 +506,15 @@ def create_app(
         Route("/jobs/{job_id:path}/{verb}", act, methods=["POST"]),
         Route("/jobs/{job_id:path}", job_page),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: missing})
+    middleware = []
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: missing},
+        middleware=middleware,
+    )
     app.state.horae_dashboard = backend
     return app
 

@@ -27,7 +27,8 @@ body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1f2328;background:#f6f8f
 header{background:#24292f;color:#fff;padding:.6em 1.2em;display:flex;gap:1.2em;align-items:center}
 header a{color:#fff;text-decoration:none}header a.on{font-weight:700;text-decoration:underline}
 header .brand{font-weight:700;margin-right:1em}header .right{margin-left:auto;font-size:12px}
-main{padding:1em 1.2em}table{border-collapse:collapse;background:#fff;width:100%}
+main{padding:1em 1.2em}.notes{padding:1em 1.2em 0}
+table{border-collapse:collapse;background:#fff;width:100%}
 th,td{border-bottom:1px solid #d0d7de;padding:.35em .6em;text-align:left;vertical-align:top}
 th{background:#eaeef2;font-weight:600}td.num{text-align:right}td.acts,td.id,.when{white-space:nowrap}small,.muted{color:#57606a}
 .banner{padding:.6em 1em;margin:0 0 1em;border-radius:6px;border:1px solid}
@@ -133,7 +134,9 @@ def layout(
             'enter it here <input id="token" type="password" size="18" '
             'autocomplete="off" aria-label="token"></div>'
         )
-    main = f"<main>{''.join(notes)}{body}</main>"
+    # Outside <main>, which live updates replace: the token box keeps what was typed.
+    notes_html = f'<div class="notes">{"".join(notes)}</div>' if notes else ""
+    main = f"<main>{body}</main>"
     if page.request.headers.get("x-horae-fragment"):
         return HTMLResponse(main, status_code=status)
     nav = "".join(
@@ -152,7 +155,7 @@ def layout(
         f'<body data-events="{escape(page.url("/events"))}"{data_job}>'
         f'<header><span class="brand">{escape(settings.title)}</span>{nav}'
         f'<span class="right"><span id="live" class="muted">connecting</span></span></header>'
-        f"{main}<script>{JS}</script></body></html>"
+        f"{notes_html}{main}<script>{JS}</script></body></html>"
     )
     return HTMLResponse(document, status_code=status)
 
