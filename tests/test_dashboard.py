@@ -338,19 +338,21 @@ async def test_event_stream_sends_job_and_run_events(scheduler: AsyncScheduler) 
         await anyio.sleep(0.2)
         await scheduler.pause_job("tick")
         await run_once(scheduler, "nightly")
+        await scheduler.remove_all_jobs()
 
     events: list[dict[str, Any]] = []
 
     async def read() -> None:
-        events.extend(await read_events(app, until=4))
+        events.extend(await read_events(app, until=5))
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(read)
             tg.start_soon(act)
-    kinds = [(event["type"], event["job_id"]) for event in events]
+    kinds = [(event["type"], event.get("job_id")) for event in events]
     assert kinds[0] == ("JobModified", "tick")
     assert ("JobError", "nightly") in kinds
+    assert kinds[-1] == ("AllJobsRemoved", None)
     assert all(event["origin"] == scheduler.id for event in events)
 
 

@@ -36,7 +36,7 @@ from horae.dashboard._html import (
     timeline_svg,
 )
 from horae.errors import JobLookupError
-from horae.events import Event, JobEvent, JobExecuted, RunEvent
+from horae.events import AllJobsRemoved, Event, JobEvent, JobExecuted, RunEvent
 from horae.jobs import Job, Run
 from horae.scheduler import AsyncScheduler
 from horae.stores import Store
@@ -473,7 +473,7 @@ def create_app(
 
         async def stream() -> AsyncIterator[str]:
             yield ": horae dashboard events\n\n"
-            async with scheduler.subscribe(JobEvent) as subscription:
+            async with scheduler.subscribe(JobEvent, AllJobsRemoved) as subscription:
                 while True:
                     event: Event | None = None
                     with anyio.move_on_after(KEEPALIVE):

@@ -76,7 +76,7 @@ JS = """
   source.addEventListener("job", (ev) => {
     const data = JSON.parse(ev.data);
     const only = document.body.dataset.job;
-    if (only && data.job_id !== only) return;
+    if (only && data.job_id && data.job_id !== only) return;
     if (!timer) timer = setTimeout(refresh, 250);
   });
 })();
@@ -208,8 +208,9 @@ def timeline_svg(jobs: Sequence[Job], tz: tzinfo, now: datetime, hours: int = 24
         tick = (now + timedelta(hours=hour)).astimezone(tz)
         parts.append(f'<line x1="{x:.1f}" y1="18" x2="{x:.1f}" y2="{height}" stroke="#eaeef2"/>')
         if hour % 3 == 0:
+            anchor = "end" if hour == hours else "middle"
             parts.append(
-                f'<text x="{x:.1f}" y="13" font-size="10" text-anchor="middle" fill="#57606a">'
+                f'<text x="{x:.1f}" y="13" font-size="10" text-anchor="{anchor}" fill="#57606a">'
                 f"{tick:%H:%M}</text>"
             )
     if not rows:
