@@ -31,7 +31,7 @@ def services(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the whole test suite (on asyncio and trio)."""
-    session.install("-e", ".[postgres,redis,otel]", *group("test"))
+    session.install("-e", ".[postgres,redis,metrics,dashboard,otel]", *group("test"))
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
@@ -39,7 +39,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install(*group("lint"))
-    paths = ["src", "tests", "benchmarks", "examples", "docs/_hooks"]
+    paths = ["src", "tests", "benchmarks", "examples", "docs/_hooks", "docs/images"]
     session.run("ruff", "check", *paths, "noxfile.py")
     session.run("ruff", "format", "--check", *paths)
 
@@ -47,7 +47,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/."""
-    session.install("-e", ".[postgres,redis,otel]", *group("typecheck"))
+    session.install("-e", ".[postgres,redis,metrics,dashboard,otel]", *group("typecheck"))
     session.run("mypy")
 
 

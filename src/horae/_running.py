@@ -13,7 +13,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -106,6 +106,8 @@ class _RunLoop:
     _cancel_reasons: dict[uuid.UUID, str]
     # What wraps every run's call (horae.tracing), or None: call_job directly.
     _run_hook: RunHook | None
+    # Told how many jobs each acquisition leased (horae.metrics); None costs one check.
+    _on_acquired: Callable[[int], None] | None
 
     def _now(self) -> datetime:
         return self._clock.now()
@@ -270,6 +272,9 @@ class _RunLoop:
                         leases = await store.acquire_jobs(
                             self.id, now, self._batch_size, self._lease_duration
                         )
+                        observe = self._on_acquired
+                        if observe is not None:
+                            observe(len(leases))
                         if leases:
                             await self._process(leases, now)
                             if len(leases) >= self._batch_size:

@@ -6,6 +6,7 @@ Commands::
     horae jobs list|show|add|pause|resume|remove|run-now --store URL ...
     horae runs JOB_ID --store URL [-n 20]
     horae explain JOB_ID --store URL [--limit 10]
+    horae dashboard --store URL [--host 127.0.0.1] [--port 8787] [--token T] [--read-only]
     horae cron "EXPR" [--tz ZONE] [-n 10]
 
 Store URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``,
@@ -25,6 +26,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
@@ -357,6 +359,63 @@ async def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ dashboard
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from horae.dashboard import create_app, is_loopback
+    except ImportError as exc:
+        raise UsageError(
+            f"dashboard: {exc.name or exc} is missing; install the extra: "
+            "pip install 'horae[dashboard]'"
+        ) from None
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port: {args.port} is not a TCP port")
+    token = args.token or os.environ.get("HORAE_DASHBOARD_TOKEN") or None
+    if token is None and not args.read_only and not is_loopback(args.host):
+        raise UsageError(
+            f"--host {args.host}: other machines could reach the dashboard; give --token "
+            "(or set HORAE_DASHBOARD_TOKEN) for its actions, or --read-only"
+        )
+    store = open_store(_store_url(args))
+    # On a loopback address, answer only requests naming a loopback host: a web page
+    # cannot reach the dashboard by pointing a name of its own at 127.0.0.1.
+    loopback = ["localhost", "127.0.0.1", "::1", "[::1]", args.host]
+    app = create_app(
+        store,
+        token=token,
+        read_only=args.read_only,
+        allowed_hosts=loopback if is_loopback(args.host) else None,
+    )
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # The event streams stay open: do not wait for them on shutdown.
+        timeout_graceful_shutdown=2,
+    )
+    logger.info(
+        "horae dashboard: store %s on http://%s:%d/%s%s",
+        _redact(args.store_url),
+        args.host,
+        args.port,
+        " (read-only)" if args.read_only else "",
+        " (actions need the token)" if token and not args.read_only else "",
+    )
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler
+    # it found: let that be a no-op, so that a SIGTERM ends the command with exit code 0.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- parser
 
 
@@ -462,6 +521,31 @@ def _build_parser() -> _Parser:
         help="how many fire times (10)",
     )
 
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="serve the web dashboard (needs the 'dashboard' extra)",
+        description="Serve a web dashboard of the store: jobs, the next 24 hours, run "
+        "history, schedulers; pause, resume, run now, remove. Runs and changes made by "
+        "other processes show up live when their schedulers use share_events=True.",
+    )
+    store_option(dashboard)
+    dashboard.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine)"
+    )
+    dashboard.add_argument("--port", type=int, default=8787, help="TCP port (8787)")
+    dashboard.add_argument(
+        "--token",
+        default=None,
+        help="actions need this token (default: $HORAE_DASHBOARD_TOKEN); required "
+        "when --host is not a loopback address, unless --read-only",
+    )
+    dashboard.add_argument(
+        "--read-only", action="store_true", help="show no actions and refuse them"
+    )
+    dashboard.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
     cron = commands.add_parser(
         "cron", help="explain a crontab expression, list its next fire times"
     )
@@ -509,6 +593,9 @@ def _dispatch(parser: _Parser, args: argparse.Namespace) -> int:
     if args.command == "run":
         args.store_url = _store_url(args)
         return anyio.run(_run, args, backend="asyncio")
+    if args.command == "dashboard":
+        args.store_url = _store_url(args)
+        return _dashboard(args)
     if args.command == "jobs" and args.verb is None:
         raise UsageError("jobs: give a verb: list, show, add, pause, resume, remove or run-now")
     if args.command == "explain" and args.limit < 1:

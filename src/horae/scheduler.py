@@ -211,6 +211,8 @@ class AsyncScheduler(_RunLoop):
         self._keep_wake = anyio.Event()
         # Set by horae.tracing.enable_tracing(); read once per run.
         self._run_hook: RunHook | None = None
+        # Set by horae.metrics.PrometheusMetrics: the loop reports each batch's size.
+        self._on_acquired: Callable[[int], None] | None = None
 
     def __repr__(self) -> str:
         return f"AsyncScheduler(id={self.id!r}, store={self.store!r}, state={self._state!r})"

@@ -1,0 +1,588 @@
+"""The dashboard application: its routes, actions, event stream and the scheduler behind
+them."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import anyio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from horae._explain import explain_job
+from horae._format import describe_trigger, duration, local_time, when
+from horae.dashboard._html import (
+    Page,
+    Settings,
+    escape,
+    layout,
+    outcome_cell,
+    runs_chart,
+    time_cell,
+    timeline_svg,
+)
+from horae.errors import JobLookupError
+from horae.events import AllJobsRemoved, Event, JobEvent, JobExecuted, RunEvent
+from horae.jobs import Job, Run
+from horae.scheduler import AsyncScheduler
+from horae.stores import Store
+
+logger = logging.getLogger(__name__)
+
+#: How long a request waits for the dashboard's own scheduler to start before it shows
+#: the "store unreachable" banner.
+START_WAIT = 3.0
+#: Seconds between two attempts to start the dashboard's scheduler on a store that is down.
+RETRY_DELAY = 2.0
+#: Runs shown on a job's page.
+RUN_LIMIT = 100
+#: Seconds between two keep-alive comments on the event stream.
+KEEPALIVE = 15.0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) only accepts connections from this machine."""
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(str(a).startswith("127.") or str(a) == "::1" for a in addresses)
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached (or the dashboard's scheduler has not started on it)."""
+
+
+# ------------------------------------------------------------------------ backend
+
+
+class _Backend:
+    """The scheduler the pages use: the caller's, or a client scheduler of our own."""
+
+    def __init__(self, target: AsyncScheduler | Store) -> None:
+        self.own = not isinstance(target, AsyncScheduler)
+        self.store: Store = target.store if isinstance(target, AsyncScheduler) else target
+        self._scheduler: AsyncScheduler | None = (
+            target if isinstance(target, AsyncScheduler) else None
+        )
+        self.ready = anyio.Event()
+        self.error: str | None = None
+        self.stop = anyio.Event()
+        # Schedulers seen through events: id -> (last event time, what it was).
+        self.seen: dict[str, tuple[datetime, str]] = {}
+        self.started_at = datetime.now(timezone.utc)
+
+    def observe(self, event: Event) -> None:
+        if event.origin:
+            self.seen[event.origin] = (datetime.now(timezone.utc), type(event).__name__)
+
+    async def keep(self) -> None:
+        """Keep our own client scheduler running, starting it again when the store is back."""
+        host = socket.gethostname()
+        while not self.stop.is_set():
+            scheduler = AsyncScheduler(
+                self.store,
+                role="client",
+                share_events=True,
+                scheduler_id=f"dashboard@{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            )
+            try:
+                async with scheduler:
+                    scheduler.add_listener(self.observe)
+                    self._scheduler = scheduler
+                    self.error = None
+                    self.ready.set()
+                    await self.stop.wait()
+            except Exception as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                logger.warning("dashboard: cannot start on the store: %s", self.error)
+            self._scheduler = None
+            if self.ready.is_set():
+                self.ready = anyio.Event()
+            with anyio.move_on_after(RETRY_DELAY):
+                await self.stop.wait()
+
+    async def scheduler(self) -> AsyncScheduler:
+        if self._scheduler is not None and self._scheduler.running:
+            return self._scheduler
+        if not self.own:
+            raise StoreUnavailable("the scheduler given to the dashboard is not running")
+        if self.error is None:  # still starting: wait a little; after a failure, do not
+            with anyio.move_on_after(START_WAIT):
+                await self.ready.wait()
+        if self._scheduler is None:
+            raise StoreUnavailable(self.error or "the dashboard could not start on the store")
+        return self._scheduler
+
+
+# ------------------------------------------------------------------------ the app
+
+
+def create_app(
+    target: AsyncScheduler | Store,
+    *,
+    token: str | None = None,
+    read_only: bool = False,
+    allowed_hosts: Sequence[str] | None = None,
+    title: str = "horae",
+) -> Starlette:
+    """The dashboard as an ASGI application (mount it anywhere, or serve it with uvicorn).
+
+    Args:
+        target: a started :class:`AsyncScheduler` (any role; the app uses it as is), or a
+            store (the app then runs a client scheduler of its own on it, with
+            ``share_events=True``, during its lifespan).
+        token: when given, every action (pause, resume, run now, remove) needs it, in the
+            ``token`` form field or the ``X-Horae-Token`` header; 403 without it. Pass
+            one whenever the app can be reached from other machines.
+        read_only: show no actions, and refuse them (403).
+        allowed_hosts: answer only requests whose ``Host`` header is one of these names
+            (400 otherwise), against DNS rebinding; every host by default. ``horae
+            dashboard`` bound to a loopback address allows only loopback names.
+        title: the name in the page header.
+    """
+    settings = Settings(token or None, read_only, title)
+    backend = _Backend(target)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            if backend.own:
+                tg.start_soon(backend.keep, name="horae dashboard scheduler")
+            else:
+                assert backend._scheduler is not None
+                backend._scheduler.add_listener(backend.observe)
+            try:
+                yield
+            finally:
+                backend.stop.set()
+                if not backend.own and backend._scheduler is not None:
+                    backend._scheduler.remove_listener(backend.observe)
+
+    def unavailable(page: Page, error: BaseException, title: str) -> HTMLResponse:
+        message = (
+            str(error)
+            if isinstance(error, StoreUnavailable)
+            else f"{type(error).__name__}: {error}"
+        )
+        logger.warning("dashboard: store unreachable: %s", message, exc_info=error)
+        body = (
+            f'<div class="banner error" role="alert"><strong>store unreachable:</strong> '
+            f"{escape(message)}<br><small>The page shows data again once the store answers; "
+            "this page retries on the next reload.</small></div>"
+        )
+        return layout(page, title, body, status=503)
+
+    def not_found(page: Page, job_id: str) -> HTMLResponse:
+        body = (
+            f"<h1>Not found</h1><p>No job has the id <code>{escape(job_id)}</code>. "
+            f'<a href="{escape(page.url("/"))}">All jobs</a></p>'
+        )
+        return layout(page, "not found", body, status=404)
+
+    async def jobs_page(request: Request) -> Response:
+        page = Page(request, settings)
+        try:
+            scheduler = await backend.scheduler()
+            jobs = await scheduler.get_jobs()
+            last: dict[str, Run | None] = {}
+            for job in jobs:
+                runs = await scheduler.get_runs(job.id, limit=1)
+                last[job.id] = runs[0] if runs else None
+        except Exception as exc:
+            return unavailable(page, exc, "jobs")
+        tz, now = scheduler.timezone, datetime.now(timezone.utc)
+        rows = []
+        for job in jobs:
+            paused = job.next_run_time is None
+            link = page.url(f"/jobs/{_quote(job.id)}")
+            actions = [
+                page.action(f"/jobs/{_quote(job.id)}/resume", "resume", back="/")
+                if paused
+                else page.action(f"/jobs/{_quote(job.id)}/pause", "pause", back="/"),
+                page.action(f"/jobs/{_quote(job.id)}/run-now", "run now", back="/"),
+            ]
+            if not settings.read_only:
+                actions.append(
+                    f'<a href="{escape(page.url(f"/jobs/{_quote(job.id)}/remove"))}">remove…</a>'
+                )
+            rows.append(
+                f'<tr data-job="{escape(job.id)}"><td class=id>'
+                f'<a href="{escape(link)}">{escape(job.id)}</a>'
+                + (
+                    f"<br><small>{escape(job.name)}</small>"
+                    if job.name and job.name not in (job.id, _callable(job).rpartition(":")[2])
+                    else ""
+                )
+                + f"</td><td><code>{escape(_callable(job))}</code></td>"
+                f"<td>{escape(describe_trigger(job))}</td>"
+                f"<td>{time_cell(job.next_run_time, tz, now)}</td>"
+                f'<td class="paused">{"paused" if paused else "no"}'
+                + (f"<br><small>{escape(job.pause_note)}</small>" if job.pause_note else "")
+                + f"</td><td>{escape(job.executor)}</td>"
+                f'<td class="outcome">{outcome_cell(last[job.id])}</td>'
+                f"<td class=acts>{' '.join(a for a in actions if a)}</td></tr>"
+            )
+        table = (
+            "<table id=jobs><thead><tr><th>Job</th><th>Callable</th><th>Trigger</th>"
+            "<th>Next run</th><th>Paused</th><th>Executor</th><th>Last outcome</th>"
+            "<th>Actions</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+            if rows
+            else '<p class="muted">No jobs in this store.</p>'
+        )
+        body = (
+            f"<h1>Jobs <small>({len(jobs)})</small></h1>{table}"
+            f"<p><small>{escape(_SHARE_NOTE)}</small></p>"
+        )
+        return layout(page, "jobs", body, active="jobs")
+
+    async def timeline_page(request: Request) -> Response:
+        page = Page(request, settings)
+        try:
+            scheduler = await backend.scheduler()
+            jobs = await scheduler.get_jobs()
+        except Exception as exc:
+            return unavailable(page, exc, "timeline")
+        now = datetime.now(timezone.utc)
+        body = (
+            "<h1>Next 24 hours</h1><p class=muted>Fire times of every job that is not "
+            f"paused, from now ({escape(local_time(now, scheduler.timezone))}).</p>"
+            + timeline_svg(jobs, scheduler.timezone, now)
+        )
+        return layout(page, "timeline", body, active="timeline")
+
+    async def job_page(request: Request) -> Response:
+        page = Page(request, settings)
+        job_id = request.path_params["job_id"]
+        try:
+            scheduler = await backend.scheduler()
+            try:
+                job = await scheduler.get_job(job_id)
+            except JobLookupError:
+                return not_found(page, job_id)
+            runs = await scheduler.get_runs(job_id, limit=RUN_LIMIT)
+            now = datetime.now(timezone.utc)
+            try:
+                explanation = str(
+                    await explain_job(
+                        scheduler.store, job_id, now=now, timezone=scheduler.timezone, limit=10
+                    )
+                )
+            except JobLookupError:
+                return not_found(page, job_id)
+        except Exception as exc:
+            return unavailable(page, exc, job_id)
+        tz = scheduler.timezone
+        paused = job.next_run_time is None
+        quoted = _quote(job_id)
+        actions = [
+            page.action(f"/jobs/{quoted}/resume", "resume", back=f"/jobs/{quoted}")
+            if paused
+            else page.action(f"/jobs/{quoted}/pause", "pause", back=f"/jobs/{quoted}"),
+            page.action(f"/jobs/{quoted}/run-now", "run now", back=f"/jobs/{quoted}"),
+        ]
+        if not settings.read_only:
+            actions.append(f'<a href="{escape(page.url(f"/jobs/{quoted}/remove"))}">remove…</a>')
+        fields = [
+            ("callable", _callable(job)),
+            ("trigger", describe_trigger(job)),
+            ("next run", "paused" if paused else when(job.next_run_time, tz, now)),
+            ("executor", job.executor),
+            ("max instances", str(job.max_instances)),
+            ("overlap", job.overlap),
+        ]
+        if job.pause_note:
+            fields.append(("pause note", job.pause_note))
+        details = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in fields)
+        run_rows = []
+        for run in runs:
+            lateness = (
+                duration(run.started_at - run.scheduled_time)
+                if run.started_at is not None and run.started_at >= run.scheduled_time
+                else "-"
+            )
+            took = (
+                duration(run.finished_at - run.started_at)
+                if run.started_at is not None and run.finished_at is not None
+                else "-"
+            )
+            error = (run.error or "").strip()
+            run_rows.append(
+                f"<tr><td>{outcome_cell(run)}</td><td>{time_cell(run.scheduled_time, tz, now)}</td>"
+                f"<td>{time_cell(run.started_at, tz, now)}</td>"
+                f"<td class=num>{escape(lateness)}</td>"
+                f"<td class=num>{escape(took)}</td><td class=num>{run.attempt}</td>"
+                f"<td><small>{escape(run.scheduler_id)}</small></td>"
+                + (
+                    f"<td><details><summary>{escape(error.splitlines()[-1][:120])}</summary>"
+                    f"<pre>{escape(error)}</pre></details></td>"
+                    if error
+                    else "<td></td>"
+                )
+                + "</tr>"
+            )
+        history = (
+            "<table id=runs><thead><tr><th>Outcome</th><th>Scheduled</th><th>Started</th>"
+            "<th>Late by</th><th>Took</th><th>Try</th><th>Scheduler</th><th>Error</th></tr>"
+            "</thead><tbody>" + "".join(run_rows) + "</tbody></table>"
+            if run_rows
+            else '<p class="muted">No runs yet.</p>'
+        )
+        body = (
+            f"<h1>Job <code>{escape(job.id)}</code></h1>"
+            f"<p class=actions>{' '.join(a for a in actions if a)}</p>"
+            f"<dl>{details}</dl><h2>Durations and outcomes</h2>{runs_chart(runs, tz)}"
+            f"<h2>Runs <small>(newest first, up to {RUN_LIMIT})</small></h2>{history}"
+            f"<h2>Why it ran, or did not</h2><pre>{escape(explanation)}</pre>"
+        )
+        return layout(page, job_id, body, active="jobs", job_id=job_id)
+
+    async def remove_page(request: Request) -> Response:
+        page = Page(request, settings)
+        job_id = request.path_params["job_id"]
+        if settings.read_only:
+            return _forbidden(page, "the dashboard is read-only")
+        try:
+            scheduler = await backend.scheduler()
+            await scheduler.get_job(job_id)
+        except JobLookupError:
+            return not_found(page, job_id)
+        except Exception as exc:
+            return unavailable(page, exc, "remove")
+        quoted = _quote(job_id)
+        body = (
+            f"<h1>Remove job <code>{escape(job_id)}</code>?</h1><p>The job and its schedule "
+            "are deleted from the store; runs in progress finish. This cannot be undone.</p>"
+            + page.action(f"/jobs/{quoted}/remove", "yes, remove it", danger=True, back="/")
+            + f' <a href="{escape(page.url(f"/jobs/{quoted}"))}">cancel</a>'
+        )
+        return layout(page, "remove", body, active="jobs")
+
+    async def schedulers_page(request: Request) -> Response:
+        page = Page(request, settings)
+        try:
+            scheduler = await backend.scheduler()
+            jobs = await scheduler.get_jobs()
+            running: dict[str, list[Run]] = {}
+            for job in jobs:
+                for run in await scheduler.get_runs(job.id, limit=RUN_LIMIT):
+                    if run.outcome is None and run.scheduler_id:
+                        running.setdefault(run.scheduler_id, []).append(run)
+        except Exception as exc:
+            return unavailable(page, exc, "schedulers")
+        now = datetime.now(timezone.utc)
+        tz = scheduler.timezone
+        ids = set(running) | set(backend.seen) | {scheduler.id}
+        rows = []
+        for sid in sorted(ids):
+            seen = backend.seen.get(sid)
+            held = running.get(sid, [])
+            last = (
+                f"{time_cell(seen[0], tz, now)}<br><small>{escape(seen[1])}</small>"
+                if seen
+                else ("this dashboard" if sid == scheduler.id else '<span class="muted">-</span>')
+            )
+            rows.append(
+                f"<tr><td><code>{escape(sid)}</code></td><td>{escape(_host_of(sid))}</td>"
+                f"<td>{last}</td><td class=num>{len(held)}</td>"
+                f"<td><small>{escape(', '.join(sorted({r.job_id for r in held})))}</small></td>"
+                "</tr>"
+            )
+        body = (
+            "<h1>Schedulers sharing the store</h1>"
+            '<div class="banner warn">The stores keep no register of schedulers and no '
+            "heartbeats: this list is what the dashboard can tell from runs in progress "
+            "(whose leases a scheduler holds) and from events received since the dashboard "
+            f"started ({escape(when(backend.started_at, tz, now))}). {escape(_SHARE_NOTE)}</div>"
+            "<table id=schedulers><thead><tr><th>Scheduler id</th><th>Host</th>"
+            "<th>Last event seen</th><th>Runs in progress (leases held)</th><th>Jobs</th></tr>"
+            "</thead><tbody>" + "".join(rows) + "</tbody></table>"
+        )
+        return layout(page, "schedulers", body, active="schedulers")
+
+    def _forbidden(page: Page, why: str) -> HTMLResponse:
+        body = f'<h1>Forbidden</h1><div class="banner error">{escape(why)}</div>'
+        return layout(page, "forbidden", body, status=403)
+
+    async def act(request: Request) -> Response:
+        page = Page(request, settings)
+        job_id, verb = request.path_params["job_id"], request.path_params["verb"]
+        if verb not in _VERBS:
+            return layout(page, "not found", "<h1>Not found</h1>", status=404)
+        if settings.read_only:
+            return _forbidden(page, "the dashboard is read-only: actions are turned off")
+        if _cross_site(request):
+            return _forbidden(page, "a request from another site: refused")
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        given = form.get("token") or request.headers.get("x-horae-token") or ""
+        if settings.token is not None and not hmac.compare_digest(
+            given.encode(), settings.token.encode()
+        ):
+            return _forbidden(
+                page, "this action needs the dashboard token (--token / HORAE_DASHBOARD_TOKEN)"
+            )
+        actor = _actor(request)
+        try:
+            scheduler = await backend.scheduler()
+            if verb == "pause":
+                await scheduler.pause_job(job_id, note=f"paused from the dashboard by {actor}")
+            elif verb == "resume":
+                await scheduler.resume_job(job_id)
+            elif verb == "run-now":
+                await scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
+            else:
+                await scheduler.remove_job(job_id)
+        except JobLookupError:
+            return not_found(page, job_id)
+        except Exception as exc:
+            return unavailable(page, exc, verb)
+        logger.info(
+            "dashboard: %s job %r, asked by %s; event origin %s",
+            verb,
+            job_id,
+            _client_details(request),
+            scheduler.id,
+        )
+        back = form.get("next") or ""
+        if not back.startswith("/") or back.startswith("//"):
+            back = "/" if verb == "remove" else f"/jobs/{_quote(job_id)}"
+        return RedirectResponse(page.url(back), status_code=303)
+
+    async def events(request: Request) -> Response:
+        try:
+            scheduler = await backend.scheduler()
+        except Exception as exc:
+            return unavailable(Page(request, settings), exc, "events")
+
+        async def stream() -> AsyncIterator[str]:
+            yield ": horae dashboard events\n\n"
+            async with scheduler.subscribe(JobEvent, AllJobsRemoved) as subscription:
+                while True:
+                    event: Event | None = None
+                    with anyio.move_on_after(KEEPALIVE):
+                        try:
+                            event = await subscription.__anext__()
+                        except StopAsyncIteration:  # the scheduler stopped
+                            return
+                    if event is None:
+                        yield ": keep-alive\n\n"
+                    else:
+                        yield f"event: job\ndata: {json.dumps(_event_data(event))}\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def missing(request: Request, exc: Exception) -> Response:
+        page = Page(request, settings)
+        body = f'<h1>Not found</h1><p><a href="{escape(page.url("/"))}">All jobs</a></p>'
+        return layout(page, "not found", body, status=404)
+
+    routes = [
+        Route("/", jobs_page),
+        Route("/timeline", timeline_page),
+        Route("/schedulers", schedulers_page),
+        Route("/events", events),
+        Route("/jobs/{job_id:path}/remove", remove_page, methods=["GET"]),
+        Route("/jobs/{job_id:path}/{verb}", act, methods=["POST"]),
+        Route("/jobs/{job_id:path}", job_page),
+    ]
+    middleware = []
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: missing},
+        middleware=middleware,
+    )
+    app.state.horae_dashboard = backend
+    return app
+
+
+_VERBS = ("pause", "resume", "run-now", "remove")
+
+_SHARE_NOTE = (
+    "Runs and changes made by other processes show up live only if their schedulers run "
+    "with share_events=True."
+)
+
+
+def _quote(job_id: str) -> str:
+    return quote(job_id, safe="")
+
+
+def _callable(job: Job) -> str:
+    """``module:qualname`` of the job's callable (its reference, when it has one)."""
+    if job.func_ref:
+        return job.func_ref
+    module = getattr(job.func, "__module__", None)
+    name = getattr(job.func, "__qualname__", None)
+    return f"{module}:{name}" if module and name else repr(job.func)
+
+
+def _host_of(scheduler_id: str) -> str:
+    """The host part of a default scheduler id (``host-pid-random``), else ``-``."""
+    name = scheduler_id.removeprefix("dashboard@")
+    parts = name.rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return parts[0]
+    return "-"
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether a browser sent this request from another site (CSRF)."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return True
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        return urlsplit(origin).netloc != request.headers.get("host", "")
+    return False
+
+
+def _actor(request: Request) -> str:
+    """Who asked, for the pause note: the client's address."""
+    return request.client.host if request.client is not None else "an unknown client"
+
+
+def _client_details(request: Request) -> str:
+    """Who asked, for the log: address, port and user agent."""
+    client = request.client
+    who = f"{client.host}:{client.port}" if client is not None else "an unknown client"
+    agent = request.headers.get("user-agent", "")
+    return who + (f", {agent[:120]!r}" if agent else "")
+
+
+def _event_data(event: Event) -> Mapping[str, Any]:
+    data: dict[str, Any] = {
+        "type": type(event).__name__,
+        "origin": event.origin,
+        "timestamp": event.timestamp.isoformat(),
+    }
+    if isinstance(event, JobEvent):
+        data["job_id"] = event.job_id
+    if isinstance(event, RunEvent):
+        data["run_id"] = str(event.run_id)
+        data["scheduled_time"] = event.scheduled_time.isoformat()
+    if isinstance(event, JobExecuted):
+        data["outcome"] = "success"
+    return data

@@ -1,0 +1,279 @@
+"""The dashboard's HTML: the page layout, its CSS and JavaScript, tables' cells, and the
+SVG timeline and chart. Every value goes through :func:`escape`."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime, timedelta, tzinfo
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from horae._format import duration, local_time, relative
+from horae.jobs import Job, Run
+
+#: Fire times drawn per job on the timeline (a job firing every second would draw 86,400).
+TIMELINE_CAP = 288
+
+
+def escape(value: object) -> str:
+    """``value`` as HTML text (every ``&<>"'`` escaped)."""
+    return html.escape(str(value), quote=True)
+
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
+header{background:#24292f;color:#fff;padding:.6em 1.2em;display:flex;gap:1.2em;align-items:center}
+header a{color:#fff;text-decoration:none}header a.on{font-weight:700;text-decoration:underline}
+header .brand{font-weight:700;margin-right:1em}header .right{margin-left:auto;font-size:12px}
+main{padding:1em 1.2em}.notes{padding:1em 1.2em 0}
+table{border-collapse:collapse;background:#fff;width:100%}
+th,td{border-bottom:1px solid #d0d7de;padding:.35em .6em;text-align:left;vertical-align:top}
+th{background:#eaeef2;font-weight:600}td.num{text-align:right}td.acts,td.id,.when{white-space:nowrap}small,.muted{color:#57606a}
+.banner{padding:.6em 1em;margin:0 0 1em;border-radius:6px;border:1px solid}
+.banner.error{background:#ffebe9;border-color:#ff8182}.banner.info{background:#ddf4ff;border-color:#54aeff}
+.banner.warn{background:#fff8c5;border-color:#d4a72c}
+.ok,.success{color:#1a7f37}.error,.failure,.timeout,.crashed,.abandoned{color:#cf222e}
+.missed,.skipped,.cancelled{color:#9a6700}form.inline{display:inline;margin:0}
+button{font:inherit;font-size:12px;padding:.15em .6em;cursor:pointer}
+button.danger{color:#cf222e}pre{background:#fff;border:1px solid #d0d7de;padding:.6em;overflow:auto}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;background:#fff;padding:.6em;
+border:1px solid #d0d7de}dt{font-weight:600}dd{margin:0}#live{font-size:12px}
+svg{background:#fff;border:1px solid #d0d7de}
+"""
+
+JS = """
+(function(){
+  const key = "horae-dashboard-token";
+  const box = document.getElementById("token");
+  if (box) {
+    box.value = sessionStorage.getItem(key) || "";
+    box.addEventListener("input", () => sessionStorage.setItem(key, box.value));
+  }
+  document.addEventListener("submit", (ev) => {
+    const field = ev.target.querySelector("input[name=token]");
+    if (field && box) field.value = box.value;
+  });
+  const live = document.getElementById("live");
+  const url = document.body.dataset.events;
+  if (!url || !window.EventSource) return;
+  let timer = null;
+  async function refresh() {
+    timer = null;
+    try {
+      const res = await fetch(location.href, {headers: {"X-Horae-Fragment": "1"}});
+      const text = await res.text();
+      const doc = new DOMParser().parseFromString(text, "text/html");
+      const fresh = doc.querySelector("main");
+      if (fresh) document.querySelector("main").replaceWith(fresh);
+    } catch (e) { /* the next event tries again */ }
+  }
+  const source = new EventSource(url);
+  function show(text, cls) { live.textContent = text; live.className = cls; }
+  source.addEventListener("open", () => show("live", "ok"));
+  source.addEventListener("error", () => show("reconnecting", "error"));
+  source.addEventListener("job", (ev) => {
+    const data = JSON.parse(ev.data);
+    const only = document.body.dataset.job;
+    if (only && data.job_id && data.job_id !== only) return;
+    if (!timer) timer = setTimeout(refresh, 250);
+  });
+})();
+"""
+
+
+class Page:
+    """What a page needs to render links and forms."""
+
+    def __init__(self, request: Request, settings: Settings) -> None:
+        self.request = request
+        self.settings = settings
+        self.root = str(request.scope.get("root_path", "")).rstrip("/")
+
+    def url(self, path: str) -> str:
+        return self.root + path
+
+    def action(self, path: str, label: str, *, danger: bool = False, back: str = "") -> str:
+        """A one-button POST form (none in read-only mode)."""
+        if self.settings.read_only:
+            return ""
+        cls = ' class="danger"' if danger else ""
+        back_field = f'<input type="hidden" name="next" value="{escape(back)}">' if back else ""
+        return (
+            f'<form class="inline" method="post" action="{escape(self.url(path))}">'
+            f'<input type="hidden" name="token" value="">{back_field}'
+            f'<button type="submit"{cls}>{escape(label)}</button></form>'
+        )
+
+
+class Settings:
+    def __init__(self, token: str | None, read_only: bool, title: str) -> None:
+        self.token = token
+        self.read_only = read_only
+        self.title = title
+
+
+def layout(
+    page: Page,
+    title: str,
+    body: str,
+    *,
+    active: str = "",
+    status: int = 200,
+    job_id: str | None = None,
+) -> HTMLResponse:
+    settings = page.settings
+    notes = []
+    if settings.read_only:
+        notes.append('<div class="banner info">Read-only mode: actions are turned off.</div>')
+    elif settings.token:
+        notes.append(
+            '<div class="banner info">Actions need the dashboard token '
+            "(<code>--token</code> / <code>HORAE_DASHBOARD_TOKEN</code>): "
+            'enter it here <input id="token" type="password" size="18" '
+            'autocomplete="off" aria-label="token"></div>'
+        )
+    # Outside <main>, which live updates replace: the token box keeps what was typed.
+    notes_html = f'<div class="notes">{"".join(notes)}</div>' if notes else ""
+    main = f"<main>{body}</main>"
+    if page.request.headers.get("x-horae-fragment"):
+        return HTMLResponse(main, status_code=status)
+    nav = "".join(
+        f'<a href="{escape(page.url(path))}"{" class=on" if name == active else ""}>{label}</a>'
+        for name, path, label in (
+            ("jobs", "/", "Jobs"),
+            ("timeline", "/timeline", "Timeline"),
+            ("schedulers", "/schedulers", "Schedulers"),
+        )
+    )
+    data_job = f' data-job="{escape(job_id)}"' if job_id else ""
+    document = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)} · {escape(settings.title)}</title><style>{CSS}</style></head>"
+        f'<body data-events="{escape(page.url("/events"))}"{data_job}>'
+        f'<header><span class="brand">{escape(settings.title)}</span>{nav}'
+        f'<span class="right"><span id="live" class="muted">connecting</span></span></header>'
+        f"{notes_html}{main}<script>{JS}</script></body></html>"
+    )
+    return HTMLResponse(document, status_code=status)
+
+
+def outcome_cell(run: Run | None) -> str:
+    if run is None:
+        return '<span class="muted">never ran</span>'
+    if run.outcome is None:
+        return '<span class="running">running</span>'
+    value = str(run.outcome.value if hasattr(run.outcome, "value") else run.outcome)
+    return f'<span class="{escape(value)}">{escape(value)}</span>'
+
+
+def time_cell(moment: datetime | None, tz: tzinfo, now: datetime) -> str:
+    if moment is None:
+        return '<span class="muted">-</span>'
+    return (
+        f'<span class="when">{escape(relative(moment, now))}<br>'
+        f"<small>{escape(local_time(moment, tz))}</small></span>"
+    )
+
+
+def fire_times(job: Job, start: datetime, end: datetime) -> list[datetime]:
+    """The job's fire times from its next run time up to ``end`` (at most TIMELINE_CAP)."""
+    times: list[datetime] = []
+    moment = job.next_run_time
+    while moment is not None and moment <= end and len(times) < TIMELINE_CAP:
+        if moment >= start:
+            times.append(moment)
+        try:
+            moment = job.trigger.next(moment)
+        except Exception:  # a third-party trigger's bug must not break the page
+            break
+    return times
+
+
+def timeline_svg(jobs: Sequence[Job], tz: tzinfo, now: datetime, hours: int = 24) -> str:
+    end = now + timedelta(hours=hours)
+    label_w, width, row_h = 180, 960, 22
+    span = (end - now).total_seconds()
+    rows = [(job, fire_times(job, now, end)) for job in jobs if job.next_run_time is not None]
+    height = 30 + row_h * max(len(rows), 1)
+    parts = [
+        f'<svg id="timeline" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'role="img" aria-label="fire times in the next 24 hours">'
+    ]
+    plot = width - label_w - 10
+    for hour in range(hours + 1):
+        x = label_w + plot * hour * 3600 / span
+        tick = (now + timedelta(hours=hour)).astimezone(tz)
+        parts.append(f'<line x1="{x:.1f}" y1="18" x2="{x:.1f}" y2="{height}" stroke="#eaeef2"/>')
+        if hour % 3 == 0:
+            anchor = "end" if hour == hours else "middle"
+            parts.append(
+                f'<text x="{x:.1f}" y="13" font-size="10" text-anchor="{anchor}" fill="#57606a">'
+                f"{tick:%H:%M}</text>"
+            )
+    if not rows:
+        parts.append(f'<text x="{label_w}" y="44" fill="#57606a">No fire times.</text>')
+    for index, (job, times) in enumerate(rows):
+        y = 30 + row_h * index
+        parts.append(
+            f'<text x="6" y="{y + 14}" font-size="12"><title>{escape(job.id)}</title>'
+            f"{escape(job.id[:26])}</text>"
+        )
+        for moment in times:
+            x = label_w + plot * (moment - now).total_seconds() / span
+            parts.append(
+                f'<rect x="{x - 1:.1f}" y="{y + 3}" width="3" height="{row_h - 8}" fill="#0969da">'
+                f"<title>{escape(job.id)}: {escape(local_time(moment, tz))}</title></rect>"
+            )
+        if len(times) >= TIMELINE_CAP:
+            parts.append(
+                f'<text x="{width - 8}" y="{y + 14}" font-size="10" text-anchor="end" '
+                f'fill="#9a6700">first {TIMELINE_CAP}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+COLOURS = {"success": "#1a7f37", "running": "#0969da"}
+
+
+def runs_chart(runs: Sequence[Run], tz: tzinfo) -> str:
+    """An SVG of the finished runs' durations over time, coloured by outcome."""
+    points = [
+        (run.scheduled_time, (run.finished_at - run.started_at).total_seconds(), run)
+        for run in runs
+        if run.started_at is not None and run.finished_at is not None
+    ]
+    width, height, pad = 960, 200, 40
+    if not points:
+        return '<p class="muted">No finished runs to chart yet.</p>'
+    first = min(p[0] for p in points)
+    last = max(p[0] for p in points)
+    span = max((last - first).total_seconds(), 1.0)
+    top = max(max(p[1] for p in points), 0.001)
+    parts = [
+        f'<svg id="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'role="img" aria-label="run durations and outcomes over time">',
+        '<text x="4" y="14" font-size="10" fill="#57606a">'
+        f"{escape(duration(timedelta(seconds=top)))}</text>",
+        f'<text x="4" y="{height - 4}" font-size="10" fill="#57606a">'
+        f"{escape(local_time(first, tz))}</text>",
+        f'<text x="{width - 4}" y="{height - 4}" font-size="10" text-anchor="end" '
+        f'fill="#57606a">{escape(local_time(last, tz))}</text>',
+        f'<line x1="{pad}" y1="{height - pad + 10}" x2="{width - 10}" y2="{height - pad + 10}" '
+        'stroke="#d0d7de"/>',
+    ]
+    for moment, seconds, run in points:
+        x = pad + (width - pad - 20) * (moment - first).total_seconds() / span
+        y = (height - pad + 10) - (height - pad - 10) * seconds / top
+        outcome = str(run.outcome.value) if run.outcome is not None else "running"
+        colour = COLOURS.get(outcome, "#cf222e")
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"><title>'
+            f"{escape(local_time(moment, tz))}: {escape(outcome)}, "
+            f"{escape(duration(timedelta(seconds=seconds)))}</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
