@@ -31,7 +31,7 @@ def services(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the whole test suite (on asyncio and trio)."""
-    session.install("-e", ".[postgres,redis,metrics,dashboard]", *group("test"))
+    session.install("-e", ".[postgres,redis,metrics,dashboard,otel]", *group("test"))
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
@@ -47,7 +47,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/."""
-    session.install("-e", ".[postgres,redis,metrics,dashboard]", *group("typecheck"))
+    session.install("-e", ".[postgres,redis,metrics,dashboard,otel]", *group("typecheck"))
     session.run("mypy")
 
 

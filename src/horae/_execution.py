@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -15,6 +15,21 @@ from horae.executors.base import Executor
 from horae.jobs import Job, Run, RunOutcome
 
 _current_run: ContextVar[Run] = ContextVar("horae_current_run")
+#: The W3C ``traceparent`` of the running job's span, while its run is traced
+#: (``horae.tracing``); the process executor carries it to its workers.
+_run_traceparent: ContextVar[str | None] = ContextVar("horae_run_traceparent", default=None)
+
+#: Who asked for a run: the scheduling loop, ``run_job()`` or ``backfill()``.
+Origin = Literal["scheduled", "run_job", "backfill"]
+
+#: What a scheduler calls in place of :func:`call_job` when something wraps every run's
+#: call (``horae.tracing``): ``hook(job, run, executor, now, origin)``, which calls
+#: :func:`call_job` itself. ``None`` on the scheduler (the default) costs one attribute
+#: read per run.
+RunHook = Callable[
+    [Job, Run, Executor, Callable[[], datetime], Origin],
+    Awaitable[tuple[Run, BaseException | None]],
+]
 
 
 def current_run() -> Run:

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from horae import _reporting
 from horae._clock import Clock
-from horae._execution import call_job, ended
+from horae._execution import RunHook, call_job, ended
 from horae._planning import is_finishing, plan_release, reruns_abandoned
 from horae.errors import DeserializationError, HoraeError, JobLookupError
 from horae.events import (
@@ -104,6 +104,8 @@ class _RunLoop:
     # Runs of cancel_other jobs that may be cancelled, and why those that were.
     _cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]]
     _cancel_reasons: dict[uuid.UUID, str]
+    # What wraps every run's call (horae.tracing), or None: call_job directly.
+    _run_hook: RunHook | None
     # Told how many jobs each acquisition leased (horae.metrics); None costs one check.
     _on_acquired: Callable[[int], None] | None
 
@@ -426,7 +428,10 @@ class _RunLoop:
         logger.debug(
             "job %r: run for %s starts (attempt %d)", job.id, run.scheduled_time, run.attempt
         )
-        return await call_job(job, run, self.executors[job.executor], self._now)
+        hook = self._run_hook
+        if hook is None:
+            return await call_job(job, run, self.executors[job.executor], self._now)
+        return await hook(job, run, self.executors[job.executor], self._now, "scheduled")
 
     async def _confirm_held(self, run: Run) -> None:
         """After a wait (a retry's backoff, jitter), make sure the run is still this
@@ -490,7 +495,12 @@ class _RunLoop:
                             run.scheduled_time,
                             run.attempt,
                         )
-                        attempt = await call_job(job, run, self.executors[job.executor], self._now)
+                        executor = self.executors[job.executor]
+                        hook = self._run_hook
+                        if hook is None:
+                            attempt = await call_job(job, run, executor, self._now)
+                        else:
+                            attempt = await hook(job, run, executor, self._now, "scheduled")
                     if attempt is None:
                         return
                     finished, exc = attempt

@@ -32,7 +32,7 @@ from horae._building import (
     resolve_callable,
 )
 from horae._clock import Clock, SystemClock
-from horae._execution import call_job, current_run, in_job
+from horae._execution import RunHook, call_job, current_run, in_job
 from horae._explain import Explanation, explain_job
 from horae._running import _RunLoop
 from horae._time import resolve_timezone, to_aware
@@ -209,6 +209,8 @@ class AsyncScheduler(_RunLoop):
         self._keeping = False
         self._keep_deadline: datetime | None = None
         self._keep_wake = anyio.Event()
+        # Set by horae.tracing.enable_tracing(); read once per run.
+        self._run_hook: RunHook | None = None
         # Set by horae.metrics.PrometheusMetrics: the loop reports each batch's size.
         self._on_acquired: Callable[[int], None] | None = None
 
@@ -954,7 +956,11 @@ class AsyncScheduler(_RunLoop):
         for scheduled in todo:
             run = Run(job_id=job.id, scheduled_time=scheduled, scheduler_id=self.id)
             _reporting.submitted(self._hub, run, self._now())
-            finished, exc = await call_job(job, run, executor, self._now)
+            hook = self._run_hook
+            if hook is None:
+                finished, exc = await call_job(job, run, executor, self._now)
+            else:
+                finished, exc = await hook(job, run, executor, self._now, "backfill")
             await self._record_outcome(finished)
             _reporting.finished(self._hub, job, finished, exc)
             runs.append(finished)
@@ -1020,7 +1026,12 @@ class AsyncScheduler(_RunLoop):
         job = self._build_job(func, None, options, {})
         run = Run(job_id=job.id, scheduled_time=now, scheduler_id=self.id)
         _reporting.submitted(self._hub, run, now)
-        finished, exc = await call_job(job, run, self.executors[job.executor], self._now)
+        runner = self.executors[job.executor]
+        hook = self._run_hook
+        if hook is None:
+            finished, exc = await call_job(job, run, runner, self._now)
+        else:
+            finished, exc = await hook(job, run, runner, self._now, "run_job")
         _reporting.finished(self._hub, job, finished, exc)
         if exc is not None:
             raise exc

@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from horae._execution import _current_run
+from horae._execution import _current_run, _run_traceparent
 from horae.errors import HoraeError, InvalidCallableError, JobArgumentError
 from horae.jobs import Run
 from horae.refs import callable_to_ref, ref_to_callable
@@ -188,6 +188,7 @@ class ProcessExecutor:
             self.serializer.dumps(list(args), "args"),
             self.serializer.dumps(dict(kwargs), "kwargs"),
             _current_run.get(None),
+            _run_traceparent.get(),
         )
         async with slots:
             worker = await self._take_worker(threads)
@@ -346,9 +347,20 @@ def _serve(connection: Connection, serializer: Serializer) -> None:
             return
 
 
-def _call(serializer: Serializer, ref: str, args: str, kwargs: str, run: Run | None) -> _Reply:
+def _call(
+    serializer: Serializer,
+    ref: str,
+    args: str,
+    kwargs: str,
+    run: Run | None,
+    traceparent: str | None,
+) -> _Reply:
     token = _current_run.set(run) if run is not None else None
+    traced: contextlib.ExitStack | None = None
     try:
+        if traceparent is not None:
+            # The run is traced (horae.tracing): its span is the job's remote parent here.
+            traced = _enter_trace(traceparent)
         func = ref_to_callable(ref)
         result = func(*serializer.loads(args), **serializer.loads(kwargs))
         if inspect.iscoroutine(result):
@@ -361,5 +373,22 @@ def _call(serializer: Serializer, ref: str, args: str, kwargs: str, run: Run | N
             pickled = None
         return ("error", pickled, f"{type(exc).__qualname__}: {exc}", traceback.format_exc())
     finally:
+        if traced is not None:
+            traced.close()
         if token is not None:
             _current_run.reset(token)
+
+
+def _enter_trace(traceparent: str) -> contextlib.ExitStack:
+    """Make the run's span (in the scheduler's process) the parent of what the job traces.
+
+    Only a traced run sends a traceparent, and tracing needs the OpenTelemetry API, so it
+    is there in the worker too (the same environment).
+    """
+    from horae.tracing import _remote_parent
+
+    stack = contextlib.ExitStack()
+    token = _run_traceparent.set(traceparent)
+    stack.callback(_run_traceparent.reset, token)
+    stack.enter_context(_remote_parent(traceparent))
+    return stack
