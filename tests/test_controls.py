@@ -682,3 +682,42 @@ async def test_a_retry_taken_over_during_its_wait_is_not_started_here(clock: Fak
         clock.advance(100)  # the keeper and the retry wake together
         await wait_idle(scheduler)
     assert attempts == [1]
+
+
+# ---------------------------------------------------------------- actors
+
+
+async def test_job_events_name_who_changed_the_job(clock: FakeClock) -> None:
+    from horae import JobModified
+    from horae._event_codec import event_from_json, event_to_json
+    from horae.serializers import JSONSerializer
+
+    events: list[Event] = []
+    async with AsyncScheduler(clock=clock) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.add_job(jobfuncs.async_add, "interval", seconds=10, args=[1], id="j")
+        await scheduler.add_job(
+            jobfuncs.async_fail, "interval", seconds=10, id="f", pause_after_failures=1
+        )
+        await scheduler.pause_job("j", actor="alice")
+        await scheduler.resume_job("j", actor="bob")
+        await scheduler.modify_job("j", name="renamed", actor="carol")
+        await scheduler.modify_job("j", name="again")
+        with pytest.raises(JobArgumentError, match="actor: 7 is not a string"):
+            await scheduler.pause_job("j", actor=7)  # type: ignore[arg-type]
+        clock.advance(10)
+        await wait_idle(scheduler)
+        await scheduler.remove_job("j", actor="dave")
+    changes = [(e.job_id, e.actor) for e in events if isinstance(e, (JobModified, JobRemoved))]
+    assert changes == [
+        ("j", "alice"),
+        ("j", "bob"),
+        ("j", "carol"),
+        ("j", ""),
+        ("f", "horae"),  # paused by pause_after_failures
+        ("j", "dave"),
+    ]
+    # The actor travels to other schedulers with the event.
+    removed = next(e for e in events if isinstance(e, JobRemoved))
+    serializer = JSONSerializer()
+    assert event_from_json(event_to_json(removed, serializer), serializer) == removed

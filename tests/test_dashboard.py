@@ -157,10 +157,18 @@ async def test_actions_pause_resume_run_now_and_remove(scheduler: AsyncScheduler
         removed = await http.post("/jobs/tick/remove", data={"next": "/"})
         assert removed.status_code == 303
     assert [job.id for job in await scheduler.get_jobs()] == ["nightly"]
-    assert any(isinstance(e, JobModified) and e.job_id == "tick" for e in seen)
+    modified = [e for e in seen if isinstance(e, JobModified)]
+    # Every action's event names the dashboard and the client that asked (httpx's
+    # ASGI transport calls itself 127.0.0.1).
+    assert [(e.job_id, e.actor) for e in modified] == [
+        ("tick", "dashboard 127.0.0.1"),
+        ("tick", "dashboard 127.0.0.1"),
+        ("nightly", "dashboard 127.0.0.1"),
+    ]
     removal = [e for e in seen if isinstance(e, JobRemoved)]
     assert [e.job_id for e in removal] == ["tick"]
     assert removal[0].origin == scheduler.id
+    assert removal[0].actor == "dashboard 127.0.0.1"
 
 
 @pytest.mark.anyio

@@ -946,7 +946,9 @@ class _RunLoop:
             return
         logger.error("job %r: %s", job.id, note)
         if self._hub.wanted & JobModified.code:
-            self._hub.publish(JobModified(timestamp=self._now(), job_id=job.id, origin=self.id))
+            self._hub.publish(
+                JobModified(timestamp=self._now(), job_id=job.id, origin=self.id, actor="horae")
+            )
 
     # ---------------------------------------------------------------- idleness
 

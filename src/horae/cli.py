@@ -21,12 +21,14 @@ as one line ``horae: error: ...`` on stderr, without a traceback.
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import inspect
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
@@ -229,14 +231,23 @@ async def _jobs_add(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
     return EXIT_OK
 
 
+def _actor() -> str:
+    """Who runs this command, for the events of the jobs it changes."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment
+        user = "?"
+    return f"cli {user}@{socket.gethostname()}"
+
+
 async def _jobs_pause(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
-    await scheduler.pause_job(args.job_id, note=args.note)
+    await scheduler.pause_job(args.job_id, note=args.note, actor=_actor())
     print(f"paused job {args.job_id!r}")
     return EXIT_OK
 
 
 async def _jobs_resume(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
-    job = await scheduler.resume_job(args.job_id)
+    job = await scheduler.resume_job(args.job_id, actor=_actor())
     now = datetime.now(timezone.utc)
     if job.next_run_time is None:
         print(f"job {args.job_id!r} had no fire time left and was removed")
@@ -247,13 +258,15 @@ async def _jobs_resume(args: argparse.Namespace, scheduler: AsyncScheduler) -> i
 
 
 async def _jobs_remove(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
-    await scheduler.remove_job(args.job_id)
+    await scheduler.remove_job(args.job_id, actor=_actor())
     print(f"removed job {args.job_id!r}")
     return EXIT_OK
 
 
 async def _jobs_run_now(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
-    await scheduler.modify_job(args.job_id, next_run_time=datetime.now(timezone.utc))
+    await scheduler.modify_job(
+        args.job_id, next_run_time=datetime.now(timezone.utc), actor=_actor()
+    )
     print(f"job {args.job_id!r} is due now; a running 'horae run' process on this store runs it")
     return EXIT_OK
 

@@ -163,16 +163,29 @@ class JobAdded(JobEvent):
 
 @attrs.frozen(kw_only=True)
 class JobModified(JobEvent):
-    """A job was changed (options, trigger, paused or resumed)."""
+    """A job was changed (options, trigger, paused or resumed).
+
+    Attributes:
+        actor: who or what made the change, as the caller of the verb named it
+            (``"dashboard 10.0.0.7"``, ``"cli alice@host"``); ``""`` when not named,
+            ``"horae"`` when the scheduler itself did it (``pause_after_failures``).
+    """
 
     code: ClassVar[int] = EVENT_JOB_MODIFIED
+    actor: str = ""
 
 
 @attrs.frozen(kw_only=True)
 class JobRemoved(JobEvent):
-    """A job was removed (by the user, or because its trigger has no more fire times)."""
+    """A job was removed (by the user, or because its trigger has no more fire times).
+
+    Attributes:
+        actor: who removed it, as the caller of ``remove_job`` named it (see
+            :class:`JobModified`); ``""`` when not named or when its trigger ended.
+    """
 
     code: ClassVar[int] = EVENT_JOB_REMOVED
+    actor: str = ""
 
 
 @attrs.frozen(kw_only=True)

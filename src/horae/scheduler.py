@@ -757,17 +757,22 @@ class AsyncScheduler(_RunLoop):
             return [job for job, _ in self._pending]
         return [self._bind(job) for job in await self.store.get_jobs()]
 
-    async def _replace(self, job: Job, event: Event | None = None) -> Job:
+    async def _replace(self, job: Job, actor: str = "") -> Job:
         if self._state == "initial":
             self._pending = [(job if p.id == job.id else p, r) for p, r in self._pending]
             return job
         await self.store.update_job(job)
         self._wake_for(job.next_run_time)
-        self._publish(event or JobModified(timestamp=self._now(), job_id=job.id, origin=self.id))
+        self._publish(
+            JobModified(timestamp=self._now(), job_id=job.id, origin=self.id, actor=actor)
+        )
         return self._bind(job)
 
-    async def modify_job(self, job_id: str, **changes: Any) -> Job:
+    async def modify_job(self, job_id: str, *, actor: str = "", **changes: Any) -> Job:
         """Change options of a job (``name``, ``args``, ``max_instances``, ``trigger``...).
+
+        ``actor`` names who made the change, in the :class:`JobModified` event (as
+        ``pause_job``, ``resume_job`` and ``remove_job`` take it).
 
         Raises:
             JobLookupError: no job has that id.
@@ -796,7 +801,7 @@ class AsyncScheduler(_RunLoop):
             )
         if "args" in values:
             values["args"] = tuple(values["args"])
-        return await self._replace(attrs.evolve(job, **values))
+        return await self._replace(attrs.evolve(job, **values), _check_actor(actor))
 
     async def reschedule_job(self, job_id: str, trigger: Trigger | str, **trigger_args: Any) -> Job:
         """Give a job a new trigger; its next run time is the trigger's first fire time.
@@ -811,25 +816,30 @@ class AsyncScheduler(_RunLoop):
         first = first_fire_time(new_trigger, now)
         return await self._replace(attrs.evolve(job, trigger=new_trigger, next_run_time=first))
 
-    async def pause_job(self, job_id: str, *, note: str | None = None) -> Job:
+    async def pause_job(self, job_id: str, *, note: str | None = None, actor: str = "") -> Job:
         """Pause a job: it has no next run time until :meth:`resume_job`.
 
         Args:
             job_id: the job's id.
             note: why, for whoever looks at the job later (``Job.pause_note``,
                 :meth:`explain`, ``horae jobs show``); resuming the job clears it.
+            actor: who pauses it (a user, a tool), named in the :class:`JobModified`
+                event (the dashboard and the CLI name themselves and their user).
         """
         if note is not None and not isinstance(note, str):
             raise JobArgumentError(f"note: {note!r} is not a string")
+        actor = _check_actor(actor)
         job = await self.get_job(job_id)
-        return await self._replace(attrs.evolve(job, next_run_time=None, pause_note=note))
+        return await self._replace(attrs.evolve(job, next_run_time=None, pause_note=note), actor)
 
-    async def resume_job(self, job_id: str) -> Job:
+    async def resume_job(self, job_id: str, *, actor: str = "") -> Job:
         """Resume a paused job from its trigger's first fire time after now.
 
         Fire times that passed while the job was paused are not run. A job whose trigger
         has no fire time left is removed (a :class:`JobRemoved` event tells it).
+        ``actor`` names who resumes it, in the event.
         """
+        actor = _check_actor(actor)
         job = await self.get_job(job_id)
         if job.next_run_time is not None:
             return job
@@ -838,17 +848,20 @@ class AsyncScheduler(_RunLoop):
         # the pause, and must not run twice.
         first = job.trigger.next(self._now())
         if first is None:
-            await self.remove_job(job_id)
+            await self.remove_job(job_id, actor=actor)
             return job
-        return await self._replace(attrs.evolve(job, next_run_time=first))
+        return await self._replace(attrs.evolve(job, next_run_time=first), actor)
 
-    async def remove_job(self, job_id: str) -> None:
+    async def remove_job(self, job_id: str, *, actor: str = "") -> None:
         """Remove a job. Runs in progress finish; their outcomes are still recorded.
+
+        ``actor`` names who removes it, in the :class:`JobRemoved` event.
 
         Raises:
             JobLookupError: no job has that id.
         """
         self._check_usable("remove_job")
+        actor = _check_actor(actor)
         if self._state == "initial":
             before = len(self._pending)
             self._pending = [(p, r) for p, r in self._pending if p.id != job_id]
@@ -857,7 +870,7 @@ class AsyncScheduler(_RunLoop):
             return
         await self.store.remove_job(job_id)
         self._wake()
-        self._publish(JobRemoved(timestamp=self._now(), job_id=job_id, origin=self.id))
+        self._publish(JobRemoved(timestamp=self._now(), job_id=job_id, origin=self.id, actor=actor))
 
     async def remove_all_jobs(self) -> None:
         """Remove every job."""
@@ -1036,6 +1049,12 @@ class AsyncScheduler(_RunLoop):
         if exc is not None:
             raise exc
         return finished.result
+
+
+def _check_actor(actor: object) -> str:
+    if not isinstance(actor, str):
+        raise JobArgumentError(f"actor: {actor!r} is not a string")
+    return actor
 
 
 #: The most fire times one backfill() call runs.

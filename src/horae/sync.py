@@ -298,9 +298,9 @@ class Scheduler:
         jobs: list[Job] = self._call(self.async_scheduler.get_jobs)
         return jobs
 
-    def modify_job(self, job_id: str, **changes: Any) -> Job:
+    def modify_job(self, job_id: str, *, actor: str = "", **changes: Any) -> Job:
         """Change a job's options; see :meth:`AsyncScheduler.modify_job`."""
-        job: Job = self._call(self.async_scheduler.modify_job, job_id, **changes)
+        job: Job = self._call(self.async_scheduler.modify_job, job_id, actor=actor, **changes)
         return job
 
     def reschedule_job(self, job_id: str, trigger: Trigger | str, **trigger_args: Any) -> Job:
@@ -308,9 +308,9 @@ class Scheduler:
         job: Job = self._call(self.async_scheduler.reschedule_job, job_id, trigger, **trigger_args)
         return job
 
-    def pause_job(self, job_id: str, *, note: str | None = None) -> Job:
+    def pause_job(self, job_id: str, *, note: str | None = None, actor: str = "") -> Job:
         """Pause a job; see :meth:`AsyncScheduler.pause_job`."""
-        job: Job = self._call(self.async_scheduler.pause_job, job_id, note=note)
+        job: Job = self._call(self.async_scheduler.pause_job, job_id, note=note, actor=actor)
         return job
 
     def backfill(
@@ -332,14 +332,14 @@ class Scheduler:
         explanation: Explanation = self._call(self.async_scheduler.explain, job_id, limit)
         return explanation
 
-    def resume_job(self, job_id: str) -> Job:
+    def resume_job(self, job_id: str, *, actor: str = "") -> Job:
         """Resume a job; see :meth:`AsyncScheduler.resume_job`."""
-        job: Job = self._call(self.async_scheduler.resume_job, job_id)
+        job: Job = self._call(self.async_scheduler.resume_job, job_id, actor=actor)
         return job
 
-    def remove_job(self, job_id: str) -> None:
+    def remove_job(self, job_id: str, *, actor: str = "") -> None:
         """Remove a job; see :meth:`AsyncScheduler.remove_job`."""
-        self._call(self.async_scheduler.remove_job, job_id)
+        self._call(self.async_scheduler.remove_job, job_id, actor=actor)
 
     def remove_all_jobs(self) -> None:
         """Remove every job."""

@@ -439,16 +439,21 @@ def create_app(
                 page, "this action needs the dashboard token (--token / HORAE_DASHBOARD_TOKEN)"
             )
         actor = _actor(request)
+        who = f"dashboard {actor}"  # in the JobModified / JobRemoved event
         try:
             scheduler = await backend.scheduler()
             if verb == "pause":
-                await scheduler.pause_job(job_id, note=f"paused from the dashboard by {actor}")
+                await scheduler.pause_job(
+                    job_id, note=f"paused from the dashboard by {actor}", actor=who
+                )
             elif verb == "resume":
-                await scheduler.resume_job(job_id)
+                await scheduler.resume_job(job_id, actor=who)
             elif verb == "run-now":
-                await scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
+                await scheduler.modify_job(
+                    job_id, next_run_time=datetime.now(timezone.utc), actor=who
+                )
             else:
-                await scheduler.remove_job(job_id)
+                await scheduler.remove_job(job_id, actor=who)
         except JobLookupError:
             return not_found(page, job_id)
         except Exception as exc:
