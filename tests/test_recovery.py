@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 
 from horae import (
@@ -32,6 +33,7 @@ from horae import (
     current_run,
 )
 from horae._planning import plan_release
+from horae.jobs import RERUN_ATTEMPTS
 from horae.stores.base import Release
 from horae.testing import FakeClock, wait_idle
 
@@ -283,6 +285,88 @@ async def test_a_one_off_job_with_retry_is_removed_after_its_run(clock: FakeCloc
         with pytest.raises(JobLookupError):
             await scheduler.get_job("once")
         assert _attempts(await scheduler.get_runs("once")) == [(1, RunOutcome.SUCCESS)]
+
+
+class _RemovalWatchingStore(MemoryStore):
+    """A memory store that notes the finishes asking to remove their job, and refuses
+    remove_job: a job kept past its trigger's end must go with its last run's outcome,
+    in that one store call, never in a call of its own after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.removals: list[tuple[str, bool]] = []
+
+    async def finish_run(
+        self,
+        run: Run,
+        *,
+        retry: Run | None = None,
+        expires_at: datetime | None = None,
+        remove_finished_job: bool = False,
+    ) -> bool:
+        removed = await super().finish_run(
+            run, retry=retry, expires_at=expires_at, remove_finished_job=remove_finished_job
+        )
+        if remove_finished_job:
+            self.removals.append((run.job_id, removed))
+        return removed
+
+    async def remove_job(self, job_id: str) -> None:
+        raise AssertionError(f"remove_job({job_id!r}) called: the finish should have removed it")
+
+
+async def test_a_finished_one_off_job_goes_with_its_last_outcome(clock: FakeClock) -> None:
+    store = _RemovalWatchingStore()
+    events: list[Event] = []
+    async with AsyncScheduler(store, clock=clock) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.add_job(
+            jobfuncs.async_fail, id="once", retry=Retry(attempts=2, backoff=5, **NO_JITTER)
+        )
+        await wait_idle(scheduler)
+        # The first attempt failed: its retry waits, the job stays (without asking).
+        assert (await scheduler.get_job("once")).paused
+        assert store.removals == []
+        clock.advance(5)
+        await wait_idle(scheduler)
+        with pytest.raises(JobLookupError):
+            await scheduler.get_job("once")
+        runs = await scheduler.get_runs("once")
+    assert _attempts(runs) == [(2, RunOutcome.ERROR), (1, RunOutcome.ERROR)]
+    assert store.removals == [("once", True)]
+    assert [e.job_id for e in events if isinstance(e, JobRemoved)] == ["once"]
+    # JobRemoved comes after the last run's own event, as when the job was removed apart.
+    (removed,) = [i for i, e in enumerate(events) if isinstance(e, JobRemoved)]
+    assert removed > max(i for i, e in enumerate(events) if isinstance(e, JobError))
+
+
+async def test_a_taken_over_last_run_removes_its_job_with_its_outcome(clock: FakeClock) -> None:
+    # A dead scheduler's run of a one-off job, at its last attempt: the takeover records
+    # it abandoned, not rerun, and the job goes with that outcome.
+    store = _RemovalWatchingStore()
+    events: list[Event] = []
+    async with AsyncScheduler(store, clock=clock, lease_duration=30) as scheduler:
+        scheduler.add_listener(events.append)
+        await scheduler.pause()
+        await scheduler.add_job(jobfuncs.async_add, args=[1], id="once", on_crash="rerun")
+        (lease,) = await store.acquire_jobs("dead", clock.now(), limit=1, lease_duration=30)
+        release = plan_release(lease, clock.now(), "dead")
+        (run,) = release.started
+        last = attrs.evolve(run, attempt=RERUN_ATTEMPTS)
+        assert await store.release_jobs("dead", [attrs.evolve(release, started=[last])]) == set()
+        assert (await scheduler.get_job("once")).paused  # kept for a rerun
+        await scheduler.resume()
+        clock.advance(40)
+        await wait_idle(scheduler)
+        with pytest.raises(JobLookupError):
+            await scheduler.get_job("once")
+        runs = await scheduler.get_runs("once")
+    assert _attempts(runs) == [(RERUN_ATTEMPTS, RunOutcome.ABANDONED)]
+    assert store.removals == [("once", True)]
+    removed = [e for e in events if isinstance(e, JobRemoved)]
+    assert [e.job_id for e in removed] == ["once"]
+    (abandoned,) = [e for e in events if isinstance(e, JobAbandoned)]
+    assert events.index(abandoned) < events.index(removed[0])
 
 
 async def test_without_retry_an_abandoned_run_is_final(clock: FakeClock) -> None:

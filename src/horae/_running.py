@@ -521,15 +521,19 @@ class _RunLoop:
                     )
                 retry = None if exc is None else self._next_attempt(job, finished, exc)
                 if retry is None:
-                    await self._record_outcome(finished, wake=frees)
+                    # A job kept past its trigger's end goes with its last run's outcome,
+                    # in one store call: a process dying in between would leave it for
+                    # good, looking paused.
+                    last = bool(job.retry or job.on_crash) and is_finishing(job, self._now())
+                    removed = await self._record_outcome(finished, wake=frees, remove_job=last)
                     if finished.outcome is RunOutcome.CANCELLED:
                         _reporting.cancelled(self._hub, finished, finished.error or "")
                     else:
                         _reporting.finished(self._hub, job, finished, exc)
-                    if job.pause_after_failures and finished.outcome in _FAILURES:
+                    if removed:
+                        self._job_removed(job.id)
+                    elif job.pause_after_failures and finished.outcome in _FAILURES:
                         await self._pause_if_failing(job, finished)
-                    if (job.retry or job.on_crash) and is_finishing(job, self._now()):
-                        await self._remove_if_finished(job.id)
                     return
                 start_at = self._now() + _retry_delay(job, run.attempt)
                 held = await self._record_with_retry(finished, retry)
@@ -547,28 +551,9 @@ class _RunLoop:
             self._in_flight -= 1
             self._notify_idle()
 
-    async def _remove_if_finished(self, job_id: str) -> None:
-        """Remove a job kept past its trigger's end once its last run has ended."""
-        try:
-            try:
-                stored = await self.store.get_job(job_id)
-            except (JobLookupError, DeserializationError):
-                return
-            if stored.next_run_time is not None or not is_finishing(stored, self._now()):
-                return  # rescheduled or changed meanwhile: it stays
-            runs = await self.store.get_runs(job_id, limit=stored.max_instances + 1)
-            if any(r.outcome is None for r in runs):
-                return  # another run goes on (in flight first): its end removes the job
-            await self.store.remove_job(job_id)
-        except JobLookupError:
-            return
-        except Exception as exc:
-            logger.warning(
-                "job %r: its trigger has ended, but removing it failed (%s); it stays, paused",
-                job_id,
-                exc,
-            )
-            return
+    def _job_removed(self, job_id: str) -> None:
+        """The store removed a job kept past its trigger's end with its last run's
+        outcome (``remove_finished_job``)."""
         if self._hub.wanted & JobRemoved.code:
             self._hub.publish(JobRemoved(timestamp=self._now(), job_id=job_id, origin=self.id))
 
@@ -660,7 +645,7 @@ class _RunLoop:
         return held
 
     async def _record_outcome(
-        self, run: Run, retry: Run | None = None, *, wake: bool = False
+        self, run: Run, retry: Run | None = None, *, wake: bool = False, remove_job: bool = False
     ) -> bool:
         """Store a finished run's outcome (and its retry), retrying while the store fails.
 
@@ -674,25 +659,34 @@ class _RunLoop:
         there only if ``run`` still was: another scheduler may have taken it over).
         With ``wake``, the loop looks for due jobs once the outcome is stored: the run's
         job may have been held until a run of it ended (overlap policies that buffer).
+        With ``remove_job`` (and no ``retry``), the store removes the run's job in the
+        same step if nothing of it is left to happen (``remove_finished_job``); returns
+        whether it did. (If a reply is lost and the call repeated, the repeat finds the
+        job gone and says ``False``: the removal then goes unannounced.)
         """
         delay = _STORE_ERROR_BACKOFF[0]
         failures = 0
         while True:
             try:
+                answer = False
                 if retry is None:
-                    await self.store.finish_run(run)
-                    held = False
+                    if remove_job:
+                        answer = await self.store.finish_run(run, remove_finished_job=True)
+                    else:
+                        # The common case, as it was before remove_finished_job existed
+                        # (stores wrapped by users need not know the keyword).
+                        await self.store.finish_run(run)
                     if wake:
                         self._wake()
                 else:
                     expires_at = self._now() + timedelta(seconds=self._lease_duration)
                     await self.store.finish_run(run, retry=retry, expires_at=expires_at)
                     lost = await self.store.extend_runs(self.id, [retry.id], expires_at)
-                    held = retry.id not in lost
+                    answer = retry.id not in lost
                 if failures:
                     self._store_ok()
                     logger.info("job %r: the outcome of run %s is stored", run.job_id, run.id)
-                return held
+                return answer
             except Exception as exc:
                 failures += 1
                 stopping = self._state not in ("starting", "running")
@@ -843,14 +837,17 @@ class _RunLoop:
             )
             if job is not None:
                 retry = self._next_attempt(job, given_up, None)
+            removed = False
             if retry is None:
-                await self._record_outcome(given_up, wake=True)
+                # As in _execute: the job goes with its last run's outcome, if that was it.
+                last = job is not None and is_finishing(job, self._now())
+                removed = await self._record_outcome(given_up, wake=True, remove_job=last)
                 held = False
             else:
                 held = await self._record_with_retry(given_up, retry)
             _reporting.abandoned(self._hub, given_up, reason)
-            if retry is None and job is not None and is_finishing(job, self._now()):
-                await self._remove_if_finished(job.id)
+            if removed:
+                self._job_removed(run.job_id)
             if retry is not None and job is not None and held:
                 start_at = self._now() + _retry_delay(job, run.attempt)
                 logger.warning(

@@ -561,6 +561,36 @@ DELETE FROM {s}.runs WHERE """
 """
 )
 
+# Removing the jobs a finish leaves with nothing to do (Store.finish_run's
+# remove_finished_job): in the finish's transaction, after its statement, these two.
+# $1 the job ids (for both), $2 channel, $3 scheduler id.
+# The job rows are locked first, in a statement of their own: the removal's statement
+# then takes its snapshot once it holds them. Two finishes of the last two runs of a
+# job, both asking for the removal, thus go one after the other: the first sees the
+# other run in flight and keeps the job, the second sees the first one's run gone (its
+# transaction committed before the lock was granted) and removes it. Within one
+# statement, READ COMMITTED would check `running` in a snapshot taken before the lock
+# was granted, and each could see the other's run in flight: the job would stay.
+# Rows are locked after the finish statement's run rows, as free_held() locks them
+# (MIGRATIONS[3]), and in id order. (A job asked to be removed is not leased, nor held,
+# unless the user changed it meanwhile: only then can a release or free_held() hold its
+# row too; should that ever close a cycle of waits, PostgreSQL aborts one of them, the
+# transaction rolls back whole, and the scheduler writes the outcome again.)
+_LOCK_JOBS = "SELECT id FROM {s}.jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+
+# As _REMOVE_JOB, for the jobs among $1 without a next run time (so not held either),
+# lease or run in flight; returns their ids.
+_REMOVE_IDLE_JOBS = """
+WITH removed AS (
+    DELETE FROM {s}.jobs j
+    WHERE j.id = ANY($1::text[]) AND j.next_run_time IS NULL AND j.lease_holder IS NULL
+        AND NOT EXISTS (SELECT FROM {s}.running r WHERE r.job_id = j.id)
+    RETURNING j.id
+)
+SELECT array(SELECT id FROM removed) AS removed,
+       (SELECT pg_notify($2, $3) WHERE EXISTS (SELECT FROM removed)) AS notified
+"""
+
 # $1 scheduler id, $2 run ids, $3 new expiry: the runs among $2 still held by $1.
 # A run being claimed or finished concurrently is waited for, then no longer matches.
 _EXTEND_RUNS = """
@@ -654,6 +684,8 @@ class Statements:
     release_hold: str
     finish_runs: str
     forget_runs: str
+    lock_jobs: str
+    remove_idle_jobs: str
     extend_runs: str
     claim_runs: str
     get_runs: str
@@ -693,6 +725,8 @@ class Statements:
             release_hold=fill(_RELEASE_HOLD),
             finish_runs=fill(_FINISH_RUNS),
             forget_runs=fill(_FORGET_RUNS),
+            lock_jobs=fill(_LOCK_JOBS),
+            remove_idle_jobs=fill(_REMOVE_IDLE_JOBS),
             extend_runs=fill(_EXTEND_RUNS),
             claim_runs=fill(_CLAIM_RUNS),
             get_runs=fill(_GET_RUNS),

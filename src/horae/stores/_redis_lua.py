@@ -299,14 +299,17 @@ return rejected
 """
 )
 
-# KEYS: run leases, run holders, due, held. ARGV: prefix, retention, a JSON array of
-# [job id, run id, run record] of runs that ended, each followed, for a retry, by [run
-# id, run record, scheduler id, lease expiry] of the retry (runs ending at the same
-# moment are recorded in one call), then the sender for wake-ups. A run that was not in
-# flight is recorded only if its id is not in the history already (another scheduler
-# claimed it and recorded it first), and its retry is ignored. A run that leaves flight
-# without a retry frees its job if held: the job goes back in the due set (unless
-# leased, which a held job never is), and the other schedulers are woken.
+# KEYS: run leases, run holders, due, held, jobs. ARGV: prefix, retention, a JSON array
+# of [job id, run id, run record] of runs that ended, each followed, for a retry, by [run
+# id, run record, scheduler id, lease expiry] of the retry, or, to remove a job left
+# with nothing to do, by false and 1 (runs ending at the same moment are recorded in one
+# call), then the sender for wake-ups. A run that was not in flight is recorded only if
+# its id is not in the history already (another scheduler claimed it and recorded it
+# first), and its retry is ignored. A run that leaves flight without a retry frees its
+# job if held: the job goes back in the due set (unless leased, which a held job never
+# is), and the other schedulers are woken. A job to remove goes as with REMOVE if it
+# has no next run time (so is not held), no lease and no run in flight. Returns the ids
+# of the jobs removed.
 FINISH = (
     _FLUSH
     + """
@@ -315,6 +318,7 @@ local prefix, retention = ARGV[1], tonumber(ARGV[2])
 local holding = redis.call('SCARD', KEYS[4]) > 0
 local freed = false
 local done = {}
+local removed = {}
 local function record(runs, text)
   redis.call('LPUSH', runs, text)
   redis.call('LTRIM', runs, 0, retention - 1)
@@ -362,15 +366,26 @@ for _, run in ipairs(cjson.decode(ARGV[3])) do
       record(runs, run[3])
     end
   end
+  if run[5] == 1 then
+    local key = prefix .. ':job:' .. id
+    local fields = redis.call('HMGET', key, 'nrt', 'ltoken', 'running')
+    if fields[1] == '' and not fields[2] and not fields[3] then
+      redis.call('HDEL', key, 'payload', 'nrt', 'run_count')
+      redis.call('SREM', KEYS[5], id)
+      redis.call('ZREM', KEYS[3], id)
+      redis.call('SREM', KEYS[4], id)
+      removed[#removed + 1] = id
+    end
+  end
 end
 if #done > 0 then
   flush('ZREM', KEYS[1], done)
   flush('HDEL', KEYS[2], done)
 end
-if freed then
+if freed or #removed > 0 then
   redis.call('PUBLISH', prefix .. ':wakeup', ARGV[4])
 end
-return 1
+return removed
 """
 )
 

@@ -171,8 +171,13 @@ class Store(Protocol):
         ...
 
     async def finish_run(
-        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
-    ) -> None:
+        self,
+        run: Run,
+        *,
+        retry: Run | None = None,
+        expires_at: datetime | None = None,
+        remove_finished_job: bool = False,
+    ) -> bool:
         """Record the outcome of a run; it leaves the in-flight runs (max_instances).
 
         With ``retry`` (the job's next attempt for the same fire time), and only if
@@ -188,6 +193,19 @@ class Store(Protocol):
         A run that leaves flight without a retry frees its job if the job was held
         (:attr:`Release.hold_while_running`): the job is handed out again from its
         next run time, and the schedulers sharing the store are woken.
+
+        With ``remove_finished_job`` (and no ``retry``), once ``run`` has left flight,
+        the job is removed in the same step if it still exists, has no next run time,
+        is neither leased nor held and has no other run in flight: as
+        :meth:`remove_job` removes it (its run history stays), with the same
+        notifications. Otherwise nothing more happens. The scheduler asks for this
+        after the last run of a job kept past its trigger's end (only it can evaluate
+        the trigger): a separate ``remove_job`` would leave the job behind, looking
+        paused, should the scheduler die in between.
+
+        Returns:
+            whether the job was removed (always ``False`` without
+            ``remove_finished_job``).
         """
         ...
 

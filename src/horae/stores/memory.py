@@ -130,8 +130,12 @@ class MemoryStore:
 
     async def remove_job(self, job_id: str) -> None:
         """Remove a job (its run history stays readable)."""
-        if self._jobs.pop(job_id, None) is None:
+        if job_id not in self._jobs:
             raise JobLookupError(job_id)
+        self._remove(job_id)
+
+    def _remove(self, job_id: str) -> None:
+        del self._jobs[job_id]
         self._live_seq.pop(job_id, None)
         self._held.discard(job_id)
         self._run_counts.pop(job_id, None)
@@ -276,11 +280,17 @@ class MemoryStore:
         history.appendleft(run)
 
     async def finish_run(
-        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
-    ) -> None:
+        self,
+        run: Run,
+        *,
+        retry: Run | None = None,
+        expires_at: datetime | None = None,
+        remove_finished_job: bool = False,
+    ) -> bool:
         """Record a finished run; it no longer counts for max_instances.
 
-        ``retry`` takes its place in flight (see :meth:`Store.finish_run`).
+        ``retry`` takes its place in flight; with ``remove_finished_job``, a job left
+        with nothing to do is removed (see :meth:`Store.finish_run`).
         """
         if retry is not None and expires_at is None:
             raise ValueError("finish_run: a retry needs expires_at")
@@ -299,9 +309,27 @@ class MemoryStore:
                     self._running.pop(run.job_id, None)
                 if run.job_id in self._held:
                     self._free(run.job_id)
-        elif any(r.id == run.id for r in self._runs.get(run.job_id, ())):
-            return  # the first record stays
-        self._record(run)
+            self._record(run)
+        elif not any(r.id == run_id for r in self._runs.get(run.job_id, ())):
+            self._record(run)  # else the first record stays
+        if remove_finished_job and retry is None:
+            return self._remove_if_idle(run.job_id)
+        return False
+
+    def _remove_if_idle(self, job_id: str) -> bool:
+        # No next run time (so not held either), not leased, no run in flight: nothing
+        # of the job is left to happen.
+        job = self._jobs.get(job_id)
+        if (
+            job is None
+            or job.next_run_time is not None
+            or job_id in self._leases
+            or job_id in self._held
+            or self._running.get(job_id, 0) > 0
+        ):
+            return False
+        self._remove(job_id)
+        return True
 
     def _free(self, job_id: str) -> None:
         # A held job's run ended: hand the job out again, and tell every scheduler.

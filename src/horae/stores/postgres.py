@@ -101,13 +101,25 @@ class _Retry:
 class _RunBatch:
     """Finished runs waiting to be written together (see ``finish_run``).
 
-    ``retries[i]`` is the retry asked for with ``records[i]``, if any.
+    ``retries[i]`` is the retry asked for with ``records[i]``, if any. ``removing``
+    holds the jobs to remove if their run leaves them with nothing to do (see
+    ``Store.finish_run``'s ``remove_finished_job``), ``removed`` those removed.
     """
 
     records: list[RunRecord] = attrs.Factory(list)
     retries: list[_Retry | None] = attrs.Factory(list)
+    removing: list[str] = attrs.Factory(list)
+    removed: list[str] = attrs.Factory(list)
     done: anyio.Event = attrs.Factory(anyio.Event)
     error: BaseException | None = None
+
+    def took_removal(self, job_id: str) -> bool:
+        """Whether ``job_id`` was removed; only the first caller asking is told so (two
+        runs of the job in the batch, both asking for the removal)."""
+        if job_id in self.removed:
+            self.removed.remove(job_id)
+            return True
+        return False
 
 
 async def _no_reset(connection: Any) -> None:
@@ -575,14 +587,20 @@ class PostgresStore:
     # ------------------------------------------------------------------- runs
 
     async def finish_run(
-        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
-    ) -> None:
+        self,
+        run: Run,
+        *,
+        retry: Run | None = None,
+        expires_at: datetime | None = None,
+        remove_finished_job: bool = False,
+    ) -> bool:
         """Record a run's outcome; it no longer counts for max_instances.
 
         ``retry`` takes its place in flight, in the same statement, if the run was
         still in flight (see :meth:`Store.finish_run`). A run that keeps its job held
         and ends without a retry frees the job in the same statement too, and wakes the
-        other schedulers (``NOTIFY``).
+        other schedulers (``NOTIFY``). With ``remove_finished_job``, a job left with
+        nothing to do is removed in the same transaction; returns whether it was.
 
         Runs finishing at the same time are written together: the first caller of a
         batch waits for the write before it (one at a time), meanwhile the others join
@@ -600,9 +618,12 @@ class PostgresStore:
                 record=encode_run(retry, self._serializer),
                 expires_at=expires_at,
             )
+        remove = remove_finished_job and retry is None
         batch = self._finishing
         batch.records.append(record)
         batch.retries.append(retry_entry)
+        if remove:
+            batch.removing.append(run.job_id)
         if len(batch.records) > 1:
             # The batch's first caller writes it: wait for that.
             await batch.done.wait()
@@ -611,21 +632,28 @@ class PostgresStore:
                     f"recording the outcome of run {run.id} of job {run.job_id!r} failed: "
                     f"{batch.error}"
                 ) from batch.error
-            return
+            return remove and batch.took_removal(run.job_id)
         # Shielded: the other callers of this batch rely on this one to write it.
         with anyio.CancelScope(shield=True):
             try:
                 async with self._finish_lock:
                     if self._finishing is batch:
                         self._finishing = _RunBatch()
-                    await self._write_runs(batch.records, batch.retries)
+                    batch.removed = await self._write_runs(
+                        batch.records, batch.retries, batch.removing
+                    )
             except BaseException as exc:
                 batch.error = exc
                 raise
             finally:
                 batch.done.set()
+        return remove and batch.took_removal(run.job_id)
 
-    async def _write_runs(self, records: list[RunRecord], asked: list[_Retry | None]) -> None:
+    async def _write_runs(
+        self, records: list[RunRecord], asked: list[_Retry | None], removing: list[str]
+    ) -> list[str]:
+        """Write a batch of finished runs; remove the jobs of ``removing`` left with
+        nothing to do, and return those removed."""
         pool = self._require_pool()
         retries = [retry for retry in asked if retry is not None]
         if len(records) > 1 and len({r.id for r in records}) < len(records):
@@ -648,16 +676,15 @@ class PostgresStore:
             *_run_arrays([retry.record for retry in retries]),
             [retry.expires_at for retry in retries],
         ]
+        statement: str
+        args: list[Any]
         if self._run_retention == 0:
-            await pool.execute(
-                self._sql.forget_runs,
-                ended,
-                [r.job_id for r in records],
-                *retry_arrays,
-                self._schema,
-                self._sender,
-            )
-            return
+            statement = self._sql.forget_runs
+            args = [ended, [r.job_id for r in records], *retry_arrays, self._schema, self._sender]
+            if not removing:
+                await pool.execute(statement, *args)
+                return []
+            return await self._finish_and_remove(pool, statement, args, removing)
         if len(records) > self._run_retention:
             # Only the newest `retention` runs of a job survive: write no more than that.
             per_job: dict[str, int] = {}
@@ -669,15 +696,33 @@ class PostgresStore:
                     kept.append(r)
             kept.reverse()
             records = kept
-        await pool.execute(
-            self._sql.finish_runs,
+        statement = self._sql.finish_runs
+        args = [
             *_run_arrays(records),
             self._run_retention,
             ended,
             *retry_arrays,
             self._schema,
             self._sender,
-        )
+        ]
+        if not removing:
+            await pool.execute(statement, *args)
+            return []
+        return await self._finish_and_remove(pool, statement, args, removing)
+
+    async def _finish_and_remove(
+        self, pool: Any, statement: str, args: list[Any], removing: list[str]
+    ) -> list[str]:
+        """The finish statement, then the removal of the jobs of ``removing`` left with
+        nothing to do, in one transaction (see ``_REMOVE_IDLE_JOBS``)."""
+        sql = self._sql
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(statement, *args)
+            await conn.execute(sql.lock_jobs, removing)
+            removed: list[str] = await conn.fetchval(
+                sql.remove_idle_jobs, removing, self._schema, self._sender
+            )
+        return removed
 
     async def extend_runs(
         self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime

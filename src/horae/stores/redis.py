@@ -193,7 +193,13 @@ class RedisStore:
             self._run_holders,
             self._held,
         )
-        self._finish_keys = (self._run_leases, self._run_holders, self._due, self._held)
+        self._finish_keys = (
+            self._run_leases,
+            self._run_holders,
+            self._due,
+            self._held,
+            self._jobs,
+        )
         self._version = f"{prefix}:version"
         self._channel = f"{prefix}:wakeup"
         self._events_channel = f"{prefix}:events"
@@ -641,11 +647,18 @@ class RedisStore:
     # ------------------------------------------------------------------ runs
 
     async def finish_run(
-        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
-    ) -> None:
+        self,
+        run: Run,
+        *,
+        retry: Run | None = None,
+        expires_at: datetime | None = None,
+        remove_finished_job: bool = False,
+    ) -> bool:
         """Record a finished run; it no longer counts for max_instances, unless ``retry``
         (an attempt of the same job) takes its place in flight, held by
         ``retry.scheduler_id`` until ``expires_at`` (see :meth:`Store.finish_run`).
+        With ``remove_finished_job``, a job left with nothing to do is removed in the
+        same script call; returns whether it was.
 
         Runs that end while another batch of outcomes is being written (or in the same
         event loop turn) are written together, in one script call: a group commit.
@@ -656,19 +669,22 @@ class RedisStore:
             ValueError: ``retry`` without ``expires_at``.
         """
         entry: list[Any] = [run.job_id, str(run.id), self._encode_run(run)]
+        remove = remove_finished_job and retry is None
         if retry is not None:
             if expires_at is None:
                 raise ValueError("finish_run: a retry needs expires_at, the end of its lease")
             entry.append(
                 [str(retry.id), self._encode_run(retry), retry.scheduler_id, _us(expires_at)]
             )
+        elif remove:
+            entry += [False, 1]
         batch = self._finishing
         if batch is not None:
             batch.runs.append(entry)
             await batch.done.wait()
             if batch.error is not None:
                 raise StoreError(str(batch.error)) from batch.error
-            return
+            return remove and batch.took_removal(run.job_id)
         batch = self._finishing = _FinishBatch()
         batch.runs.append(entry)
         try:
@@ -679,7 +695,7 @@ class RedisStore:
                 async with self._finish_lock:  # ... and those ending while one is written
                     self._finishing = None
                     args = (self._prefix, self._retention_arg, _dumps(batch.runs), self._sender)
-                    await self._eval(_FINISH, self._finish_keys, args)
+                    batch.removed = await self._eval(_FINISH, self._finish_keys, args)
         except BaseException as exc:
             batch.error = exc
             raise
@@ -687,6 +703,7 @@ class RedisStore:
             if self._finishing is batch:
                 self._finishing = None
             batch.done.set()
+        return remove and batch.took_removal(run.job_id)
 
     async def extend_runs(
         self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
@@ -749,12 +766,24 @@ class RedisStore:
 
 
 class _FinishBatch:
-    __slots__ = ("done", "error", "runs")
+    __slots__ = ("done", "error", "removed", "runs")
 
     def __init__(self) -> None:
         self.runs: list[list[Any]] = []
         self.done = anyio.Event()
         self.error: BaseException | None = None
+        # The ids of the jobs the script removed (see Store.finish_run's
+        # remove_finished_job), as it returned them.
+        self.removed: list[str | bytes] = []
+
+    def took_removal(self, job_id: str) -> bool:
+        """Whether the script removed ``job_id``; only the first caller asking is told so
+        (two runs of the job in the batch, both asking for the removal)."""
+        for i, removed in enumerate(self.removed):
+            if _text(removed) == job_id:
+                del self.removed[i]
+                return True
+        return False
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

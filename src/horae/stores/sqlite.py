@@ -82,6 +82,13 @@ _FINISHING = (
     "FROM runs LEFT JOIN jobs ON jobs.id = runs.job_id WHERE runs.id = ?"
 )
 
+# A job with nothing left to happen: no next run time (so not held), no lease, no run
+# in flight (see Store.finish_run's remove_finished_job).
+_REMOVE_IF_IDLE = (
+    "DELETE FROM jobs WHERE id = ? AND next_run_time IS NULL AND lease_holder IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM runs WHERE job_id = ? AND seq IS NULL)"
+)
+
 
 class SQLiteStore:
     """Keeps jobs and their run history in a SQLite database file.
@@ -722,15 +729,22 @@ class SQLiteStore:
     # -------------------------------------------------------------------- runs
 
     async def finish_run(
-        self, run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
-    ) -> None:
+        self,
+        run: Run,
+        *,
+        retry: Run | None = None,
+        expires_at: datetime | None = None,
+        remove_finished_job: bool = False,
+    ) -> bool:
         """Record a finished run; it no longer counts for max_instances.
 
         If ``run`` was in flight, ``retry`` takes its place in the same transaction, held
         by ``retry.scheduler_id`` until ``expires_at`` (see :meth:`Store.finish_run`).
         Without a retry, a job held until one of its runs ends
         (:attr:`Release.hold_while_running`) is due again, and every scheduler sharing
-        the file is woken (this one at once, the other processes' by their pollers).
+        the file is woken (this one at once, the other processes' by their pollers);
+        with ``remove_finished_job``, a job left with nothing to do is deleted in the
+        same transaction. Returns whether it was.
         Runs finishing while another call is writing are recorded together in the next
         transaction (a group commit): a burst of short runs costs one transaction per
         batch, not one per run.
@@ -748,7 +762,9 @@ class SQLiteStore:
             retry_row = started_row(
                 encode_run(retry, serializer), retry.scheduler_id, us(expires_at)
             )
-        finishing = _Finishing(encode_run(run, serializer), retry_row)
+        finishing = _Finishing(
+            encode_run(run, serializer), retry_row, remove_finished_job and retry is None
+        )
         self._finishing.append(finishing)
         if not self._flushing:
             self._flushing = True
@@ -764,21 +780,34 @@ class SQLiteStore:
         await finishing.done.wait()
         if finishing.error is not None:
             raise finishing.error
+        return finishing.removed
 
     async def _flush(self, batch: list[_Finishing]) -> None:
         def finish(conn: sqlite3.Connection, batch: list[_Finishing]) -> bool:
             freed = False
+            foreign = False
+            removed: list[_Finishing] = []
             with self._writing(conn):
                 for finishing in batch:
-                    freed |= self._finish(conn, finishing.record, finishing.retry_row)
-                if freed:
-                    # For the pollers of the other processes (as for a new job).
-                    self._bump(conn)
-            return freed
+                    record = finishing.record
+                    freed |= self._finish(conn, record, finishing.retry_row)
+                    if finishing.remove and (
+                        conn.execute(_REMOVE_IF_IDLE, (record.job_id, record.job_id)).rowcount
+                    ):
+                        removed.append(finishing)
+                if freed or removed:
+                    # For the pollers of the other processes (as for a new job, or a
+                    # removed one).
+                    foreign = self._bump(conn)
+            for finishing in removed:
+                finishing.removed = True  # committed
+            # A freed job is due again, maybe at once: this scheduler may be sleeping
+            # past it too. A removal wakes it as remove_job does.
+            return freed or foreign
 
-        freed = False
+        wake = False
         try:
-            freed = await self._call(finish, batch)
+            wake = await self._call(finish, batch)
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc
@@ -786,12 +815,10 @@ class SQLiteStore:
                 # One at a time, so that each caller gets its own outcome.
                 for finishing in batch:
                     try:
-                        freed |= await self._call(finish, [finishing])
+                        wake |= await self._call(finish, [finishing])
                     except Exception as each:
                         finishing.error = each
-        if freed and self._context is not None:
-            # A job held until this run ended is due again, maybe at once: this
-            # scheduler may be sleeping past it too.
+        if wake and self._context is not None:
             self._context.wakeup()
         for finishing in batch:
             finishing.done.set()
@@ -924,10 +951,14 @@ def _notify(context: StoreContext, wake: bool, events: list[Event]) -> None:
 class _Finishing:
     """A run waiting for its outcome to be written (and its retry, if any, to start)."""
 
-    __slots__ = ("done", "error", "record", "retry_row")
+    __slots__ = ("done", "error", "record", "remove", "removed", "retry_row")
 
-    def __init__(self, record: RunRecord, retry_row: tuple[Any, ...] | None) -> None:
+    def __init__(self, record: RunRecord, retry_row: tuple[Any, ...] | None, remove: bool) -> None:
         self.record = record
         self.retry_row = retry_row
+        # Whether to remove the job if the run leaves it with nothing to do, and
+        # whether that happened (see Store.finish_run's remove_finished_job).
+        self.remove = remove
+        self.removed = False
         self.done = anyio.Event()
         self.error: Exception | None = None
