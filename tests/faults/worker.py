@@ -127,9 +127,15 @@ def instrument(store: Store, args: argparse.Namespace, trace: IO[str]) -> None:
         return rejected
 
     async def traced_finish(
-        run: Run, *, retry: Run | None = None, expires_at: datetime | None = None
-    ) -> None:
-        await finish_run(run, retry=retry, expires_at=expires_at)
+        run: Run,
+        *,
+        retry: Run | None = None,
+        expires_at: datetime | None = None,
+        remove_finished_job: bool = False,
+    ) -> bool:
+        removed = await finish_run(
+            run, retry=retry, expires_at=expires_at, remove_finished_job=remove_finished_job
+        )
         write(
             call="finish_run",
             run_id=str(run.id),
@@ -139,6 +145,7 @@ def instrument(store: Store, args: argparse.Namespace, trace: IO[str]) -> None:
             outcome=str(run.outcome),
             retry=str(retry.id) if retry is not None else None,
         )
+        return removed
 
     store.release_jobs = traced_release  # type: ignore[method-assign]
     store.finish_run = traced_finish  # type: ignore[method-assign]
