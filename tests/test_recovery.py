@@ -16,6 +16,7 @@ import attrs
 import pytest
 
 from horae import (
+    EVENT_JOB_REMOVED,
     AsyncScheduler,
     Event,
     JobAbandoned,
@@ -640,3 +641,39 @@ async def _eventually(condition: Callable[[], bool]) -> None:
     with anyio.fail_after(5):
         while not condition():  # noqa: ASYNC110  (nothing to wait on: a log record)
             await anyio.sleep(0.01)
+
+
+async def test_a_kept_job_goes_when_its_last_attempt_is_cut_off_by_shutdown(
+    clock: FakeClock,
+) -> None:
+    # A one-off job kept for its retries: its last attempt, cut off by a shutdown, is
+    # recorded abandoned (no attempt is left to hand over), and the job goes with it.
+    store = MemoryStore()
+    attempts: list[int] = []
+
+    async def fails_then_hangs() -> None:
+        attempts.append(current_run().attempt)
+        if len(attempts) == 1:
+            raise OSError("first attempt fails")
+        await anyio.sleep_forever()
+
+    removed: list[JobRemoved] = []
+    scheduler = AsyncScheduler(store, clock=clock, lease_duration=30)
+    scheduler.add_listener(removed.append, EVENT_JOB_REMOVED)
+    async with scheduler:
+        await scheduler.add_job(
+            fails_then_hangs, id="once", retry=Retry(attempts=2, backoff=1, **NO_JITTER)
+        )
+        await wait_idle(scheduler)
+        clock.advance(1)
+        await anyio.wait_all_tasks_blocked()
+        assert attempts == [1, 2]
+        with anyio.fail_after(5):
+            await scheduler.shutdown(grace=0.01)
+    assert _attempts(await store.get_runs("once")) == [
+        (2, RunOutcome.ABANDONED),
+        (1, RunOutcome.ERROR),
+    ]
+    with pytest.raises(JobLookupError):
+        await store.get_job("once")
+    assert [event.job_id for event in removed] == ["once"]

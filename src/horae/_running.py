@@ -612,8 +612,16 @@ class _RunLoop:
             outcome=RunOutcome.ABANDONED,
             error=reason,
         )
-        await self.store.finish_run(given_up)
+        if is_finishing(job, now):
+            # Its last fire time is past and nothing will rerun this run: the job goes
+            # with the outcome, as after a run that ends.
+            removed = await self.store.finish_run(given_up, remove_finished_job=True)
+        else:
+            await self.store.finish_run(given_up)
+            removed = False
         _reporting.abandoned(self._hub, given_up, reason)
+        if removed:
+            self._job_removed(job.id)
 
     async def _wait_jitter(self, jitter: timedelta, run: Run) -> None:
         delay = random.uniform(0, jitter.total_seconds())
