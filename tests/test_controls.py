@@ -348,6 +348,29 @@ async def test_a_success_resets_the_failure_count(clock: FakeClock) -> None:
         assert not (await scheduler.get_job("s")).paused
 
 
+async def test_skipped_fire_times_between_failures_do_not_break_the_count(
+    clock: FakeClock,
+) -> None:
+    # Every run takes 25 s of a 10 s interval and fails: two fire times are skipped
+    # between each two failures. They neither count nor end the count.
+    async def slow_fail() -> None:
+        await clock.sleep(25)
+        raise ValueError("down")
+
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(slow_fail, "interval", seconds=10, id="f", pause_after_failures=2)
+        await _advance(clock, 100)
+        job = await scheduler.get_job("f")
+        runs = await scheduler.get_runs("f")
+        await scheduler.remove_job("f")
+        await _advance(clock, 30)  # a run still going on (if it was not paused) ends
+    assert job.paused
+    assert "paused after 2 failed fire times in a row" in (job.pause_note or "")
+    # Paused when the run of 40 failed (at 65): nothing ran after it.
+    assert [t for t, outcome in _outcomes(runs) if outcome == "error"] == [10, 40]
+    assert [t for t, outcome in _outcomes(runs) if outcome == "skipped"] == [20, 30, 50, 60]
+
+
 # ------------------------------------------------------------ on_crash, Run.key
 
 

@@ -54,6 +54,30 @@ _FAILURES = frozenset({RunOutcome.ERROR, RunOutcome.TIMEOUT})
 _COUNTED = frozenset({RunOutcome.SUCCESS, RunOutcome.ERROR, RunOutcome.TIMEOUT})
 
 
+#: The most run records pause_after_failures reads to count failures in a row: more than
+#: stores keep by default (run_retention=100 finished runs per job).
+_PAUSE_HISTORY = 1000
+
+
+def _failures_in_a_row(runs: list[Run], limit: int, since: datetime | None) -> tuple[int, bool]:
+    """How many of the latest fire times in ``runs`` (a run history, newest first)
+    failed in a row, counting up to ``limit``; and whether that count is final (it
+    reached ``limit``, or a success or the last resume at ``since`` ended it) rather
+    than cut short by the end of ``runs``."""
+    failed: set[datetime] = set()
+    for run in runs:
+        if since is not None and run.scheduled_time <= since:
+            return len(failed), True  # failures before the last resume_job() are forgiven
+        if run.outcome is None or run.outcome not in _COUNTED:
+            continue  # in flight, or never ran: neither a failure nor a success
+        if run.outcome is RunOutcome.SUCCESS:
+            return len(failed), True
+        failed.add(run.scheduled_time)
+        if len(failed) >= limit:
+            return len(failed), True
+    return len(failed), False
+
+
 def _retry_delay(job: Job, attempt: int) -> timedelta:
     """How long the next attempt after ``attempt`` waits (a rerun of an abandoned run
     without a retry policy: not at all)."""
@@ -917,20 +941,16 @@ class _RunLoop:
         assert limit is not None
         attempts = job.retry.attempts if job.retry is not None else 1
         try:
-            runs = await self.store.get_runs(job.id, limit=limit * attempts + job.max_instances)
-            failed: set[datetime] = set()
-            since = job.resumed_at
-            for run in runs:
-                if since is not None and run.scheduled_time <= since:
-                    break  # failures before the last resume_job() are forgiven
-                if run.outcome is None or run.outcome not in _COUNTED:
-                    continue  # in flight, or never ran: neither a failure nor a success
-                if run.outcome is RunOutcome.SUCCESS:
+            # The last few records usually decide (a success, or enough failures); the
+            # skipped, missed or cancelled fire times between failures may push the
+            # answer further back: then read the history as far as stores keep it.
+            first = limit * attempts + job.max_instances
+            for window in (first, max(first, _PAUSE_HISTORY)):
+                runs = await self.store.get_runs(job.id, limit=window)
+                failed, decided = _failures_in_a_row(runs, limit, job.resumed_at)
+                if decided or len(runs) < window:
                     break
-                failed.add(run.scheduled_time)
-                if len(failed) >= limit:
-                    break
-            if len(failed) < limit:
+            if failed < limit:
                 return
             stored = await self.store.get_job(job.id)
             if stored.next_run_time is None:
