@@ -673,6 +673,29 @@ async def test_failures_before_a_resume_are_forgiven(clock: FakeClock) -> None:
         assert (await scheduler.get_job("f")).paused
 
 
+async def test_a_resume_during_a_failing_run_forgives_that_run_too(clock: FakeClock) -> None:
+    # The run of 20 started before the resume, and fails after it: it was leased with
+    # no resumed_at, but the job as stored has one, and that is what counts.
+    async def slow_fail() -> None:
+        await clock.sleep(5)
+        raise ValueError("down")
+
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(slow_fail, "interval", seconds=10, id="f", pause_after_failures=2)
+        await _advance(clock, 21)  # 10 failed at 15; the run of 20 goes on
+        await scheduler.pause_job("f")
+        await scheduler.resume_job("f")
+        await _advance(clock, 5)  # the run of 20 fails
+        assert not (await scheduler.get_job("f")).paused
+        await _advance(clock, 10)  # 30 fails: the first failure since the resume
+        assert not (await scheduler.get_job("f")).paused
+        await _advance(clock, 10)  # 40 fails: the second
+        job = await scheduler.get_job("f")
+        runs = await scheduler.get_runs("f")
+    assert job.paused
+    assert [t for t, outcome in _outcomes(runs) if outcome == "error"] == [10, 20, 30, 40]
+
+
 class _StealingStore(MemoryStore):
     """A memory store where the runs in ``stolen`` belong to another scheduler (as if
     it took them over while this one stalled)."""

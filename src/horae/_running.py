@@ -67,7 +67,11 @@ def _failures_in_a_row(runs: list[Run], limit: int, since: datetime | None) -> t
     failed: set[datetime] = set()
     for run in runs:
         if since is not None and run.scheduled_time <= since:
-            return len(failed), True  # failures before the last resume_job() are forgiven
+            # Fire times before the last resume_job() are forgiven, even those whose
+            # run ended after it; the records before one that ended before it are older.
+            if run.finished_at is not None and run.finished_at <= since:
+                return len(failed), True
+            continue
         if run.outcome is None or run.outcome not in _COUNTED:
             continue  # in flight, or never ran: neither a failure nor a success
         if run.outcome is RunOutcome.SUCCESS:
@@ -936,25 +940,31 @@ class _RunLoop:
         self._hub.deliver(event)
 
     async def _pause_if_failing(self, job: Job, last: Run) -> None:
-        """Pause ``job`` if its last ``pause_after_failures`` fire times all failed."""
-        limit = job.pause_after_failures
-        assert limit is not None
-        attempts = job.retry.attempts if job.retry is not None else 1
+        """Pause ``job`` if its last ``pause_after_failures`` fire times all failed.
+
+        Read from the job as stored, not as leased when ``last`` started: the user may
+        have resumed it (or changed it) while the run went on.
+        """
         try:
+            try:
+                stored = await self.store.get_job(job.id)
+            except JobLookupError:
+                return  # removed while the run went on
+            limit = stored.pause_after_failures
+            if stored.next_run_time is None or limit is None:
+                return  # paused already (or finished), or no longer paused on failures
+            attempts = stored.retry.attempts if stored.retry is not None else 1
             # The last few records usually decide (a success, or enough failures); the
             # skipped, missed or cancelled fire times between failures may push the
             # answer further back: then read the history as far as stores keep it.
-            first = limit * attempts + job.max_instances
+            first = limit * attempts + stored.max_instances
             for window in (first, max(first, _PAUSE_HISTORY)):
                 runs = await self.store.get_runs(job.id, limit=window)
-                failed, decided = _failures_in_a_row(runs, limit, job.resumed_at)
+                failed, decided = _failures_in_a_row(runs, limit, stored.resumed_at)
                 if decided or len(runs) < window:
                     break
             if failed < limit:
                 return
-            stored = await self.store.get_job(job.id)
-            if stored.next_run_time is None:
-                return  # paused already (or finished)
             note = (
                 f"paused after {limit} failed fire time{'s' if limit > 1 else ''} in a row "
                 f"(pause_after_failures={limit}); last: {last.outcome} at "
