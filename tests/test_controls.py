@@ -585,6 +585,43 @@ async def test_replacing_a_job_with_a_new_schedule_starts_it_afresh(clock: FakeC
         assert other.pause_note is None
 
 
+async def test_replacing_an_interval_with_another_start_date_takes_the_new_one(
+    clock: FakeClock,
+) -> None:
+    # An interval given no start_date starts from now, anew at every add_job: that
+    # start is not a change of schedule. One given a start_date that changed is.
+    store = MemoryStore()
+
+    def at(minutes: int) -> datetime:
+        return START + timedelta(minutes=minutes)
+
+    async with AsyncScheduler(store, clock=clock, timezone="UTC") as scheduler:
+        await scheduler.pause()
+        options: dict[str, Any] = {"hours": 1, "args": [1], "id": "j"}
+        await scheduler.add_job(jobfuncs.async_add, "interval", start_date=at(30), **options)
+        clock.advance(timedelta(minutes=40))  # 00:30 is due, and waits
+        same = await scheduler.add_job(
+            jobfuncs.async_add, "interval", start_date=at(30), replace_existing=True, **options
+        )
+        assert same.next_run_time == at(30)  # the same schedule: its pending fire time stays
+        moved = await scheduler.add_job(
+            jobfuncs.async_add, "interval", start_date=at(45), replace_existing=True, **options
+        )
+        assert moved.next_run_time == at(45)
+        unset = await scheduler.add_job(
+            jobfuncs.async_add, "interval", replace_existing=True, **options
+        )
+        assert unset.next_run_time == at(45)  # no start given: the stored place stays
+    # The same for the jobs added before a scheduler starts.
+    scheduler = AsyncScheduler(store, clock=clock, timezone="UTC")
+    await scheduler.add_job(
+        jobfuncs.async_add, "interval", start_date=at(50), replace_existing=True, **options
+    )
+    async with scheduler:
+        await scheduler.pause()
+        assert (await scheduler.get_job("j")).next_run_time == at(50)
+
+
 # ---------------------------------------------------------------------- explain
 
 
