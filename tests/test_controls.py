@@ -526,6 +526,30 @@ async def test_backfill_runs_failed_fire_times_again(clock: FakeClock) -> None:
         assert (await scheduler.get_job("f")).paused  # a paused job stays paused
 
 
+async def test_backfill_sees_successes_behind_many_later_runs(clock: FakeClock) -> None:
+    # 151 runs were recorded after those of the first window: as long as the store
+    # keeps them, the first window's successes are found and not run again.
+    store = MemoryStore(run_retention=1000)
+    async with AsyncScheduler(store, clock=clock, timezone="UTC") as scheduler:
+        clock.advance(3600)
+        await scheduler.add_job(
+            jobfuncs.async_add,
+            "interval",
+            seconds=10,
+            start_date=START,
+            args=[1],
+            id="b",
+            next_run_time=None,
+        )
+        first = await scheduler.backfill("b", START, START + timedelta(seconds=20))
+        assert len(first) == 3
+        later = await scheduler.backfill(
+            "b", START + timedelta(seconds=100), START + timedelta(seconds=1600)
+        )
+        assert len(later) == 151
+        assert await scheduler.backfill("b", START, START + timedelta(seconds=20)) == []
+
+
 async def test_backfill_refuses_bad_windows(clock: FakeClock) -> None:
     async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
         clock.advance(3600)

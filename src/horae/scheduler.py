@@ -920,6 +920,10 @@ class AsyncScheduler(_RunLoop):
         the runs do not count for ``max_instances`` (as with :meth:`run_job`). A paused job
         can be backfilled.
 
+        Which fire times succeeded is read from the run history, which a store keeps to
+        its ``run_retention`` (100 finished runs per job by default): a fire time whose
+        record was trimmed since (more runs than that ended after it) runs again.
+
         Example::
 
             runs = await scheduler.backfill("daily-report", "2027-03-01", "2027-03-07 23:59")
@@ -960,12 +964,19 @@ class AsyncScheduler(_RunLoop):
             t = job.trigger.next(t)
         done: set[datetime] = set()
         if fire_times and not rerun_succeeded:
-            history = await self.store.get_runs(job_id, limit=max(100, 2 * len(fire_times)))
-            done = {
-                r.scheduled_time
-                for r in history
-                if r.outcome is RunOutcome.SUCCESS and first <= r.scheduled_time <= last
-            }
+            # The history is newest first by when runs ended, whatever their fire times:
+            # the window's records may lie behind any number of later runs. Read a few
+            # first; if they do not show every fire time done, all that the store keeps.
+            window = max(100, 2 * len(fire_times))
+            for limit in (window, max(window, _BACKFILL_HISTORY)):
+                history = await self.store.get_runs(job_id, limit=limit)
+                done = {
+                    r.scheduled_time
+                    for r in history
+                    if r.outcome is RunOutcome.SUCCESS and first <= r.scheduled_time <= last
+                }
+                if len(history) < limit or len(done) == len(fire_times):
+                    break
         todo = [t for t in fire_times if t not in done]
         logger.info(
             "job %r: backfilling %d fire times from %s to %s (%d done before)",
@@ -1070,6 +1081,9 @@ def _check_actor(actor: object) -> str:
 
 #: The most fire times one backfill() call runs.
 _BACKFILL_LIMIT = 10_000
+#: The most run records backfill() reads to find the fire times that succeeded: far more
+#: than stores keep by default (run_retention=100 finished runs per job).
+_BACKFILL_HISTORY = 100_000
 
 
 def _implicit_start(trigger: Trigger | str | None, trigger_args: Mapping[str, Any]) -> bool:
