@@ -550,6 +550,23 @@ async def test_backfill_sees_successes_behind_many_later_runs(clock: FakeClock) 
         assert await scheduler.backfill("b", START, START + timedelta(seconds=20)) == []
 
 
+async def test_a_failing_backfill_does_not_pause_the_job(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
+        clock.advance(3600)
+        await scheduler.add_job(
+            jobfuncs.async_fail, "cron", minute="*/10", id="f", pause_after_failures=2
+        )
+        runs = await scheduler.backfill("f", START, START + timedelta(minutes=30))
+        assert [r.outcome for r in runs] == [RunOutcome.ERROR] * 4
+        assert not (await scheduler.get_job("f")).paused
+        clock.advance(600)  # the job's own first failure: one in a row
+        await wait_idle(scheduler)
+        assert not (await scheduler.get_job("f")).paused
+        clock.advance(600)  # its second
+        await wait_idle(scheduler)
+        assert (await scheduler.get_job("f")).paused
+
+
 async def test_backfill_refuses_bad_windows(clock: FakeClock) -> None:
     async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
         clock.advance(3600)

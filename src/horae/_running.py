@@ -54,6 +54,25 @@ _FAILURES = frozenset({RunOutcome.ERROR, RunOutcome.TIMEOUT})
 _COUNTED = frozenset({RunOutcome.SUCCESS, RunOutcome.ERROR, RunOutcome.TIMEOUT})
 
 
+#: The namespace of the ids of backfill runs (see backfill_run_id).
+_BACKFILL_NAMESPACE = uuid.UUID("3b0e8d5a-7c41-4f2e-9a6d-5e1f0c2b8a47")
+
+
+def backfill_run_id() -> uuid.UUID:
+    """A new id for a run of ``backfill()``: unique as a random one, but name-based
+    (UUID version 5), where every other run's id is random (version 4).
+
+    That is how a run history tells backfill runs from the job's own, with nothing more
+    stored: ``pause_after_failures`` counts the job's own runs only.
+    """
+    return uuid.uuid5(_BACKFILL_NAMESPACE, uuid.uuid4().hex)
+
+
+def is_backfill_run(run: Run) -> bool:
+    """Whether ``run`` is a run of ``backfill()`` (see :func:`backfill_run_id`)."""
+    return run.id.version == 5
+
+
 #: The most run records pause_after_failures reads to count failures in a row: more than
 #: stores keep by default (run_retention=100 finished runs per job).
 _PAUSE_HISTORY = 1000
@@ -66,6 +85,8 @@ def _failures_in_a_row(runs: list[Run], limit: int, since: datetime | None) -> t
     than cut short by the end of ``runs``."""
     failed: set[datetime] = set()
     for run in runs:
+        if is_backfill_run(run):
+            continue  # asked for by hand: neither a failure of the job nor a success
         if since is not None and run.scheduled_time <= since:
             # Fire times before the last resume_job() are forgiven, even those whose
             # run ended after it; the records before one that ended before it are older.

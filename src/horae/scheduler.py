@@ -34,7 +34,7 @@ from horae._building import (
 from horae._clock import Clock, SystemClock
 from horae._execution import RunHook, call_job, current_run, in_job
 from horae._explain import Explanation, explain_job
-from horae._running import _RunLoop
+from horae._running import _RunLoop, backfill_run_id
 from horae._time import resolve_timezone, to_aware
 from horae.errors import (
     ConflictingIdError,
@@ -989,7 +989,10 @@ class AsyncScheduler(_RunLoop):
         executor = self.executors[job.executor]
         runs: list[Run] = []
         for scheduled in todo:
-            run = Run(job_id=job.id, scheduled_time=scheduled, scheduler_id=self.id)
+            # An id of its own kind: pause_after_failures leaves backfill runs out.
+            run = Run(
+                id=backfill_run_id(), job_id=job.id, scheduled_time=scheduled, scheduler_id=self.id
+            )
             _reporting.submitted(self._hub, run, self._now())
             hook = self._run_hook
             if hook is None:
