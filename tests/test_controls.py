@@ -220,6 +220,75 @@ async def test_cancel_other_cancels_the_run_in_progress(clock: FakeClock) -> Non
     assert slow.most_running == 1
 
 
+class _CountingStore(MemoryStore):
+    """A memory store that counts acquisitions, and releases that ask for a hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acquisitions = 0
+        self.holds = 0
+
+    async def acquire_jobs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> Any:
+        self.acquisitions += 1
+        return await super().acquire_jobs(scheduler_id, now, limit, lease_duration)
+
+    async def release_jobs(self, scheduler_id: str, releases: Any) -> Any:
+        self.holds += sum(1 for release in releases if release.hold_while_running)
+        return await super().release_jobs(scheduler_id, releases)
+
+
+@pytest.mark.parametrize("overlap", ["buffer_one", "buffer_all", "cancel_other"])
+async def test_runs_that_never_overlap_cost_one_acquisition_each(
+    clock: FakeClock, overlap: str
+) -> None:
+    # A job is held only when a fire time finds it busy: runs that end before the next
+    # fire time cost no hold, no freeing, and no acquisition but their own.
+    store = _CountingStore()
+    slow = Slow(clock, 5)
+    async with AsyncScheduler(store, clock=clock) as scheduler:
+        await scheduler.add_job(slow, "interval", seconds=10, id="j", overlap=overlap)
+        await wait_idle(scheduler)
+        store.acquisitions = 0
+        await _advance(clock, 56)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("j")
+    assert _outcomes(runs) == [(t, "success") for t in (10, 20, 30, 40, 50)]
+    assert store.acquisitions == 5
+    assert store.holds == 0
+
+
+class _OthersOnlyStore(MemoryStore):
+    """A memory store that wakes no scheduler when a run frees a held job: like the
+    PostgreSQL and Redis stores, which wake only the schedulers other than the one
+    whose run ended (here, there are none)."""
+
+    def _free(self, job_id: str) -> None:
+        contexts, self._contexts = self._contexts, {}
+        try:
+            super()._free(job_id)
+        finally:
+            self._contexts = contexts
+
+
+async def test_the_end_of_a_run_starts_a_fire_time_that_waited_for_it(clock: FakeClock) -> None:
+    # A next run time set by hand during a run finds the job busy: the job is held, and
+    # the scheduler whose run frees it looks for it at once, although the store wakes
+    # only the others and no fire time of the trigger came meanwhile.
+    slow = Slow(clock, 20)
+    async with AsyncScheduler(_OthersOnlyStore(), clock=clock) as scheduler:
+        await scheduler.add_job(slow, "interval", hours=1, id="j", overlap="buffer_one")
+        clock.advance(3600)
+        await anyio.wait_all_tasks_blocked()
+        await _advance(clock, 5)
+        await scheduler.modify_job("j", next_run_time=clock.now())
+        await _advance(clock, 40)
+        await scheduler.remove_job("j")
+        await _advance(clock, 25)
+    assert slow.log == [(3600, 3600, 3620), (3605, 3620, 3640)]
+
+
 async def test_allow_all_lets_runs_overlap(clock: FakeClock) -> None:
     slow, runs = await _overlapping(clock, 45, overlap="allow_all")
     assert slow.most_running == 3

@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from horae import _reporting
 from horae._clock import Clock
 from horae._execution import RunHook, call_job, ended
-from horae._planning import is_finishing, plan_release, reruns_abandoned
+from horae._planning import fired_since, is_finishing, plan_release, reruns_abandoned
 from horae.errors import DeserializationError, HoraeError, JobLookupError
 from horae.events import (
     Event,
@@ -153,6 +153,9 @@ class _RunLoop:
     # Runs of cancel_other jobs that may be cancelled, and why those that were.
     _cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]]
     _cancel_reasons: dict[uuid.UUID, str]
+    # Jobs this scheduler asked the store to hold (Release.hold_while_running) since it
+    # last acquired them: the end of a run of one wakes the loop (see _may_be_held).
+    _holding: set[str]
     # What wraps every run's call (horae.tracing), or None: call_job directly.
     _run_hook: RunHook | None
     # Told how many jobs each acquisition leased (horae.metrics); None costs one check.
@@ -387,6 +390,10 @@ class _RunLoop:
                 continue
             for run in release.finished:
                 _reporting.not_run(hub, run)
+            if release.hold_while_running:
+                self._holding.add(job.id)
+            elif self._holding:
+                self._holding.discard(job.id)  # acquired: not held any more
             if (
                 job.overlap == "cancel_other"
                 and not release.started
@@ -570,7 +577,12 @@ class _RunLoop:
                     )
                 retry = None if exc is None else self._next_attempt(job, finished, exc)
                 if retry is None:
-                    await self._record_outcome(finished, wake=frees)
+                    await self._record_outcome(finished)
+                    # Asked once the outcome is stored: a hold asked for meanwhile is
+                    # known by then, or comes after the store freed the slot (and then
+                    # does not hold the job).
+                    if frees and self._may_be_held(job, finished):
+                        self._wake()
                     if finished.outcome is RunOutcome.CANCELLED:
                         _reporting.cancelled(self._hub, finished, finished.error or "")
                     else:
@@ -595,6 +607,17 @@ class _RunLoop:
             self._forget_run(run.id)
             self._in_flight -= 1
             self._notify_idle()
+
+    def _may_be_held(self, job: Job, run: Run) -> bool:
+        """Whether ``job`` may have been held in the store until ``run`` of it ended;
+        then the loop looks for due jobs, since the store frees the job but may wake only
+        the other schedulers. A job is held only if a fire time found it busy (or waits
+        in buffer_all's backlog): asked for by this scheduler, or by another at a fire
+        time of the trigger that came during the run."""
+        if self._holding and job.id in self._holding:
+            self._holding.discard(job.id)
+            return True
+        return fired_since(job, run, self._now())
 
     async def _remove_if_finished(self, job_id: str) -> None:
         """Remove a job kept past its trigger's end once its last run has ended."""

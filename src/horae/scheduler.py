@@ -206,6 +206,7 @@ class AsyncScheduler(_RunLoop):
         self._pending_runs: set[uuid.UUID] = set()
         self._cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]] = {}
         self._cancel_reasons: dict[uuid.UUID, str] = {}
+        self._holding: set[str] = set()
         self._store_down_since: datetime | None = None
         self._store_back_at: datetime | None = None
         self._keeping = False
