@@ -289,6 +289,54 @@ async def test_the_end_of_a_run_starts_a_fire_time_that_waited_for_it(clock: Fak
     assert slow.log == [(3600, 3600, 3620), (3605, 3620, 3640)]
 
 
+class _SlowRetryStore(MemoryStore):
+    """A memory store whose ``finish_run`` with a retry waits until ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = anyio.Event()
+
+    async def finish_run(self, run: Run, *, retry: Any = None, expires_at: Any = None) -> None:
+        if retry is not None:
+            await self.go.wait()
+        await super().finish_run(run, retry=retry, expires_at=expires_at)
+
+
+async def test_cancel_other_cancels_a_retry_asked_for_while_its_run_was_recorded(
+    clock: FakeClock,
+) -> None:
+    # The run of 10 fails and its outcome is being stored with its retry when 20 comes
+    # and asks to cancel it: the retry is cancelled before it starts.
+    store = _SlowRetryStore()
+    attempts: list[tuple[float | None, int]] = []
+
+    async def fails() -> None:
+        run = current_run()
+        attempts.append((_seconds(run.scheduled_time), run.attempt))
+        raise ValueError("down")
+
+    async with AsyncScheduler(store, clock=clock) as scheduler:
+        await scheduler.add_job(
+            fails,
+            "interval",
+            seconds=10,
+            id="j",
+            overlap="cancel_other",
+            retry=Retry(attempts=2, backoff=3, jitter=0),
+        )
+        await _advance(clock, 10)  # 10 fails; its outcome waits for the store
+        await _advance(clock, 10)  # 20 is due, finds the job busy, asks to cancel 10
+        store.go.set()
+        await _advance(clock, 5)
+        runs = await scheduler.get_runs("j")
+        await scheduler.remove_job("j")
+    assert attempts[:2] == [(10, 1), (20, 1)]
+    retry = next(r for r in runs if _seconds(r.scheduled_time) == 10 and r.attempt == 2)
+    assert retry.outcome is RunOutcome.CANCELLED
+    assert retry.started_at is None
+    assert "cancelled by its job's fire time" in (retry.error or "")
+
+
 async def test_allow_all_lets_runs_overlap(clock: FakeClock) -> None:
     slow, runs = await _overlapping(clock, 45, overlap="allow_all")
     assert slow.most_running == 3

@@ -509,6 +509,20 @@ class _RunLoop:
         """:meth:`_attempt` for a ``cancel_other`` job: a newer fire time may cancel it
         (:meth:`_cancel_runs`), and it then ends ``cancelled``."""
         started_at = self._now()
+        reason = self._cancel_reasons.pop(run.id, None)
+        if reason is not None:
+            # Asked for while the outcome of its previous attempt was being stored
+            # (_record_cancellable_retry): it does not start.
+            return (
+                ended(
+                    run,
+                    started_at=None,
+                    finished_at=started_at,
+                    outcome=RunOutcome.CANCELLED,
+                    error=reason,
+                ),
+                None,
+            )
         result = None
         with anyio.CancelScope() as scope:
             self._cancel_scopes[run.id] = (run, scope)
@@ -593,7 +607,10 @@ class _RunLoop:
                         await self._remove_if_finished(job.id)
                     return
                 start_at = self._now() + _retry_delay(job, run.attempt)
-                held = await self._record_with_retry(finished, retry)
+                if overlap == "cancel_other":
+                    held = await self._record_cancellable_retry(finished, retry)
+                else:
+                    held = await self._record_with_retry(finished, retry)
                 retry_at = start_at if held else None
                 _reporting.finished(self._hub, job, finished, exc, retry_at=retry_at)
                 if not held:
@@ -729,6 +746,21 @@ class _RunLoop:
         if held:
             self._forget_run(run.id)
             self._live_runs[retry.id] = retry
+        return held
+
+    async def _record_cancellable_retry(self, run: Run, retry: Run) -> bool:
+        """:meth:`_record_with_retry` for a ``cancel_other`` job: a request to cancel that
+        comes while the outcome is stored (no attempt is going on to cancel) is kept for
+        the retry, which then ends ``cancelled`` without starting."""
+        # A scope never entered: _cancel_runs finds the retry by it, and notes the reason.
+        self._cancel_scopes[retry.id] = (retry, anyio.CancelScope())
+        held = False
+        try:
+            held = await self._record_with_retry(run, retry)
+        finally:
+            del self._cancel_scopes[retry.id]
+            if not held:
+                self._cancel_reasons.pop(retry.id, None)
         return held
 
     async def _record_outcome(
