@@ -89,7 +89,8 @@ def _failures_in_a_row(runs: list[Run], limit: int, since: datetime | None) -> t
             continue  # asked for by hand: neither a failure of the job nor a success
         if since is not None and run.scheduled_time <= since:
             # Fire times before the last resume_job() are forgiven, even those whose
-            # run ended after it; the records before one that ended before it are older.
+            # run ended after it. A run that ended before it ends the count: the
+            # records after it in the history ended earlier still.
             if run.finished_at is not None and run.finished_at <= since:
                 return len(failed), True
             continue
