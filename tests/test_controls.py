@@ -220,6 +220,123 @@ async def test_cancel_other_cancels_the_run_in_progress(clock: FakeClock) -> Non
     assert slow.most_running == 1
 
 
+class _CountingStore(MemoryStore):
+    """A memory store that counts acquisitions, and releases that ask for a hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acquisitions = 0
+        self.holds = 0
+
+    async def acquire_jobs(
+        self, scheduler_id: str, now: datetime, limit: int, lease_duration: float
+    ) -> Any:
+        self.acquisitions += 1
+        return await super().acquire_jobs(scheduler_id, now, limit, lease_duration)
+
+    async def release_jobs(self, scheduler_id: str, releases: Any) -> Any:
+        self.holds += sum(1 for release in releases if release.hold_while_running)
+        return await super().release_jobs(scheduler_id, releases)
+
+
+@pytest.mark.parametrize("overlap", ["buffer_one", "buffer_all", "cancel_other"])
+async def test_runs_that_never_overlap_cost_one_acquisition_each(
+    clock: FakeClock, overlap: str
+) -> None:
+    # A job is held only when a fire time finds it busy: runs that end before the next
+    # fire time cost no hold, no freeing, and no acquisition but their own.
+    store = _CountingStore()
+    slow = Slow(clock, 5)
+    async with AsyncScheduler(store, clock=clock) as scheduler:
+        await scheduler.add_job(slow, "interval", seconds=10, id="j", overlap=overlap)
+        await wait_idle(scheduler)
+        store.acquisitions = 0
+        await _advance(clock, 56)
+        await wait_idle(scheduler)
+        runs = await scheduler.get_runs("j")
+    assert _outcomes(runs) == [(t, "success") for t in (10, 20, 30, 40, 50)]
+    assert store.acquisitions == 5
+    assert store.holds == 0
+
+
+class _OthersOnlyStore(MemoryStore):
+    """A memory store that wakes no scheduler when a run frees a held job: like the
+    PostgreSQL and Redis stores, which wake only the schedulers other than the one
+    whose run ended (here, there are none)."""
+
+    def _free(self, job_id: str) -> None:
+        contexts, self._contexts = self._contexts, {}
+        try:
+            super()._free(job_id)
+        finally:
+            self._contexts = contexts
+
+
+async def test_the_end_of_a_run_starts_a_fire_time_that_waited_for_it(clock: FakeClock) -> None:
+    # A next run time set by hand during a run finds the job busy: the job is held, and
+    # the scheduler whose run frees it looks for it at once, although the store wakes
+    # only the others and no fire time of the trigger came meanwhile.
+    slow = Slow(clock, 20)
+    async with AsyncScheduler(_OthersOnlyStore(), clock=clock) as scheduler:
+        await scheduler.add_job(slow, "interval", hours=1, id="j", overlap="buffer_one")
+        clock.advance(3600)
+        await anyio.wait_all_tasks_blocked()
+        await _advance(clock, 5)
+        await scheduler.modify_job("j", next_run_time=clock.now())
+        await _advance(clock, 40)
+        await scheduler.remove_job("j")
+        await _advance(clock, 25)
+    assert slow.log == [(3600, 3600, 3620), (3605, 3620, 3640)]
+
+
+class _SlowRetryStore(MemoryStore):
+    """A memory store whose ``finish_run`` with a retry waits until ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = anyio.Event()
+
+    async def finish_run(self, run: Run, *, retry: Any = None, expires_at: Any = None) -> None:
+        if retry is not None:
+            await self.go.wait()
+        await super().finish_run(run, retry=retry, expires_at=expires_at)
+
+
+async def test_cancel_other_cancels_a_retry_asked_for_while_its_run_was_recorded(
+    clock: FakeClock,
+) -> None:
+    # The run of 10 fails and its outcome is being stored with its retry when 20 comes
+    # and asks to cancel it: the retry is cancelled before it starts.
+    store = _SlowRetryStore()
+    attempts: list[tuple[float | None, int]] = []
+
+    async def fails() -> None:
+        run = current_run()
+        attempts.append((_seconds(run.scheduled_time), run.attempt))
+        raise ValueError("down")
+
+    async with AsyncScheduler(store, clock=clock) as scheduler:
+        await scheduler.add_job(
+            fails,
+            "interval",
+            seconds=10,
+            id="j",
+            overlap="cancel_other",
+            retry=Retry(attempts=2, backoff=3, jitter=0),
+        )
+        await _advance(clock, 10)  # 10 fails; its outcome waits for the store
+        await _advance(clock, 10)  # 20 is due, finds the job busy, asks to cancel 10
+        store.go.set()
+        await _advance(clock, 5)
+        runs = await scheduler.get_runs("j")
+        await scheduler.remove_job("j")
+    assert attempts[:2] == [(10, 1), (20, 1)]
+    retry = next(r for r in runs if _seconds(r.scheduled_time) == 10 and r.attempt == 2)
+    assert retry.outcome is RunOutcome.CANCELLED
+    assert retry.started_at is None
+    assert "cancelled by its job's fire time" in (retry.error or "")
+
+
 async def test_allow_all_lets_runs_overlap(clock: FakeClock) -> None:
     slow, runs = await _overlapping(clock, 45, overlap="allow_all")
     assert slow.most_running == 3
@@ -346,6 +463,29 @@ async def test_a_success_resets_the_failure_count(clock: FakeClock) -> None:
             clock.advance(10)
             await wait_idle(scheduler)
         assert not (await scheduler.get_job("s")).paused
+
+
+async def test_skipped_fire_times_between_failures_do_not_break_the_count(
+    clock: FakeClock,
+) -> None:
+    # Every run takes 25 s of a 10 s interval and fails: two fire times are skipped
+    # between each two failures. They neither count nor end the count.
+    async def slow_fail() -> None:
+        await clock.sleep(25)
+        raise ValueError("down")
+
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(slow_fail, "interval", seconds=10, id="f", pause_after_failures=2)
+        await _advance(clock, 100)
+        job = await scheduler.get_job("f")
+        runs = await scheduler.get_runs("f")
+        await scheduler.remove_job("f")
+        await _advance(clock, 30)  # a run still going on (if it was not paused) ends
+    assert job.paused
+    assert "paused after 2 failed fire times in a row" in (job.pause_note or "")
+    # Paused when the run of 40 failed (at 65): nothing ran after it.
+    assert [t for t, outcome in _outcomes(runs) if outcome == "error"] == [10, 40]
+    assert [t for t, outcome in _outcomes(runs) if outcome == "skipped"] == [20, 30, 50, 60]
 
 
 # ------------------------------------------------------------ on_crash, Run.key
@@ -503,6 +643,47 @@ async def test_backfill_runs_failed_fire_times_again(clock: FakeClock) -> None:
         assert (await scheduler.get_job("f")).paused  # a paused job stays paused
 
 
+async def test_backfill_sees_successes_behind_many_later_runs(clock: FakeClock) -> None:
+    # 151 runs were recorded after those of the first window: as long as the store
+    # keeps them, the first window's successes are found and not run again.
+    store = MemoryStore(run_retention=1000)
+    async with AsyncScheduler(store, clock=clock, timezone="UTC") as scheduler:
+        clock.advance(3600)
+        await scheduler.add_job(
+            jobfuncs.async_add,
+            "interval",
+            seconds=10,
+            start_date=START,
+            args=[1],
+            id="b",
+            next_run_time=None,
+        )
+        first = await scheduler.backfill("b", START, START + timedelta(seconds=20))
+        assert len(first) == 3
+        later = await scheduler.backfill(
+            "b", START + timedelta(seconds=100), START + timedelta(seconds=1600)
+        )
+        assert len(later) == 151
+        assert await scheduler.backfill("b", START, START + timedelta(seconds=20)) == []
+
+
+async def test_a_failing_backfill_does_not_pause_the_job(clock: FakeClock) -> None:
+    async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
+        clock.advance(3600)
+        await scheduler.add_job(
+            jobfuncs.async_fail, "cron", minute="*/10", id="f", pause_after_failures=2
+        )
+        runs = await scheduler.backfill("f", START, START + timedelta(minutes=30))
+        assert [r.outcome for r in runs] == [RunOutcome.ERROR] * 4
+        assert not (await scheduler.get_job("f")).paused
+        clock.advance(600)  # the job's own first failure: one in a row
+        await wait_idle(scheduler)
+        assert not (await scheduler.get_job("f")).paused
+        clock.advance(600)  # its second
+        await wait_idle(scheduler)
+        assert (await scheduler.get_job("f")).paused
+
+
 async def test_backfill_refuses_bad_windows(clock: FakeClock) -> None:
     async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
         clock.advance(3600)
@@ -560,6 +741,43 @@ async def test_replacing_a_job_with_a_new_schedule_starts_it_afresh(clock: FakeC
         )
         assert other.next_run_time == clock.now() + timedelta(hours=2)
         assert other.pause_note is None
+
+
+async def test_replacing_an_interval_with_another_start_date_takes_the_new_one(
+    clock: FakeClock,
+) -> None:
+    # An interval given no start_date starts from now, anew at every add_job: that
+    # start is not a change of schedule. One given a start_date that changed is.
+    store = MemoryStore()
+
+    def at(minutes: int) -> datetime:
+        return START + timedelta(minutes=minutes)
+
+    async with AsyncScheduler(store, clock=clock, timezone="UTC") as scheduler:
+        await scheduler.pause()
+        options: dict[str, Any] = {"hours": 1, "args": [1], "id": "j"}
+        await scheduler.add_job(jobfuncs.async_add, "interval", start_date=at(30), **options)
+        clock.advance(timedelta(minutes=40))  # 00:30 is due, and waits
+        same = await scheduler.add_job(
+            jobfuncs.async_add, "interval", start_date=at(30), replace_existing=True, **options
+        )
+        assert same.next_run_time == at(30)  # the same schedule: its pending fire time stays
+        moved = await scheduler.add_job(
+            jobfuncs.async_add, "interval", start_date=at(45), replace_existing=True, **options
+        )
+        assert moved.next_run_time == at(45)
+        unset = await scheduler.add_job(
+            jobfuncs.async_add, "interval", replace_existing=True, **options
+        )
+        assert unset.next_run_time == at(45)  # no start given: the stored place stays
+    # The same for the jobs added before a scheduler starts.
+    scheduler = AsyncScheduler(store, clock=clock, timezone="UTC")
+    await scheduler.add_job(
+        jobfuncs.async_add, "interval", start_date=at(50), replace_existing=True, **options
+    )
+    async with scheduler:
+        await scheduler.pause()
+        assert (await scheduler.get_job("j")).next_run_time == at(50)
 
 
 # ---------------------------------------------------------------------- explain
@@ -648,6 +866,29 @@ async def test_failures_before_a_resume_are_forgiven(clock: FakeClock) -> None:
         clock.advance(10)
         await wait_idle(scheduler)
         assert (await scheduler.get_job("f")).paused
+
+
+async def test_a_resume_during_a_failing_run_forgives_that_run_too(clock: FakeClock) -> None:
+    # The run of 20 started before the resume, and fails after it: it was leased with
+    # no resumed_at, but the job as stored has one, and that is what counts.
+    async def slow_fail() -> None:
+        await clock.sleep(5)
+        raise ValueError("down")
+
+    async with AsyncScheduler(clock=clock) as scheduler:
+        await scheduler.add_job(slow_fail, "interval", seconds=10, id="f", pause_after_failures=2)
+        await _advance(clock, 21)  # 10 failed at 15; the run of 20 goes on
+        await scheduler.pause_job("f")
+        await scheduler.resume_job("f")
+        await _advance(clock, 5)  # the run of 20 fails
+        assert not (await scheduler.get_job("f")).paused
+        await _advance(clock, 10)  # 30 fails: the first failure since the resume
+        assert not (await scheduler.get_job("f")).paused
+        await _advance(clock, 10)  # 40 fails: the second
+        job = await scheduler.get_job("f")
+        runs = await scheduler.get_runs("f")
+    assert job.paused
+    assert [t for t, outcome in _outcomes(runs) if outcome == "error"] == [10, 20, 30, 40]
 
 
 class _StealingStore(MemoryStore):

@@ -24,7 +24,9 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
       scheduler), a fire time is ``skipped`` (``overlap="skip"``), or waits: the job
       keeps it as its next run time and is held until a run of it ends
       (``buffer_one``, ``buffer_all``, ``cancel_other``; :attr:`Release.hold_while_running`).
-      ``allow_all`` has no limit.
+      ``allow_all`` has no limit. The job is held only while a fire time waits: one
+      whose runs end before its next fire time costs no hold, nor the wake-ups of
+      every scheduler when a run frees it.
     - Once ``max_runs`` runs have started, the job is removed (at once: a run of it
       abandoned after that is recorded, but not rerun).
 
@@ -48,18 +50,14 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
         if wanted is not None and len(due) >= wanted:
             break
     available = slots
-    hold = 0
     if overlap == "allow_all":
         available = len(due)
-    elif overlap != "skip":
-        if available <= 0 and due:
-            # Busy: the fire times wait (from the first of them) until a run ends;
-            # what becomes of them is decided then, by this same function.
-            return Release(lease=lease, next_run_time=due[0], hold_while_running=job.max_instances)
-        if overlap != "cancel_other":
-            # Held while its runs fill the slots: its next fire time waits for one.
-            # (Not cancel_other: its next fire time must be acquired, to cancel them.)
-            hold = job.max_instances
+    elif overlap != "skip" and available <= 0 and due:
+        # Busy: the fire times wait (from the first of them) until a run ends; what
+        # becomes of them is decided then, by this same function. The store holds the
+        # job only if its slots are still full; if a run ended since the acquisition,
+        # the job is simply due again at once.
+        return Release(lease=lease, next_run_time=due[0], hold_while_running=job.max_instances)
     if len(due) > 1 and job.coalesce and overlap != "buffer_all":
         fire_times = [(due[-1], len(due) - 1)]
     else:
@@ -104,6 +102,18 @@ def plan_release(lease: Lease, now: datetime, scheduler_id: str) -> Release:
     spent = runs_left is not None and len(started) >= runs_left
     if spent:
         next_run_time = None
+    hold = 0
+    if (
+        next_run_time is not None
+        and next_run_time <= now
+        and (overlap == "buffer_all" or overlap == "buffer_one")
+    ):
+        # A fire time waits (buffer_all's backlog) for a slot that the runs just started
+        # fill: held until one of them ends. Not before: a job whose runs end before its
+        # next fire time is never held, and one that a fire time finds busy is held then
+        # (above). (Never cancel_other here: its next fire time must be acquired, to
+        # cancel the runs.)
+        hold = job.max_instances
     remove = next_run_time is None
     if remove and not spent and (started or lease.running) and reruns_abandoned(job, 1):
         # Its trigger has ended, but a run of it may still be abandoned and then needs
@@ -135,3 +145,14 @@ def is_finishing(job: Job, now: datetime) -> bool:
     """Whether ``job``'s trigger has ended, so that it is kept only for runs that may
     still be rerun (and removed after the last one)."""
     return reruns_abandoned(job, 1) and job.trigger.next(now) is None
+
+
+def fired_since(job: Job, run: Run, now: datetime) -> bool:
+    """Whether ``job``'s trigger had a fire time after ``run``'s, due by ``now``: one
+    that may have found the job busy while ``run`` went on, and had it held
+    (:attr:`Release.hold_while_running`) by whichever scheduler acquired it."""
+    try:
+        later = job.trigger.next(run.scheduled_time)
+    except Exception:
+        return True  # plan_release reports the trigger's failure; here, assume held
+    return later is not None and later <= now

@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from horae import _reporting
 from horae._clock import Clock
 from horae._execution import RunHook, call_job, ended
-from horae._planning import is_finishing, plan_release, reruns_abandoned
+from horae._planning import fired_since, is_finishing, plan_release, reruns_abandoned
 from horae.errors import DeserializationError, HoraeError, JobLookupError
 from horae.events import (
     Event,
@@ -52,6 +52,56 @@ _OUTBOX_LIMIT = 100_000
 _FAILURES = frozenset({RunOutcome.ERROR, RunOutcome.TIMEOUT})
 # The outcomes pause_after_failures looks at: the others neither fail nor succeed.
 _COUNTED = frozenset({RunOutcome.SUCCESS, RunOutcome.ERROR, RunOutcome.TIMEOUT})
+
+
+#: The namespace of the ids of backfill runs (see backfill_run_id).
+_BACKFILL_NAMESPACE = uuid.UUID("3b0e8d5a-7c41-4f2e-9a6d-5e1f0c2b8a47")
+
+
+def backfill_run_id() -> uuid.UUID:
+    """A new id for a run of ``backfill()``: unique as a random one, but name-based
+    (UUID version 5), where every other run's id is random (version 4).
+
+    That is how a run history tells backfill runs from the job's own, with nothing more
+    stored: ``pause_after_failures`` counts the job's own runs only.
+    """
+    return uuid.uuid5(_BACKFILL_NAMESPACE, uuid.uuid4().hex)
+
+
+def is_backfill_run(run: Run) -> bool:
+    """Whether ``run`` is a run of ``backfill()`` (see :func:`backfill_run_id`)."""
+    return run.id.version == 5
+
+
+#: The most run records pause_after_failures reads to count failures in a row: more than
+#: stores keep by default (run_retention=100 finished runs per job).
+_PAUSE_HISTORY = 1000
+
+
+def _failures_in_a_row(runs: list[Run], limit: int, since: datetime | None) -> tuple[int, bool]:
+    """How many of the latest fire times in ``runs`` (a run history, newest first)
+    failed in a row, counting up to ``limit``; and whether that count is final (it
+    reached ``limit``, or a success or the last resume at ``since`` ended it) rather
+    than cut short by the end of ``runs``."""
+    failed: set[datetime] = set()
+    for run in runs:
+        if is_backfill_run(run):
+            continue  # asked for by hand: neither a failure of the job nor a success
+        if since is not None and run.scheduled_time <= since:
+            # Fire times before the last resume_job() are forgiven, even those whose
+            # run ended after it. A run that ended before it ends the count: the
+            # records after it in the history ended earlier still.
+            if run.finished_at is not None and run.finished_at <= since:
+                return len(failed), True
+            continue
+        if run.outcome is None or run.outcome not in _COUNTED:
+            continue  # in flight, or never ran: neither a failure nor a success
+        if run.outcome is RunOutcome.SUCCESS:
+            return len(failed), True
+        failed.add(run.scheduled_time)
+        if len(failed) >= limit:
+            return len(failed), True
+    return len(failed), False
 
 
 def _retry_delay(job: Job, attempt: int) -> timedelta:
@@ -104,6 +154,9 @@ class _RunLoop:
     # Runs of cancel_other jobs that may be cancelled, and why those that were.
     _cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]]
     _cancel_reasons: dict[uuid.UUID, str]
+    # Jobs this scheduler asked the store to hold (Release.hold_while_running) since it
+    # last acquired them: the end of a run of one wakes the loop (see _may_be_held).
+    _holding: set[str]
     # What wraps every run's call (horae.tracing), or None: call_job directly.
     _run_hook: RunHook | None
     # Told how many jobs each acquisition leased (horae.metrics); None costs one check.
@@ -338,6 +391,10 @@ class _RunLoop:
                 continue
             for run in release.finished:
                 _reporting.not_run(hub, run)
+            if release.hold_while_running:
+                self._holding.add(job.id)
+            elif self._holding:
+                self._holding.discard(job.id)  # acquired: not held any more
             if (
                 job.overlap == "cancel_other"
                 and not release.started
@@ -453,6 +510,20 @@ class _RunLoop:
         """:meth:`_attempt` for a ``cancel_other`` job: a newer fire time may cancel it
         (:meth:`_cancel_runs`), and it then ends ``cancelled``."""
         started_at = self._now()
+        reason = self._cancel_reasons.pop(run.id, None)
+        if reason is not None:
+            # Asked for while the outcome of its previous attempt was being stored
+            # (_record_cancellable_retry): it does not start.
+            return (
+                ended(
+                    run,
+                    started_at=None,
+                    finished_at=started_at,
+                    outcome=RunOutcome.CANCELLED,
+                    error=reason,
+                ),
+                None,
+            )
         result = None
         with anyio.CancelScope() as scope:
             self._cancel_scopes[run.id] = (run, scope)
@@ -525,7 +596,12 @@ class _RunLoop:
                     # in one store call: a process dying in between would leave it for
                     # good, looking paused.
                     last = bool(job.retry or job.on_crash) and is_finishing(job, self._now())
-                    removed = await self._record_outcome(finished, wake=frees, remove_job=last)
+                    removed = await self._record_outcome(finished, remove_job=last)
+                    # Asked once the outcome is stored: a hold asked for meanwhile is
+                    # known by then, or comes after the store freed the slot (and then
+                    # does not hold the job).
+                    if frees and self._may_be_held(job, finished):
+                        self._wake()
                     if finished.outcome is RunOutcome.CANCELLED:
                         _reporting.cancelled(self._hub, finished, finished.error or "")
                     else:
@@ -536,7 +612,10 @@ class _RunLoop:
                         await self._pause_if_failing(job, finished)
                     return
                 start_at = self._now() + _retry_delay(job, run.attempt)
-                held = await self._record_with_retry(finished, retry)
+                if overlap == "cancel_other":
+                    held = await self._record_cancellable_retry(finished, retry)
+                else:
+                    held = await self._record_with_retry(finished, retry)
                 retry_at = start_at if held else None
                 _reporting.finished(self._hub, job, finished, exc, retry_at=retry_at)
                 if not held:
@@ -550,6 +629,17 @@ class _RunLoop:
             self._forget_run(run.id)
             self._in_flight -= 1
             self._notify_idle()
+
+    def _may_be_held(self, job: Job, run: Run) -> bool:
+        """Whether ``job`` may have been held in the store until ``run`` of it ended;
+        then the loop looks for due jobs, since the store frees the job but may wake only
+        the other schedulers. A job is held only if a fire time found it busy (or waits
+        in buffer_all's backlog): asked for by this scheduler, or by another at a fire
+        time of the trigger that came during the run."""
+        if self._holding and job.id in self._holding:
+            self._holding.discard(job.id)
+            return True
+        return fired_since(job, run, self._now())
 
     def _job_removed(self, job_id: str) -> None:
         """The store removed a job kept past its trigger's end with its last run's
@@ -650,6 +740,21 @@ class _RunLoop:
         if held:
             self._forget_run(run.id)
             self._live_runs[retry.id] = retry
+        return held
+
+    async def _record_cancellable_retry(self, run: Run, retry: Run) -> bool:
+        """:meth:`_record_with_retry` for a ``cancel_other`` job: a request to cancel that
+        comes while the outcome is stored (no attempt is going on to cancel) is kept for
+        the retry, which then ends ``cancelled`` without starting."""
+        # A scope never entered: _cancel_runs finds the retry by it, and notes the reason.
+        self._cancel_scopes[retry.id] = (retry, anyio.CancelScope())
+        held = False
+        try:
+            held = await self._record_with_retry(run, retry)
+        finally:
+            del self._cancel_scopes[retry.id]
+            if not held:
+                self._cancel_reasons.pop(retry.id, None)
         return held
 
     async def _record_outcome(
@@ -917,29 +1022,31 @@ class _RunLoop:
         self._hub.deliver(event)
 
     async def _pause_if_failing(self, job: Job, last: Run) -> None:
-        """Pause ``job`` if its last ``pause_after_failures`` fire times all failed."""
-        limit = job.pause_after_failures
-        assert limit is not None
-        attempts = job.retry.attempts if job.retry is not None else 1
+        """Pause ``job`` if its last ``pause_after_failures`` fire times all failed.
+
+        Read from the job as stored, not as leased when ``last`` started: the user may
+        have resumed it (or changed it) while the run went on.
+        """
         try:
-            runs = await self.store.get_runs(job.id, limit=limit * attempts + job.max_instances)
-            failed: set[datetime] = set()
-            since = job.resumed_at
-            for run in runs:
-                if since is not None and run.scheduled_time <= since:
-                    break  # failures before the last resume_job() are forgiven
-                if run.outcome is None or run.outcome not in _COUNTED:
-                    continue  # in flight, or never ran: neither a failure nor a success
-                if run.outcome is RunOutcome.SUCCESS:
+            try:
+                stored = await self.store.get_job(job.id)
+            except JobLookupError:
+                return  # removed while the run went on
+            limit = stored.pause_after_failures
+            if stored.next_run_time is None or limit is None:
+                return  # paused already (or finished), or no longer paused on failures
+            attempts = stored.retry.attempts if stored.retry is not None else 1
+            # The last few records usually decide (a success, or enough failures); the
+            # skipped, missed or cancelled fire times between failures may push the
+            # answer further back: then read the history as far as stores keep it.
+            first = limit * attempts + stored.max_instances
+            for window in (first, max(first, _PAUSE_HISTORY)):
+                runs = await self.store.get_runs(job.id, limit=window)
+                failed, decided = _failures_in_a_row(runs, limit, stored.resumed_at)
+                if decided or len(runs) < window:
                     break
-                failed.add(run.scheduled_time)
-                if len(failed) >= limit:
-                    break
-            if len(failed) < limit:
+            if failed < limit:
                 return
-            stored = await self.store.get_job(job.id)
-            if stored.next_run_time is None:
-                return  # paused already (or finished)
             note = (
                 f"paused after {limit} failed fire time{'s' if limit > 1 else ''} in a row "
                 f"(pause_after_failures={limit}); last: {last.outcome} at "

@@ -34,7 +34,7 @@ from horae._building import (
 from horae._clock import Clock, SystemClock
 from horae._execution import RunHook, call_job, current_run, in_job
 from horae._explain import Explanation, explain_job
-from horae._running import _RunLoop
+from horae._running import _RunLoop, backfill_run_id
 from horae._time import resolve_timezone, to_aware
 from horae.errors import (
     ConflictingIdError,
@@ -181,6 +181,8 @@ class AsyncScheduler(_RunLoop):
         self._pending: list[tuple[Job, bool]] = []
         # Pending jobs whose first fire time the caller gave (add_job(next_run_time=)).
         self._pending_explicit: set[str] = set()
+        # Pending "interval" jobs given no start_date (see _same_schedule).
+        self._pending_implicit_start: set[str] = set()
         self._exit_stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
         self._runs: TaskGroup | None = None
@@ -204,6 +206,7 @@ class AsyncScheduler(_RunLoop):
         self._pending_runs: set[uuid.UUID] = set()
         self._cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]] = {}
         self._cancel_reasons: dict[uuid.UUID, str] = {}
+        self._holding: set[str] = set()
         self._store_down_since: datetime | None = None
         self._store_back_at: datetime | None = None
         self._keeping = False
@@ -588,13 +591,14 @@ class AsyncScheduler(_RunLoop):
         }
         job = self._build_job(func, trigger, options, trigger_args)
         explicit = next_run_time is not UNSET
+        implicit_start = _implicit_start(trigger, trigger_args)
         if self._state == "initial":
-            self._add_pending(job, replace_existing)
+            self._add_pending(job, replace_existing, implicit_start=implicit_start)
             if explicit:
                 self._pending_explicit.add(job.id)
             return self._bind(job)
         if replace_existing and not explicit:
-            job = await self._keep_schedule(job)
+            job = await self._keep_schedule(job, implicit_start=implicit_start)
         await self.store.add_jobs([job], replace=replace_existing)
         self._wake_for(job.next_run_time)
         if self._hub.wanted & JobAdded.code:
@@ -619,6 +623,7 @@ class AsyncScheduler(_RunLoop):
         """
         self._check_usable("add_jobs")
         jobs: list[Job] = []
+        implicit_starts: set[str] = set()
         for index, spec in enumerate(specs):
             values = dict(spec)
             try:
@@ -634,9 +639,11 @@ class AsyncScheduler(_RunLoop):
                 if hasattr(exc, "add_note"):  # Python 3.11+
                     exc.add_note(f"in add_jobs(), spec {index}")
                 raise
+            if _implicit_start(trigger, trigger_args):
+                implicit_starts.add(jobs[-1].id)
         if self._state == "initial":
             for job in jobs:
-                self._add_pending(job, replace_existing)
+                self._add_pending(job, replace_existing, implicit_start=job.id in implicit_starts)
             return [self._bind(job) for job in jobs]
         await self.store.add_jobs(jobs, replace=replace_existing)
         earliest = min((j.next_run_time for j in jobs if j.next_run_time), default=None)
@@ -670,7 +677,7 @@ class AsyncScheduler(_RunLoop):
                 k: v for k, v in options.items() if k not in JOB_OPTIONS and k != "replace_existing"
             }
             job = self._build_job(func, trigger, job_options, trigger_args)
-            self._add_pending(job, replace)
+            self._add_pending(job, replace, implicit_start=_implicit_start(trigger, trigger_args))
             if "next_run_time" in job_options:
                 self._pending_explicit.add(job.id)
             return func
@@ -695,38 +702,43 @@ class AsyncScheduler(_RunLoop):
             now=self._now(),
         )
 
-    def _add_pending(self, job: Job, replace: bool) -> None:
+    def _add_pending(self, job: Job, replace: bool, *, implicit_start: bool) -> None:
         if not replace and any(p.id == job.id for p, _ in self._pending):
             raise ConflictingIdError(job.id)
         self._pending = [(p, r) for p, r in self._pending if p.id != job.id]
         self._pending.append((job, replace))
         self._pending_explicit.discard(job.id)
+        if implicit_start:
+            self._pending_implicit_start.add(job.id)
+        else:
+            self._pending_implicit_start.discard(job.id)
 
     async def _add_pending_jobs(self) -> None:
         pending, self._pending = self._pending, []
         explicit, self._pending_explicit = self._pending_explicit, set()
+        implicit_starts, self._pending_implicit_start = self._pending_implicit_start, set()
         for job, replace in pending:
             if replace and job.id not in explicit:
-                job = await self._keep_schedule(job)
+                job = await self._keep_schedule(job, implicit_start=job.id in implicit_starts)
             await self.store.add_jobs([job], replace=replace)
             self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
 
-    async def _keep_schedule(self, job: Job) -> Job:
+    async def _keep_schedule(self, job: Job, *, implicit_start: bool) -> Job:
         """``job`` as it replaces the stored job of its id, keeping that one's place in
         the schedule when the schedule is the same.
 
         A program that adds its jobs with ``replace_existing=True`` at every start would
         otherwise restart each schedule from now, and the fire times that passed while no
         scheduler ran would be neither run nor reported. When the trigger is unchanged
-        (an interval's implicit start aside), the stored next run time stays if it is
-        earlier (a pending fire time: it runs, late, by the misfire rules), and so does a
-        pause (with its note).
+        (an interval's start aside when ``add_job`` gave it none: ``implicit_start``),
+        the stored next run time stays if it is earlier (a pending fire time: it runs,
+        late, by the misfire rules), and so does a pause (with its note).
         """
         try:
             stored = await self.store.get_job(job.id)
         except (JobLookupError, DeserializationError):
             return job
-        if not _same_schedule(stored.trigger, job.trigger):
+        if not _same_schedule(stored.trigger, job.trigger, implicit_start=implicit_start):
             return job
         if stored.next_run_time is None:
             if stored.trigger.next(self._now()) is None:
@@ -909,6 +921,10 @@ class AsyncScheduler(_RunLoop):
         the runs do not count for ``max_instances`` (as with :meth:`run_job`). A paused job
         can be backfilled.
 
+        Which fire times succeeded is read from the run history, which a store keeps to
+        its ``run_retention`` (100 finished runs per job by default): a fire time whose
+        record was trimmed since (more runs than that ended after it) runs again.
+
         Example::
 
             runs = await scheduler.backfill("daily-report", "2027-03-01", "2027-03-07 23:59")
@@ -949,12 +965,19 @@ class AsyncScheduler(_RunLoop):
             t = job.trigger.next(t)
         done: set[datetime] = set()
         if fire_times and not rerun_succeeded:
-            history = await self.store.get_runs(job_id, limit=max(100, 2 * len(fire_times)))
-            done = {
-                r.scheduled_time
-                for r in history
-                if r.outcome is RunOutcome.SUCCESS and first <= r.scheduled_time <= last
-            }
+            # The history is newest first by when runs ended, whatever their fire times:
+            # the window's records may lie behind any number of later runs. Read a few
+            # first; if they do not show every fire time done, all that the store keeps.
+            window = max(100, 2 * len(fire_times))
+            for limit in (window, max(window, _BACKFILL_HISTORY)):
+                history = await self.store.get_runs(job_id, limit=limit)
+                done = {
+                    r.scheduled_time
+                    for r in history
+                    if r.outcome is RunOutcome.SUCCESS and first <= r.scheduled_time <= last
+                }
+                if len(history) < limit or len(done) == len(fire_times):
+                    break
         todo = [t for t in fire_times if t not in done]
         logger.info(
             "job %r: backfilling %d fire times from %s to %s (%d done before)",
@@ -967,7 +990,10 @@ class AsyncScheduler(_RunLoop):
         executor = self.executors[job.executor]
         runs: list[Run] = []
         for scheduled in todo:
-            run = Run(job_id=job.id, scheduled_time=scheduled, scheduler_id=self.id)
+            # An id of its own kind: pause_after_failures leaves backfill runs out.
+            run = Run(
+                id=backfill_run_id(), job_id=job.id, scheduled_time=scheduled, scheduler_id=self.id
+            )
             _reporting.submitted(self._hub, run, self._now())
             hook = self._run_hook
             if hook is None:
@@ -1059,13 +1085,24 @@ def _check_actor(actor: object) -> str:
 
 #: The most fire times one backfill() call runs.
 _BACKFILL_LIMIT = 10_000
+#: The most run records backfill() reads to find the fire times that succeeded: far more
+#: than stores keep by default (run_retention=100 finished runs per job).
+_BACKFILL_HISTORY = 100_000
 
 
-def _same_schedule(old: Trigger, new: Trigger) -> bool:
-    """Whether two triggers give the same fire times (an interval trigger's start aside:
-    ``add_job(f, "interval", ...)`` starts it from now, at every call)."""
+def _implicit_start(trigger: Trigger | str | None, trigger_args: Mapping[str, Any]) -> bool:
+    """Whether ``add_job`` was given an ``"interval"`` without a ``start_date``: it
+    starts from now, anew at every call. (The trigger built cannot tell: a start given
+    is as much a datetime as one defaulted, and a trigger instance is taken as given.)"""
+    return trigger == "interval" and "start_date" not in trigger_args
+
+
+def _same_schedule(old: Trigger, new: Trigger, *, implicit_start: bool) -> bool:
+    """Whether two triggers give the same fire times; with ``implicit_start``, an
+    interval trigger's start aside (``add_job(f, "interval", ...)`` starts it from now,
+    at every call). A start date given explicitly that changed is a new schedule."""
     if old == new:
         return True
-    if isinstance(old, IntervalTrigger) and isinstance(new, IntervalTrigger):
+    if implicit_start and isinstance(old, IntervalTrigger) and isinstance(new, IntervalTrigger):
         return new.starting_at(old.start_date) == old
     return False
