@@ -370,8 +370,9 @@ class RedisStore:
 
     async def _close_pubsub(self, pubsub: PubSub) -> None:
         # The connection may be gone already: then there is nothing left to close.
+        # (PubSub.aclose is annotated in recent redis-py, 8.2 here, not in older ones.)
         with anyio.CancelScope(shield=True), suppress(self._errors.RedisError):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _listen(self, pubsub: PubSub) -> None:
         failures = 0
