@@ -66,7 +66,7 @@ from horae.executors.base import Executor
 from horae.executors.process import ProcessExecutor
 from horae.executors.thread import ThreadExecutor
 from horae.jobs import Job, JobDefaults, Retry, Run, RunOutcome
-from horae.stores.base import Store, StoreContext
+from horae.stores.base import SchedulerInfo, Store, StoreContext
 from horae.stores.memory import MemoryStore
 from horae.triggers.base import Trigger
 from horae.triggers.interval import IntervalTrigger
@@ -209,6 +209,10 @@ class AsyncScheduler(_RunLoop):
         self._keeping = False
         self._keep_deadline: datetime | None = None
         self._keep_wake = anyio.Event()
+        self._registers = False
+        self._started_at: datetime | None = None
+        self._beat_due: datetime | None = None
+        self._beat_state = ""
         # Set by horae.tracing.enable_tracing(); read once per run.
         self._run_hook: RunHook | None = None
         # Set by horae.metrics.PrometheusMetrics: the loop reports each batch's size.
@@ -252,6 +256,11 @@ class AsyncScheduler(_RunLoop):
                 StoreContext(scheduler_id=self.id, wakeup=self._wake, publish=self._on_store_event)
             )
             stack.push_async_callback(self.store.stop)
+            if self.role == "scheduler":
+                # Into the store's register (get_schedulers); out of it once the runs
+                # are done and before the store stops (the exit stack's order).
+                await self._register()
+                stack.push_async_callback(self._unregister)
             for executor in self.executors.values():
                 await executor.start()
                 stack.push_async_callback(executor.stop)
@@ -294,10 +303,19 @@ class AsyncScheduler(_RunLoop):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        if self._state == "running":
-            await self._stop(wait=exc_type is None)
         stack, self._exit_stack = self._exit_stack, None
         try:
+            if self._state == "running":
+                try:
+                    await self._stop(wait=exc_type is None)
+                except BaseException:
+                    # Cancelled while stopping (a cancel scope around the ``async with``):
+                    # the cancellation ends the loop and the runs; the task group, the
+                    # register, the executors and the store are still left in order.
+                    if stack is not None:
+                        unwound, stack = stack, None
+                        await unwound.__aexit__(*sys.exc_info())
+                    raise
             if stack is not None:
                 return await stack.__aexit__(exc_type, exc, tb)
             return None
@@ -318,6 +336,9 @@ class AsyncScheduler(_RunLoop):
         # recorded in flight and never run.
         await self._loop_done.wait()
         self._runs_close.set()
+        if self._in_flight:
+            # Waiting for runs may take a while: let the register say "stopping" now.
+            self._keep_wake.set()
         if self._runs is not None:
             if not wait:
                 self._runs.cancel_scope.cancel()
@@ -431,6 +452,7 @@ class AsyncScheduler(_RunLoop):
         if not self._paused:
             self._paused = True
             self._wake()
+            self._keep_wake.set()  # the next heartbeat says "paused"
             self._publish(
                 SchedulerPaused(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
             )
@@ -440,6 +462,7 @@ class AsyncScheduler(_RunLoop):
         if self._paused:
             self._paused = False
             self._wake()
+            self._keep_wake.set()
             self._publish(
                 SchedulerResumed(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
             )
@@ -888,6 +911,34 @@ class AsyncScheduler(_RunLoop):
         if self._state == "initial":
             return []
         return await self.store.get_runs(job_id, limit)
+
+    async def get_schedulers(self) -> list[SchedulerInfo]:
+        """The schedulers sharing the store, as they last reported themselves.
+
+        Every scheduler of role ``"scheduler"`` writes its record (id, host, pid, state,
+        version, start time) when it starts, renews it every third of its
+        ``lease_duration`` (its heartbeat), and removes it when it stops. A record whose
+        heartbeat is older than a lease (``not info.alive(now)``) belongs to a scheduler
+        that died or lost the store; the store drops it a day later. Each record also
+        counts the job leases and runs in progress its scheduler holds now. Works on
+        clients too (``role="client"``, which are not listed themselves).
+
+        Example::
+
+            now = datetime.now(timezone.utc)
+            for info in await scheduler.get_schedulers():
+                print(info.id, info.host, "alive" if info.alive(now) else "silent")
+
+        Raises:
+            SchedulerNotRunningError: the scheduler has not started (the store is not
+                open) or has shut down.
+        """
+        self._check_usable("get_schedulers")
+        if self._state == "initial":
+            raise SchedulerNotRunningError(
+                "get_schedulers() reads the store: start the scheduler first (async with)"
+            )
+        return await self.store.get_schedulers(self._now())
 
     async def backfill(
         self,

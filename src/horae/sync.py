@@ -28,7 +28,7 @@ from horae.events import EVENT_ALL, Listener
 from horae.executors.base import Executor
 from horae.jobs import Job, JobDefaults, Retry, Run
 from horae.scheduler import AsyncScheduler, Role
-from horae.stores.base import Store
+from horae.stores.base import SchedulerInfo, Store
 from horae.triggers.base import Trigger
 
 logger = logging.getLogger("horae.scheduler")
@@ -349,6 +349,11 @@ class Scheduler:
         """A job's recent runs; see :meth:`AsyncScheduler.get_runs`."""
         runs: list[Run] = self._call(self.async_scheduler.get_runs, job_id, limit)
         return runs
+
+    def get_schedulers(self) -> list[SchedulerInfo]:
+        """The schedulers sharing the store; see :meth:`AsyncScheduler.get_schedulers`."""
+        schedulers: list[SchedulerInfo] = self._call(self.async_scheduler.get_schedulers)
+        return schedulers
 
     def print_jobs(self, out: IO[str] | None = None) -> None:
         """Print a table of the jobs."""
