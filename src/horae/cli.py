@@ -6,6 +6,7 @@ Commands::
     horae jobs list|show|add|pause|resume|remove|run-now --store URL ...
     horae runs JOB_ID --store URL [-n 20]
     horae explain JOB_ID --store URL [--limit 10]
+    horae schedulers --store URL
     horae dashboard --store URL [--host 127.0.0.1] [--port 8787] [--token T] [--read-only]
     horae cron "EXPR" [--tz ZONE] [-n 10]
 
@@ -299,6 +300,16 @@ async def _explain(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
     return EXIT_OK
 
 
+async def _schedulers(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
+    infos = await scheduler.get_schedulers()
+    now = datetime.now(timezone.utc)
+    if args.json:
+        _print_json([fmt.scheduler_to_json(info, now) for info in infos])
+    else:
+        print(fmt.schedulers_table(infos, scheduler.timezone, now))
+    return EXIT_OK
+
+
 def _cron(args: argparse.Namespace) -> int:
     from horae.triggers import CronTrigger
 
@@ -534,6 +545,18 @@ def _build_parser() -> _Parser:
         help="how many fire times (10)",
     )
 
+    schedulers = commands.add_parser(
+        "schedulers",
+        help="list the schedulers running on the store, with their last heartbeat",
+        description="List the schedulers that run the store's jobs, as they report "
+        "themselves (every third of their lease_duration): id, host, pid, state, start "
+        "time, last heartbeat, whether they are still heard from, the job leases and "
+        "runs they hold, their horae version. A scheduler silent for longer than its "
+        "lease died or lost the store; its record is dropped a day later.",
+    )
+    store_option(schedulers)
+    json_option(schedulers)
+
     dashboard = commands.add_parser(
         "dashboard",
         help="serve the web dashboard (needs the 'dashboard' extra)",
@@ -613,7 +636,7 @@ def _dispatch(parser: _Parser, args: argparse.Namespace) -> int:
         raise UsageError("jobs: give a verb: list, show, add, pause, resume, remove or run-now")
     if args.command == "explain" and args.limit < 1:
         raise UsageError(f"--limit: {args.limit} is not a count; give 1 or more")
-    commands = {"runs": _runs, "explain": _explain}
+    commands = {"runs": _runs, "explain": _explain, "schedulers": _schedulers}
     action = commands[args.command] if args.command in commands else _JOB_VERBS[args.verb]
 
     async def call(scheduler: AsyncScheduler) -> int:
