@@ -484,3 +484,46 @@ def test_schedulers_lists_the_register(store_url: str) -> None:
     assert datetime.fromisoformat(by_id["gone-1"]["heartbeat_at"]) == stale.heartbeat_at
     # The worker removed its record as it stopped; the dead one's stays (for a day).
     assert [item["id"] for item in after] == ["gone-1"]
+
+
+def test_job_changes_reach_other_schedulers_naming_the_cli_user(store_url: str) -> None:
+    """The CLI shares its events: a scheduler on the store sees the job added and paused,
+    and who did it."""
+    import getpass
+    import socket
+
+    import anyio
+
+    from horae import AsyncScheduler, JobAdded, JobModified
+    from horae.cli import open_store
+
+    actor = f"cli {getpass.getuser()}@{socket.gethostname()}"
+
+    async def watch() -> list[tuple[str, str, str]]:
+        seen: list[tuple[str, str, str]] = []
+        store = open_store(store_url)
+        async with (
+            AsyncScheduler(store, role="client") as watcher,
+            watcher.subscribe(JobAdded, JobModified) as events,
+        ):
+            await anyio.to_thread.run_sync(
+                ok, "jobs", "add", "--store", store_url, "tests.cli_jobs:touch", "interval",
+                "hours=1", "--id", "shared", "--args", '["x"]',
+            )  # fmt: skip
+            await anyio.to_thread.run_sync(ok, "jobs", "pause", "--store", store_url, "shared")
+            with anyio.fail_after(20):
+                async for event in events:
+                    seen.append((type(event).__name__, event.job_id, event.actor))
+                    if len(seen) == 2:
+                        break
+        return seen
+
+    assert anyio.run(watch, backend="asyncio") == [
+        ("JobAdded", "shared", actor),
+        ("JobModified", "shared", actor),
+    ]
+    assert_usage_error(
+        horae("jobs", "add", "--store", store_url, "tests.cli_jobs:touch", "interval",
+              "hours=1", "actor=mallory"),
+        "actor=...",
+    )  # fmt: skip

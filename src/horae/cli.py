@@ -136,9 +136,13 @@ def _store_url(args: argparse.Namespace) -> str:
 async def _with_client(
     args: argparse.Namespace, action: Callable[[AsyncScheduler], Awaitable[int]]
 ) -> int:
-    """Run ``action`` with a client scheduler (it manages jobs, runs none) on the store."""
+    """Run ``action`` with a client scheduler (it manages jobs, runs none) on the store.
+
+    It shares its events: the schedulers and dashboards on the store see the jobs this
+    command adds or changes at once, with who did it (``actor``).
+    """
     store = open_store(_store_url(args))
-    async with AsyncScheduler(store, role="client") as scheduler:
+    async with AsyncScheduler(store, role="client", share_events=True) as scheduler:
         return await action(scheduler)
 
 
@@ -211,6 +215,11 @@ async def _jobs_add(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
     for key, flag in _RESERVED.items():
         if key in options:
             raise UsageError(f"{key}=...: give it as {flag} instead")
+    if "actor" in options:
+        raise UsageError(
+            "actor=...: the command names who adds the job itself (cli user@host) in the "
+            "JobAdded event"
+        )
     trigger: Any = None if args.trigger == "now" else args.trigger
     job = await scheduler.add_job(
         args.func,
@@ -220,6 +229,7 @@ async def _jobs_add(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
         id=args.id,
         name=args.name,
         replace_existing=args.replace,
+        actor=_actor(),
         **options,
     )
     now = datetime.now(timezone.utc)

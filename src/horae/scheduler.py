@@ -181,6 +181,8 @@ class AsyncScheduler(_RunLoop):
         self._pending: list[tuple[Job, bool]] = []
         # Pending jobs whose first fire time the caller gave (add_job(next_run_time=)).
         self._pending_explicit: set[str] = set()
+        # Who added each pending job (add_job(actor=)), for its JobAdded event at start.
+        self._pending_actors: dict[str, str] = {}
         self._exit_stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
         self._runs: TaskGroup | None = None
@@ -544,6 +546,7 @@ class AsyncScheduler(_RunLoop):
         pause_after_failures: int | None = UNSET,
         next_run_time: datetime | str | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
+        actor: str = "",
         **trigger_args: Any,
     ) -> Job:
         """Schedule ``func`` and return the new :class:`Job`.
@@ -579,6 +582,8 @@ class AsyncScheduler(_RunLoop):
                 many fire times in a row failed.
             next_run_time: override the first fire time; ``None`` adds the job paused.
             metadata: your own JSON-able data, kept with the job.
+            actor: who adds it (a user, a tool), named in the :class:`JobAdded` event
+                (as ``pause_job`` and the other verbs take it).
             **trigger_args: arguments of the trigger named by ``trigger``.
 
         Raises:
@@ -590,6 +595,7 @@ class AsyncScheduler(_RunLoop):
             SchedulerNotRunningError: the scheduler has shut down.
         """
         self._check_usable("add_job")
+        actor = _check_actor(actor)
         options = {
             "args": args,
             "kwargs": kwargs,
@@ -612,7 +618,7 @@ class AsyncScheduler(_RunLoop):
         job = self._build_job(func, trigger, options, trigger_args)
         explicit = next_run_time is not UNSET
         if self._state == "initial":
-            self._add_pending(job, replace_existing)
+            self._add_pending(job, replace_existing, actor)
             if explicit:
                 self._pending_explicit.add(job.id)
             return self._bind(job)
@@ -621,17 +627,25 @@ class AsyncScheduler(_RunLoop):
         await self.store.add_jobs([job], replace=replace_existing)
         self._wake_for(job.next_run_time)
         if self._hub.wanted & JobAdded.code:
-            self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
+            self._publish(
+                JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id, actor=actor)
+            )
         return self._bind(job)
 
     async def add_jobs(
-        self, specs: Sequence[Mapping[str, Any]], *, replace_existing: bool = False
+        self,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        replace_existing: bool = False,
+        actor: str = "",
     ) -> list[Job]:
         """Add many jobs in one store round trip (much faster on persistent stores).
 
         Each spec holds what :meth:`add_job` takes by keyword, with ``func`` and
         ``trigger`` as keys too. Every spec is checked before anything is stored: one bad
-        spec refuses the whole batch, with the spec's index in the message.
+        spec refuses the whole batch, with the spec's index in the message. ``actor``
+        names who adds them, in their :class:`JobAdded` events (a spec's own ``actor``
+        key wins).
 
         Example::
 
@@ -641,7 +655,9 @@ class AsyncScheduler(_RunLoop):
             )
         """
         self._check_usable("add_jobs")
+        _check_actor(actor)
         jobs: list[Job] = []
+        actors: list[str] = []
         for index, spec in enumerate(specs):
             values = dict(spec)
             try:
@@ -649,6 +665,10 @@ class AsyncScheduler(_RunLoop):
             except KeyError:
                 raise JobArgumentError(f"add_jobs(): spec {index} has no 'func'") from None
             trigger = values.pop("trigger", None)
+            try:
+                actors.append(_check_actor(values.pop("actor", actor)))
+            except JobArgumentError as exc:
+                raise JobArgumentError(f"add_jobs(): spec {index}: {exc}") from None
             options = {k: v for k, v in values.items() if k in JOB_OPTIONS}
             trigger_args = {k: v for k, v in values.items() if k not in JOB_OPTIONS}
             try:
@@ -658,16 +678,16 @@ class AsyncScheduler(_RunLoop):
                     exc.add_note(f"in add_jobs(), spec {index}")
                 raise
         if self._state == "initial":
-            for job in jobs:
-                self._add_pending(job, replace_existing)
+            for job, by in zip(jobs, actors, strict=True):
+                self._add_pending(job, replace_existing, by)
             return [self._bind(job) for job in jobs]
         await self.store.add_jobs(jobs, replace=replace_existing)
         earliest = min((j.next_run_time for j in jobs if j.next_run_time), default=None)
         self._wake_for(earliest)
         if self._hub.wanted & JobAdded.code:
             now = self._now()
-            for job in jobs:
-                self._publish(JobAdded(timestamp=now, job_id=job.id, origin=self.id))
+            for job, by in zip(jobs, actors, strict=True):
+                self._publish(JobAdded(timestamp=now, job_id=job.id, origin=self.id, actor=by))
         return [self._bind(job) for job in jobs]
 
     def scheduled_job(
@@ -688,12 +708,15 @@ class AsyncScheduler(_RunLoop):
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             replace = bool(options.get("replace_existing", False))
+            actor = _check_actor(options.get("actor", ""))
             job_options = {k: v for k, v in options.items() if k in JOB_OPTIONS}
             trigger_args = {
-                k: v for k, v in options.items() if k not in JOB_OPTIONS and k != "replace_existing"
+                k: v
+                for k, v in options.items()
+                if k not in JOB_OPTIONS and k not in ("replace_existing", "actor")
             }
             job = self._build_job(func, trigger, job_options, trigger_args)
-            self._add_pending(job, replace)
+            self._add_pending(job, replace, actor)
             if "next_run_time" in job_options:
                 self._pending_explicit.add(job.id)
             return func
@@ -718,21 +741,26 @@ class AsyncScheduler(_RunLoop):
             now=self._now(),
         )
 
-    def _add_pending(self, job: Job, replace: bool) -> None:
+    def _add_pending(self, job: Job, replace: bool, actor: str = "") -> None:
         if not replace and any(p.id == job.id for p, _ in self._pending):
             raise ConflictingIdError(job.id)
         self._pending = [(p, r) for p, r in self._pending if p.id != job.id]
         self._pending.append((job, replace))
         self._pending_explicit.discard(job.id)
+        self._pending_actors[job.id] = actor
 
     async def _add_pending_jobs(self) -> None:
         pending, self._pending = self._pending, []
         explicit, self._pending_explicit = self._pending_explicit, set()
+        actors, self._pending_actors = self._pending_actors, {}
         for job, replace in pending:
             if replace and job.id not in explicit:
                 job = await self._keep_schedule(job)
             await self.store.add_jobs([job], replace=replace)
-            self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
+            actor = actors.get(job.id, "")
+            self._publish(
+                JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id, actor=actor)
+            )
 
     async def _keep_schedule(self, job: Job) -> Job:
         """``job`` as it replaces the stored job of its id, keeping that one's place in
@@ -826,18 +854,24 @@ class AsyncScheduler(_RunLoop):
             values["args"] = tuple(values["args"])
         return await self._replace(attrs.evolve(job, **values), _check_actor(actor))
 
-    async def reschedule_job(self, job_id: str, trigger: Trigger | str, **trigger_args: Any) -> Job:
+    async def reschedule_job(
+        self, job_id: str, trigger: Trigger | str, *, actor: str = "", **trigger_args: Any
+    ) -> Job:
         """Give a job a new trigger; its next run time is the trigger's first fire time.
+
+        ``actor`` names who reschedules it, in the :class:`JobModified` event.
 
         Raises:
             JobLookupError: no job has that id.
             TriggerError: the trigger or its arguments are invalid.
         """
+        actor = _check_actor(actor)
         job = await self.get_job(job_id)
         now = self._now()
         new_trigger = build_trigger(trigger, trigger_args, self.timezone, now)
         first = first_fire_time(new_trigger, now)
-        return await self._replace(attrs.evolve(job, trigger=new_trigger, next_run_time=first))
+        job = attrs.evolve(job, trigger=new_trigger, next_run_time=first)
+        return await self._replace(job, actor)
 
     async def pause_job(self, job_id: str, *, note: str | None = None, actor: str = "") -> Job:
         """Pause a job: it has no next run time until :meth:`resume_job`.
@@ -895,15 +929,17 @@ class AsyncScheduler(_RunLoop):
         self._wake()
         self._publish(JobRemoved(timestamp=self._now(), job_id=job_id, origin=self.id, actor=actor))
 
-    async def remove_all_jobs(self) -> None:
-        """Remove every job."""
+    async def remove_all_jobs(self, *, actor: str = "") -> None:
+        """Remove every job; ``actor`` names who did, in the :class:`AllJobsRemoved` event."""
         self._check_usable("remove_all_jobs")
+        actor = _check_actor(actor)
         if self._state == "initial":
             self._pending.clear()
+            self._pending_actors.clear()
             return
         await self.store.remove_all_jobs()
         self._wake()
-        self._publish(AllJobsRemoved(timestamp=self._now(), origin=self.id))
+        self._publish(AllJobsRemoved(timestamp=self._now(), origin=self.id, actor=actor))
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """The job's recent runs: in progress first, then finished ones, newest first."""
