@@ -420,3 +420,110 @@ def test_run_process_runs_jobs_and_stops_on_sigterm(store_url: str, tmp_path: Pa
     assert [run["outcome"] for run in runs] == ["success"]
     assert runs[0]["result"] == "ran"
     assert "success" in ok("runs", "--store", store_url, "later")
+
+
+# ----------------------------------------------------------------------- schedulers
+
+
+def test_schedulers_lists_the_register(store_url: str) -> None:
+    """A running scheduler is listed alive; a record no longer renewed, silent."""
+    import socket
+
+    import anyio
+
+    from horae import AsyncScheduler, SchedulerInfo
+    from horae.cli import open_store
+
+    empty = ok("schedulers", "--store", store_url)
+    assert empty.startswith("No scheduler is registered on this store")
+    assert as_json("schedulers", "--store", store_url) == []
+    now = datetime.now(timezone.utc)
+    stale = SchedulerInfo(
+        id="gone-1",
+        host="old-host.example",
+        pid=99,
+        started_at=now - timedelta(hours=2),
+        heartbeat_at=now - timedelta(minutes=10),
+        expires_at=now - timedelta(minutes=10) + timedelta(seconds=30),
+        version="0.0.1",
+    )
+
+    async def check() -> tuple[str, Any, Any]:
+        async with AsyncScheduler(open_store(store_url), scheduler_id="worker-1") as scheduler:
+            await scheduler.store.heartbeat(stale)
+            text = await anyio.to_thread.run_sync(ok, "schedulers", "--store", store_url)
+            data = await anyio.to_thread.run_sync(as_json, "schedulers", "--store", store_url)
+        after = await anyio.to_thread.run_sync(as_json, "schedulers", "--store", store_url)
+        return text, data, after
+
+    text, data, after = anyio.run(check, backend="asyncio")
+    lines = text.splitlines()
+    assert lines[0].split() == [
+        "ID", "HOST", "PID", "STATE", "STARTED", "LAST", "HEARTBEAT", "ALIVE", "JOB",
+        "LEASES", "RUNS", "VERSION",
+    ]  # fmt: skip
+    worker = next(line for line in lines if line.startswith("worker-1 "))
+    assert f" {socket.gethostname()} " in worker
+    assert f" {os.getpid()} " in worker
+    assert " running " in worker
+    assert " alive " in worker
+    gone = next(line for line in lines if line.startswith("gone-1 "))
+    assert "old-host.example" in gone
+    assert "10 min ago" in gone
+    assert "silent for 10 min" in gone
+    assert gone.rstrip().endswith("0.0.1")
+
+    by_id = {item["id"]: item for item in data}
+    assert set(by_id) == {"worker-1", "gone-1"}
+    assert by_id["worker-1"]["alive"] is True
+    assert by_id["worker-1"]["silent_for"] is None
+    assert by_id["worker-1"]["pid"] == os.getpid()
+    assert (by_id["worker-1"]["job_leases"], by_id["worker-1"]["run_leases"]) == (0, 0)
+    assert by_id["gone-1"]["alive"] is False
+    assert 600 <= by_id["gone-1"]["silent_for"] < 660
+    assert datetime.fromisoformat(by_id["gone-1"]["heartbeat_at"]) == stale.heartbeat_at
+    # The worker removed its record as it stopped; the dead one's stays (for a day).
+    assert [item["id"] for item in after] == ["gone-1"]
+
+
+def test_job_changes_reach_other_schedulers_naming_the_cli_user(store_url: str) -> None:
+    """The CLI shares its events: a scheduler on the store sees the job added and paused,
+    and who did it."""
+    import getpass
+    import socket
+
+    import anyio
+
+    from horae import AsyncScheduler, JobAdded, JobModified
+    from horae.cli import open_store
+
+    actor = f"cli {getpass.getuser()}@{socket.gethostname()}"
+
+    async def watch() -> list[tuple[str, str, str]]:
+        seen: list[tuple[str, str, str]] = []
+        store = open_store(store_url)
+        async with (
+            AsyncScheduler(store, role="client") as watcher,
+            watcher.subscribe(JobAdded, JobModified) as events,
+        ):
+            await anyio.to_thread.run_sync(
+                ok, "jobs", "add", "--store", store_url, "tests.cli_jobs:touch", "interval",
+                "hours=1", "--id", "shared", "--args", '["x"]',
+            )  # fmt: skip
+            await anyio.to_thread.run_sync(ok, "jobs", "pause", "--store", store_url, "shared")
+            with anyio.fail_after(20):
+                async for event in events:
+                    seen.append((type(event).__name__, event.job_id, event.actor))
+                    if len(seen) == 2:
+                        break
+        return seen
+
+    assert anyio.run(watch, backend="asyncio") == [
+        ("JobAdded", "shared", actor),
+        ("JobModified", "shared", actor),
+    ]
+    assert_usage_error(
+        horae("jobs", "add", "--store", store_url, "tests.cli_jobs:touch", "interval",
+              "hours=1", "actor=mallory"),
+        "actor=...",
+    )  # fmt: skip

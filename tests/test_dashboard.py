@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from horae import AsyncScheduler, JobError, JobExecuted, JobModified, JobRemoved
+from horae import AsyncScheduler, JobError, JobExecuted, JobModified, JobRemoved, SchedulerInfo
 from horae.errors import StoreError
 from horae.stores import MemoryStore, PostgresStore
 
@@ -108,7 +108,84 @@ async def test_timeline_and_schedulers_pages(scheduler: AsyncScheduler) -> None:
     assert timeline.text.count("<title>nightly: ") == 1
     assert schedulers.status_code == 200
     assert scheduler.id in schedulers.text
-    assert "heartbeats" in schedulers.text
+
+
+@pytest.mark.anyio
+async def test_schedulers_page_lists_the_register(scheduler: AsyncScheduler) -> None:
+    """A scheduler started on the store is listed with its host and heartbeat; one whose
+    record is no longer renewed is marked silent, presumed dead."""
+    now = datetime.now(timezone.utc)
+    await scheduler.store.heartbeat(
+        SchedulerInfo(
+            id="gone-1",
+            host="old-host.example",
+            pid=4242,
+            started_at=now - timedelta(hours=3),
+            heartbeat_at=now - timedelta(minutes=10),
+            expires_at=now - timedelta(minutes=10) + timedelta(seconds=30),
+            state="running",
+            version="0.0.1",
+        )
+    )
+    async with client(create_app(scheduler)) as http:
+        response = await http.get("/schedulers")
+        jobs = await http.get("/")
+    assert response.status_code == 200
+    page = response.text
+    assert "1 alive" in page
+    assert "stores keep no register" not in page
+    ours = _row(page, scheduler.id)
+    assert socket.gethostname() in ours
+    assert f">{os.getpid()}<" in ours
+    assert "running" in ours
+    assert "ago" in ours or "now" in ours  # the last heartbeat, relative
+    assert "this process" in ours
+    assert "presumed dead" not in ours
+    gone = _row(page, "gone-1")
+    assert "class=silent" in gone
+    assert "old-host.example" in gone
+    assert "presumed dead" in gone
+    assert "silent for 10 min" in gone
+    assert 'data-refresh="10"' in page
+    assert "Run by" in jobs.text
+    assert "1 scheduler alive" in jobs.text
+
+
+def _row(page: str, scheduler_id: str) -> str:
+    """The schedulers table's row of ``scheduler_id``."""
+    start = page.index(f'<tr data-scheduler="{scheduler_id}"')
+    return page[start : page.index("</tr>", start)]
+
+
+@pytest.mark.anyio
+async def test_schedulers_page_names_the_jobs_each_scheduler_runs(
+    scheduler: AsyncScheduler,
+) -> None:
+    release = anyio.Event()
+    both_started = anyio.Event()
+    started: list[str] = []
+
+    async def slow() -> None:
+        started.append("run")
+        if len(started) == 2:
+            both_started.set()
+        await release.wait()
+
+    await scheduler.add_job(
+        slow, "interval", hours=1, id="slow-one", next_run_time=datetime.now(timezone.utc)
+    )
+    await scheduler.add_job(slow, id="one-off")  # removed from the store as its run starts
+    with anyio.fail_after(10):
+        await both_started.wait()
+    try:
+        async with client(create_app(scheduler)) as http:
+            page = (await http.get("/schedulers")).text
+    finally:
+        release.set()
+    row = _row(page, scheduler.id)
+    assert 'href="/jobs/slow-one"' in row
+    assert "<td class=num>2</td>" in row  # the run leases it holds
+    assert "and 1 run of jobs no longer in the store" in row
 
 
 @pytest.mark.anyio
@@ -292,8 +369,17 @@ async def test_app_on_a_store_runs_its_own_client_scheduler(anyio_backend: str) 
         await own.add_job(noop, "interval", hours=1, id="hourly")
         listed = await http.get("/")
         assert 'data-job="hourly"' in listed.text
-        schedulers = await http.get("/schedulers")
-        assert own.id in schedulers.text
+        # The dashboard's own scheduler is a client: not in the register, which is
+        # empty until a scheduler starts on the store.
+        empty = await http.get("/schedulers")
+        assert own.id not in empty.text
+        assert "No scheduler is running on this store" in empty.text
+        assert "No scheduler is running on this store" in (await http.get("/")).text
+        async with AsyncScheduler(store, scheduler_id="worker-7"):
+            listed = await http.get("/schedulers")
+        assert 'data-scheduler="worker-7"' in listed.text
+        assert "1 alive" in listed.text
+        assert "worker-7" not in (await http.get("/schedulers")).text
 
 
 async def read_events(app: Any, until: int) -> list[dict[str, Any]]:

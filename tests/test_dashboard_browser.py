@@ -18,14 +18,14 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import pytest
 
-from horae import AsyncScheduler, JobExecuted
+from horae import AsyncScheduler, JobExecuted, JobSubmitted, SchedulerInfo
 from horae.stores import PostgresStore
 from tests.services import POSTGRES_DSN, REQUIRED, unavailable
 
@@ -258,13 +258,108 @@ def test_screenshots_of_each_page(page: Any, server: str) -> None:
     page.goto(server + "/jobs/report/remove")
     sync_api.expect(page.get_by_role("button", name="yes, remove it")).to_be_visible()
     shot(page, "remove")
-    page.goto(server + "/schedulers")
-    sync_api.expect(page.locator("#schedulers")).to_contain_text("worker-1")
-    shot(page, "schedulers")
     response = page.goto(server + "/jobs/no-such-job")
     assert response is not None
     assert response.status == 404
     shot(page, "not-found")
+
+
+@contextlib.contextmanager
+def scheduler_running(schema: str, scheduler_id: str, job_id: str) -> Iterator[None]:
+    """A real scheduler on the store, in a thread of its own, running ``job_id`` (due now,
+    it hangs until the scheduler stops: then it is cancelled) while the block runs."""
+    ready = threading.Event()
+    stop = threading.Event()
+
+    async def main() -> None:
+        store = PostgresStore(POSTGRES_DSN, schema=schema)
+        async with (
+            AsyncScheduler(store, scheduler_id=scheduler_id, timezone="UTC") as scheduler,
+            scheduler.subscribe(JobSubmitted) as submitted,
+        ):
+            await scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
+            with anyio.fail_after(20):
+                async for event in submitted:
+                    if event.job_id == job_id:
+                        break
+            ready.set()
+            await anyio.to_thread.run_sync(stop.wait)
+            await scheduler.shutdown(wait=False)
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            anyio.run(main, backend="asyncio")
+        except BaseException as exc:
+            errors.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=target, name="test scheduler", daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30), "the scheduler did not start its job in 30 s"
+        if errors:
+            raise errors[0]
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive(), "the scheduler did not stop in 30 s"
+    if errors:
+        raise errors[0]
+
+
+def test_schedulers_page_shows_the_running_scheduler(page: Any, server: str, schema: str) -> None:
+    """A scheduler running a job on the store, and a record no longer renewed."""
+    now = datetime.now(timezone.utc)
+
+    async def setup(scheduler: AsyncScheduler) -> None:
+        await scheduler.add_job("tests.jobfuncs:announce_then_hang", "interval", hours=12,
+                                id="long-task", next_run_time=None)  # fmt: skip
+        await scheduler.store.heartbeat(
+            SchedulerInfo(
+                id="old-worker",
+                host="decommissioned-host",
+                pid=31337,
+                started_at=now - timedelta(days=1),
+                heartbeat_at=now - timedelta(minutes=42),
+                expires_at=now - timedelta(minutes=42) + timedelta(seconds=30),
+                state="running",
+                version="0.0.9",
+            )
+        )
+
+    async def cleanup(scheduler: AsyncScheduler) -> None:
+        await scheduler.remove_job("long-task")
+        await scheduler.store.remove_scheduler("old-worker")
+
+    with_client(schema, setup)
+    try:
+        with scheduler_running(schema, "worker-2", "long-task"):
+            page.goto(server + "/")
+            sync_api.expect(page.locator("#runners")).to_contain_text("1 scheduler alive")
+            page.goto(server + "/schedulers")
+            table = page.locator("#schedulers")
+            row = table.locator('tr[data-scheduler="worker-2"]')
+            sync_api.expect(row).to_contain_text(socket.gethostname())
+            sync_api.expect(row.locator("td.status")).to_have_text("running")
+            sync_api.expect(row.locator("td.jobs")).to_have_text("long-task")
+            old = table.locator('tr[data-scheduler="old-worker"]')
+            sync_api.expect(old.locator("td.status")).to_contain_text("presumed dead")
+            sync_api.expect(old.locator("td.status")).to_contain_text("silent for 42 min")
+            sync_api.expect(page.locator("h1")).to_contain_text("1 alive")
+            shot(page, "schedulers")
+            page.evaluate("window.notReloaded = true")
+        # The page reloads its content by itself (heartbeats send no event): the stopped
+        # scheduler's row goes, without a reload of the page.
+        sync_api.expect(row).to_have_count(0, timeout=25_000)
+        sync_api.expect(page.locator("h1")).to_contain_text("0 alive")
+        sync_api.expect(page.locator("#runners")).to_contain_text("No scheduler is running")
+        assert page.evaluate("window.notReloaded") is True
+        shot(page, "schedulers-none-alive")
+    finally:
+        with_client(schema, cleanup)
 
 
 def test_actions_with_a_token_typed_into_the_page(page: Any, schema: str) -> None:

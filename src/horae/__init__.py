@@ -86,7 +86,14 @@ from horae.executors import (
 from horae.jobs import Job, JobDefaults, Retry, Run, RunOutcome
 from horae.scheduler import AsyncScheduler, current_run
 from horae.serializers import JSONSerializer, PickleSerializer, Serializer
-from horae.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
+from horae.stores import (
+    MemoryStore,
+    PostgresStore,
+    RedisStore,
+    SchedulerInfo,
+    SQLiteStore,
+    Store,
+)
 from horae.sync import Scheduler
 from horae.triggers import (
     AndTrigger,
@@ -170,6 +177,7 @@ __all__ = [
     "SQLiteStore",
     "Scheduler",
     "SchedulerEvent",
+    "SchedulerInfo",
     "SchedulerNotRunningError",
     "SchedulerPaused",
     "SchedulerResumed",

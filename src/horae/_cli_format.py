@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from horae._format import describe_trigger, duration, relative, when
+from horae._format import describe_trigger, duration, local_time, relative, when
 from horae.jobs import Job, Run
+from horae.stores.base import SchedulerInfo
 
 __all__ = [
     "describe_trigger",
@@ -23,6 +24,8 @@ __all__ = [
     "jobs_table",
     "run_to_json",
     "runs_table",
+    "scheduler_to_json",
+    "schedulers_table",
     "table",
     "when",
 ]
@@ -175,6 +178,71 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "scheduler_id": run.scheduler_id,
         "attempt": run.attempt,
         "coalesced": run.coalesced,
+    }
+
+
+def _silence(info: SchedulerInfo, now: datetime) -> str:
+    """``"alive"``, or how long the scheduler has been silent (``"silent for 5 min"``)."""
+    if info.alive(now):
+        return "alive"
+    seconds = max(int((now - info.heartbeat_at).total_seconds()), 0)
+    return f"silent for {duration(timedelta(seconds=seconds))}"
+
+
+def schedulers_table(infos: Sequence[SchedulerInfo], tz: tzinfo, now: datetime) -> str:
+    """The register of schedulers: who runs the jobs, whether each is still heard from."""
+    if not infos:
+        return (
+            "No scheduler is registered on this store: nothing runs its jobs now "
+            "(clients, such as this command, are not listed)."
+        )
+    rows = [
+        (
+            info.id,
+            info.host,
+            str(info.pid),
+            info.state,
+            local_time(info.started_at, tz),
+            relative(info.heartbeat_at, now),
+            _silence(info, now),
+            str(info.job_leases),
+            str(info.run_leases),
+            info.version or "-",
+        )
+        for info in infos
+    ]
+    headers = (
+        "ID",
+        "HOST",
+        "PID",
+        "STATE",
+        "STARTED",
+        "LAST HEARTBEAT",
+        "ALIVE",
+        "JOB LEASES",
+        "RUNS",
+        "VERSION",
+    )
+    return table(headers, rows)
+
+
+def scheduler_to_json(info: SchedulerInfo, now: datetime) -> dict[str, Any]:
+    """A scheduler's record as plain JSON values; ``silent_for`` in seconds (``None``
+    while it is alive)."""
+    alive = info.alive(now)
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "state": info.state,
+        "version": info.version,
+        "started_at": _iso(info.started_at),
+        "heartbeat_at": _iso(info.heartbeat_at),
+        "expires_at": _iso(info.expires_at),
+        "alive": alive,
+        "silent_for": None if alive else round((now - info.heartbeat_at).total_seconds(), 3),
+        "job_leases": info.job_leases,
+        "run_leases": info.run_leases,
     }
 
 

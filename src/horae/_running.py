@@ -9,8 +9,12 @@ recorded, the broadcast of events to other schedulers, and the idleness that
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
+import os
 import random
+import socket
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
@@ -38,7 +42,7 @@ from horae.events import (
 )
 from horae.executors.base import Executor
 from horae.jobs import Job, Run, RunOutcome
-from horae.stores.base import Lease, Release, Store
+from horae.stores.base import Lease, Release, SchedulerInfo, Store
 
 logger = logging.getLogger("horae.scheduler")
 
@@ -47,6 +51,8 @@ _FAILED_JOB_BACKOFF = timedelta(seconds=60)
 _STORE_ERROR_BACKOFF = (0.5, 30.0)
 #: Events waiting for a broadcast beyond this many are dropped (and counted).
 _OUTBOX_LIMIT = 100_000
+#: Seconds a stopping scheduler waits for the store to remove its record.
+_UNREGISTER_TIMEOUT = 5.0
 
 
 _FAILURES = frozenset({RunOutcome.ERROR, RunOutcome.TIMEOUT})
@@ -104,6 +110,15 @@ def _failures_in_a_row(runs: list[Run], limit: int, since: datetime | None) -> t
     return len(failed), False
 
 
+@functools.cache
+def horae_version() -> str:
+    """The installed horae's version, for the register of schedulers (``""`` if unknown)."""
+    try:
+        return importlib.metadata.version("horae")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def _retry_delay(job: Job, attempt: int) -> timedelta:
     """How long the next attempt after ``attempt`` waits (a rerun of an abandoned run
     without a retry policy: not at all)."""
@@ -151,6 +166,13 @@ class _RunLoop:
     _keeping: bool
     _keep_deadline: datetime | None
     _keep_wake: anyio.Event
+    # The register of schedulers (heartbeats): whether the store keeps one, when this
+    # scheduler started, until when the lease keeper's rounds need not write one (one was
+    # just written), the state the last one carried.
+    _registers: bool
+    _started_at: datetime | None
+    _beat_due: datetime | None
+    _beat_state: str
     # Runs of cancel_other jobs that may be cancelled, and why those that were.
     _cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]]
     _cancel_reasons: dict[uuid.UUID, str]
@@ -822,11 +844,15 @@ class _RunLoop:
     # ------------------------------------------------- leases of in-flight runs
 
     async def _keep_runs(self, runs_done: anyio.Event) -> None:
-        """Renew the leases of this scheduler's runs; take over those of dead schedulers.
+        """Renew the leases of this scheduler's runs and its heartbeat; take over the runs
+        of dead schedulers.
 
         Every third of ``lease_duration``: one ``extend_runs`` for the runs executing (or
-        waiting for a retry) here, then one ``claim_expired_runs``. Renewal goes on
-        while the scheduler stops and waits for its runs; claims only while it runs.
+        waiting for a retry) here, one ``heartbeat`` (the scheduler's record in the
+        store's register), then one ``claim_expired_runs``. Renewal goes on while the
+        scheduler stops and waits for its runs; claims only while it runs. When the
+        scheduler pauses, resumes or begins to stop, it wakes this task early, for a
+        heartbeat only (the new state), and the renewals keep their rhythm.
         """
         clock = self._clock
         interval = timedelta(seconds=self._lease_duration / 3)
@@ -843,23 +869,35 @@ class _RunLoop:
                 await clock.wait(next_at, wake)
                 if runs_done.is_set():
                     return
+                now = clock.now()
+                early = wake.is_set() and now < next_at
+                if early and not self._heartbeat_due(now, regular=False):
+                    continue
                 self._keeping = True
+                what = "renewing the leases of running jobs"
                 try:
-                    now = clock.now()
-                    await self._renew_runs(now)
-                    if self._may_claim(now):
+                    if not early:
+                        await self._renew_runs(now)
+                    if self._heartbeat_due(now, regular=not early):
+                        what = "writing this scheduler's heartbeat"
+                        await self._heartbeat(now)
+                    if not early and self._may_claim(now):
+                        what = "taking over the runs of dead schedulers"
                         await self._claim_runs(now)
                     # No _store_ok() here: these calls may only read (SQLite reads while
                     # another process holds the write lock), which does not end an outage;
                     # the loop's acquisition, a write, says when the store is back.
                     backoff = 0.0
-                    next_at = now + interval
+                    if not early:
+                        next_at = now + interval
                 except Exception as exc:
-                    self._store_failed(exc, "renewing the leases of running jobs")
+                    self._store_failed(exc, what)
                     backoff = min(
                         max(backoff * 2, _STORE_ERROR_BACKOFF[0]), _STORE_ERROR_BACKOFF[1]
                     )
-                    next_at = clock.now() + min(interval, timedelta(seconds=backoff))
+                    retry_at = clock.now() + min(interval, timedelta(seconds=backoff))
+                    # An early heartbeat that failed keeps the renewals' time if sooner.
+                    next_at = min(next_at, retry_at) if early else retry_at
                 finally:
                     self._keeping = False
                     if self._store_down_since is not None:
@@ -870,6 +908,97 @@ class _RunLoop:
         finally:
             self._keep_deadline = None
             self._notify_idle()
+
+    # ------------------------------------------------------------- heartbeats
+
+    def _heartbeat_due(self, now: datetime, *, regular: bool) -> bool:
+        """Whether this round of the lease keeper writes the scheduler's record.
+
+        A regular round (every third of a lease) does, unless a heartbeat was written
+        less than a sixth of a lease ago (the one at start, just before the first
+        round; one for a change of state); any round does when the state changed.
+        """
+        if not self._registers:
+            return False
+        if self._beat_state != self._heartbeat_state():
+            return True
+        due = self._beat_due
+        return regular and (due is None or now >= due)
+
+    def _heartbeat_state(self) -> str:
+        if self._state not in ("starting", "running"):
+            return "stopping"
+        return "paused" if self._paused else "running"
+
+    async def _heartbeat(self, now: datetime) -> None:
+        """Write this scheduler's record in the store's register; raises what it raises."""
+        info = SchedulerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self._started_at or now,
+            heartbeat_at=now,
+            expires_at=now + timedelta(seconds=self._lease_duration),
+            state=self._heartbeat_state(),
+            version=horae_version(),
+        )
+        await self.store.heartbeat(info)
+        self._beat_state = info.state
+        self._beat_due = now + timedelta(seconds=self._lease_duration / 6)
+
+    async def _register(self) -> None:
+        """Write the first heartbeat as the scheduler starts; a failure does not stop the
+        start (the lease keeper writes it again at its first round)."""
+        self._started_at = now = self._clock.now()
+        self._beat_due = None
+        self._beat_state = ""
+        # A store written for an older horae may keep no register: run without one.
+        self._registers = callable(getattr(self.store, "heartbeat", None))
+        if not self._registers:
+            logger.info(
+                "scheduler %s: the store %r keeps no register of schedulers (it has no "
+                "heartbeat method); this scheduler is not listed by get_schedulers()",
+                self.id,
+                self.store,
+            )
+            return
+        try:
+            await self._heartbeat(now)
+        except Exception as exc:
+            logger.warning(
+                "scheduler %s: could not write its heartbeat to the store (%s: %s); it "
+                "starts anyway and writes it again with its next lease renewal",
+                self.id,
+                type(exc).__name__,
+                exc,
+            )
+
+    async def _unregister(self) -> None:
+        """Remove this scheduler's record as it stops (after its runs, before the store
+        stops); best effort, and shielded: a stop by cancellation removes it too."""
+        if not self._registers:
+            return
+        with anyio.CancelScope(shield=True):
+            # Real time: a stop is not driven by a test's fake clock, and a store that
+            # does not answer must not hold the stop for ever.
+            with anyio.move_on_after(_UNREGISTER_TIMEOUT) as scope:
+                try:
+                    await self.store.remove_scheduler(self.id)
+                except Exception as exc:
+                    logger.warning(
+                        "scheduler %s: could not remove its record from the store's register "
+                        "(%s: %s); it is listed as silent until the store drops it",
+                        self.id,
+                        type(exc).__name__,
+                        exc,
+                    )
+            if scope.cancelled_caught:
+                logger.warning(
+                    "scheduler %s: the store did not remove its record from the register "
+                    "within %g s; it is listed as silent until the store drops it",
+                    self.id,
+                    _UNREGISTER_TIMEOUT,
+                )
 
     def _may_claim(self, now: datetime) -> bool:
         if self._state != "running" or self.role != "scheduler" or self._paused:
@@ -1084,7 +1213,9 @@ class _RunLoop:
                 return False
         if self._keeping:
             return False
-        if self._keep_deadline is not None and self._keep_deadline <= self._clock.now():
+        if self._keep_deadline is not None and (
+            self._keep_deadline <= self._clock.now() or self._keep_wake.is_set()
+        ):
             return False
         if self.role == "client":
             return True

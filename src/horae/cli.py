@@ -6,6 +6,7 @@ Commands::
     horae jobs list|show|add|pause|resume|remove|run-now --store URL ...
     horae runs JOB_ID --store URL [-n 20]
     horae explain JOB_ID --store URL [--limit 10]
+    horae schedulers --store URL
     horae dashboard --store URL [--host 127.0.0.1] [--port 8787] [--token T] [--read-only]
     horae cron "EXPR" [--tz ZONE] [-n 10]
 
@@ -135,9 +136,13 @@ def _store_url(args: argparse.Namespace) -> str:
 async def _with_client(
     args: argparse.Namespace, action: Callable[[AsyncScheduler], Awaitable[int]]
 ) -> int:
-    """Run ``action`` with a client scheduler (it manages jobs, runs none) on the store."""
+    """Run ``action`` with a client scheduler (it manages jobs, runs none) on the store.
+
+    It shares its events: the schedulers and dashboards on the store see the jobs this
+    command adds or changes at once, with who did it (``actor``).
+    """
     store = open_store(_store_url(args))
-    async with AsyncScheduler(store, role="client") as scheduler:
+    async with AsyncScheduler(store, role="client", share_events=True) as scheduler:
         return await action(scheduler)
 
 
@@ -210,6 +215,11 @@ async def _jobs_add(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
     for key, flag in _RESERVED.items():
         if key in options:
             raise UsageError(f"{key}=...: give it as {flag} instead")
+    if "actor" in options:
+        raise UsageError(
+            "actor=...: the command names who adds the job itself (cli user@host) in the "
+            "JobAdded event"
+        )
     trigger: Any = None if args.trigger == "now" else args.trigger
     job = await scheduler.add_job(
         args.func,
@@ -219,6 +229,7 @@ async def _jobs_add(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
         id=args.id,
         name=args.name,
         replace_existing=args.replace,
+        actor=_actor(),
         **options,
     )
     now = datetime.now(timezone.utc)
@@ -296,6 +307,16 @@ async def _explain(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
         _print_json(explanation.to_dict())
     else:
         print(explanation)
+    return EXIT_OK
+
+
+async def _schedulers(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
+    infos = await scheduler.get_schedulers()
+    now = datetime.now(timezone.utc)
+    if args.json:
+        _print_json([fmt.scheduler_to_json(info, now) for info in infos])
+    else:
+        print(fmt.schedulers_table(infos, scheduler.timezone, now))
     return EXIT_OK
 
 
@@ -534,6 +555,18 @@ def _build_parser() -> _Parser:
         help="how many fire times (10)",
     )
 
+    schedulers = commands.add_parser(
+        "schedulers",
+        help="list the schedulers running on the store, with their last heartbeat",
+        description="List the schedulers that run the store's jobs, as they report "
+        "themselves (every third of their lease_duration): id, host, pid, state, start "
+        "time, last heartbeat, whether they are still heard from, the job leases and "
+        "runs they hold, their horae version. A scheduler silent for longer than its "
+        "lease died or lost the store; its record is dropped a day later.",
+    )
+    store_option(schedulers)
+    json_option(schedulers)
+
     dashboard = commands.add_parser(
         "dashboard",
         help="serve the web dashboard (needs the 'dashboard' extra)",
@@ -613,7 +646,7 @@ def _dispatch(parser: _Parser, args: argparse.Namespace) -> int:
         raise UsageError("jobs: give a verb: list, show, add, pause, resume, remove or run-now")
     if args.command == "explain" and args.limit < 1:
         raise UsageError(f"--limit: {args.limit} is not a count; give 1 or more")
-    commands = {"runs": _runs, "explain": _explain}
+    commands = {"runs": _runs, "explain": _explain, "schedulers": _schedulers}
     action = commands[args.command] if args.command in commands else _JOB_VERBS[args.verb]
 
     async def call(scheduler: AsyncScheduler) -> int:

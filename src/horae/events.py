@@ -156,9 +156,15 @@ class JobEvent(Event):
 
 @attrs.frozen(kw_only=True)
 class JobAdded(JobEvent):
-    """A job was added."""
+    """A job was added.
+
+    Attributes:
+        actor: who added it, as the caller of ``add_job`` or ``add_jobs`` named it (see
+            :class:`JobModified`); ``""`` when not named.
+    """
 
     code: ClassVar[int] = EVENT_JOB_ADDED
+    actor: str = ""
 
 
 @attrs.frozen(kw_only=True)
@@ -190,9 +196,14 @@ class JobRemoved(JobEvent):
 
 @attrs.frozen(kw_only=True)
 class AllJobsRemoved(Event):
-    """``remove_all_jobs()`` was called."""
+    """``remove_all_jobs()`` was called.
+
+    Attributes:
+        actor: who called it, as they named themselves (see :class:`JobModified`).
+    """
 
     code: ClassVar[int] = EVENT_ALL_JOBS_REMOVED
+    actor: str = ""
 
 
 @attrs.frozen(kw_only=True)

@@ -66,7 +66,7 @@ from horae.executors.base import Executor
 from horae.executors.process import ProcessExecutor
 from horae.executors.thread import ThreadExecutor
 from horae.jobs import Job, JobDefaults, Retry, Run, RunOutcome
-from horae.stores.base import Store, StoreContext
+from horae.stores.base import SchedulerInfo, Store, StoreContext
 from horae.stores.memory import MemoryStore
 from horae.triggers.base import Trigger
 from horae.triggers.interval import IntervalTrigger
@@ -183,6 +183,8 @@ class AsyncScheduler(_RunLoop):
         self._pending_explicit: set[str] = set()
         # Pending "interval" jobs given no start_date (see _same_schedule).
         self._pending_implicit_start: set[str] = set()
+        # Who added each pending job (add_job(actor=)), for its JobAdded event at start.
+        self._pending_actors: dict[str, str] = {}
         self._exit_stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
         self._runs: TaskGroup | None = None
@@ -212,6 +214,10 @@ class AsyncScheduler(_RunLoop):
         self._keeping = False
         self._keep_deadline: datetime | None = None
         self._keep_wake = anyio.Event()
+        self._registers = False
+        self._started_at: datetime | None = None
+        self._beat_due: datetime | None = None
+        self._beat_state = ""
         # Set by horae.tracing.enable_tracing(); read once per run.
         self._run_hook: RunHook | None = None
         # Set by horae.metrics.PrometheusMetrics: the loop reports each batch's size.
@@ -255,6 +261,11 @@ class AsyncScheduler(_RunLoop):
                 StoreContext(scheduler_id=self.id, wakeup=self._wake, publish=self._on_store_event)
             )
             stack.push_async_callback(self.store.stop)
+            if self.role == "scheduler":
+                # Into the store's register (get_schedulers); out of it once the runs
+                # are done and before the store stops (the exit stack's order).
+                await self._register()
+                stack.push_async_callback(self._unregister)
             for executor in self.executors.values():
                 await executor.start()
                 stack.push_async_callback(executor.stop)
@@ -297,10 +308,19 @@ class AsyncScheduler(_RunLoop):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        if self._state == "running":
-            await self._stop(wait=exc_type is None)
         stack, self._exit_stack = self._exit_stack, None
         try:
+            if self._state == "running":
+                try:
+                    await self._stop(wait=exc_type is None)
+                except BaseException:
+                    # Cancelled while stopping (a cancel scope around the ``async with``):
+                    # the cancellation ends the loop and the runs; the task group, the
+                    # register, the executors and the store are still left in order.
+                    if stack is not None:
+                        unwound, stack = stack, None
+                        await unwound.__aexit__(*sys.exc_info())
+                    raise
             if stack is not None:
                 return await stack.__aexit__(exc_type, exc, tb)
             return None
@@ -321,6 +341,9 @@ class AsyncScheduler(_RunLoop):
         # recorded in flight and never run.
         await self._loop_done.wait()
         self._runs_close.set()
+        if self._in_flight:
+            # Waiting for runs may take a while: let the register say "stopping" now.
+            self._keep_wake.set()
         if self._runs is not None:
             if not wait:
                 self._runs.cancel_scope.cancel()
@@ -434,6 +457,7 @@ class AsyncScheduler(_RunLoop):
         if not self._paused:
             self._paused = True
             self._wake()
+            self._keep_wake.set()  # the next heartbeat says "paused"
             self._publish(
                 SchedulerPaused(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
             )
@@ -443,6 +467,7 @@ class AsyncScheduler(_RunLoop):
         if self._paused:
             self._paused = False
             self._wake()
+            self._keep_wake.set()
             self._publish(
                 SchedulerResumed(timestamp=self._clock.now(), scheduler_id=self.id, origin=self.id)
             )
@@ -524,6 +549,7 @@ class AsyncScheduler(_RunLoop):
         pause_after_failures: int | None = UNSET,
         next_run_time: datetime | str | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
+        actor: str = "",
         **trigger_args: Any,
     ) -> Job:
         """Schedule ``func`` and return the new :class:`Job`.
@@ -559,6 +585,8 @@ class AsyncScheduler(_RunLoop):
                 many fire times in a row failed.
             next_run_time: override the first fire time; ``None`` adds the job paused.
             metadata: your own JSON-able data, kept with the job.
+            actor: who adds it (a user, a tool), named in the :class:`JobAdded` event
+                (as ``pause_job`` and the other verbs take it).
             **trigger_args: arguments of the trigger named by ``trigger``.
 
         Raises:
@@ -570,6 +598,7 @@ class AsyncScheduler(_RunLoop):
             SchedulerNotRunningError: the scheduler has shut down.
         """
         self._check_usable("add_job")
+        actor = _check_actor(actor)
         options = {
             "args": args,
             "kwargs": kwargs,
@@ -593,7 +622,7 @@ class AsyncScheduler(_RunLoop):
         explicit = next_run_time is not UNSET
         implicit_start = _implicit_start(trigger, trigger_args)
         if self._state == "initial":
-            self._add_pending(job, replace_existing, implicit_start=implicit_start)
+            self._add_pending(job, replace_existing, actor, implicit_start=implicit_start)
             if explicit:
                 self._pending_explicit.add(job.id)
             return self._bind(job)
@@ -602,17 +631,25 @@ class AsyncScheduler(_RunLoop):
         await self.store.add_jobs([job], replace=replace_existing)
         self._wake_for(job.next_run_time)
         if self._hub.wanted & JobAdded.code:
-            self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
+            self._publish(
+                JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id, actor=actor)
+            )
         return self._bind(job)
 
     async def add_jobs(
-        self, specs: Sequence[Mapping[str, Any]], *, replace_existing: bool = False
+        self,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        replace_existing: bool = False,
+        actor: str = "",
     ) -> list[Job]:
         """Add many jobs in one store round trip (much faster on persistent stores).
 
         Each spec holds what :meth:`add_job` takes by keyword, with ``func`` and
         ``trigger`` as keys too. Every spec is checked before anything is stored: one bad
-        spec refuses the whole batch, with the spec's index in the message.
+        spec refuses the whole batch, with the spec's index in the message. ``actor``
+        names who adds them, in their :class:`JobAdded` events (a spec's own ``actor``
+        key wins).
 
         Example::
 
@@ -622,8 +659,10 @@ class AsyncScheduler(_RunLoop):
             )
         """
         self._check_usable("add_jobs")
+        _check_actor(actor)
         jobs: list[Job] = []
         implicit_starts: set[str] = set()
+        actors: list[str] = []
         for index, spec in enumerate(specs):
             values = dict(spec)
             try:
@@ -631,6 +670,10 @@ class AsyncScheduler(_RunLoop):
             except KeyError:
                 raise JobArgumentError(f"add_jobs(): spec {index} has no 'func'") from None
             trigger = values.pop("trigger", None)
+            try:
+                actors.append(_check_actor(values.pop("actor", actor)))
+            except JobArgumentError as exc:
+                raise JobArgumentError(f"add_jobs(): spec {index}: {exc}") from None
             options = {k: v for k, v in values.items() if k in JOB_OPTIONS}
             trigger_args = {k: v for k, v in values.items() if k not in JOB_OPTIONS}
             try:
@@ -642,16 +685,18 @@ class AsyncScheduler(_RunLoop):
             if _implicit_start(trigger, trigger_args):
                 implicit_starts.add(jobs[-1].id)
         if self._state == "initial":
-            for job in jobs:
-                self._add_pending(job, replace_existing, implicit_start=job.id in implicit_starts)
+            for job, by in zip(jobs, actors, strict=True):
+                self._add_pending(
+                    job, replace_existing, by, implicit_start=job.id in implicit_starts
+                )
             return [self._bind(job) for job in jobs]
         await self.store.add_jobs(jobs, replace=replace_existing)
         earliest = min((j.next_run_time for j in jobs if j.next_run_time), default=None)
         self._wake_for(earliest)
         if self._hub.wanted & JobAdded.code:
             now = self._now()
-            for job in jobs:
-                self._publish(JobAdded(timestamp=now, job_id=job.id, origin=self.id))
+            for job, by in zip(jobs, actors, strict=True):
+                self._publish(JobAdded(timestamp=now, job_id=job.id, origin=self.id, actor=by))
         return [self._bind(job) for job in jobs]
 
     def scheduled_job(
@@ -672,12 +717,17 @@ class AsyncScheduler(_RunLoop):
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             replace = bool(options.get("replace_existing", False))
+            actor = _check_actor(options.get("actor", ""))
             job_options = {k: v for k, v in options.items() if k in JOB_OPTIONS}
             trigger_args = {
-                k: v for k, v in options.items() if k not in JOB_OPTIONS and k != "replace_existing"
+                k: v
+                for k, v in options.items()
+                if k not in JOB_OPTIONS and k not in ("replace_existing", "actor")
             }
             job = self._build_job(func, trigger, job_options, trigger_args)
-            self._add_pending(job, replace, implicit_start=_implicit_start(trigger, trigger_args))
+            self._add_pending(
+                job, replace, actor, implicit_start=_implicit_start(trigger, trigger_args)
+            )
             if "next_run_time" in job_options:
                 self._pending_explicit.add(job.id)
             return func
@@ -702,7 +752,7 @@ class AsyncScheduler(_RunLoop):
             now=self._now(),
         )
 
-    def _add_pending(self, job: Job, replace: bool, *, implicit_start: bool) -> None:
+    def _add_pending(self, job: Job, replace: bool, actor: str, *, implicit_start: bool) -> None:
         if not replace and any(p.id == job.id for p, _ in self._pending):
             raise ConflictingIdError(job.id)
         self._pending = [(p, r) for p, r in self._pending if p.id != job.id]
@@ -712,16 +762,21 @@ class AsyncScheduler(_RunLoop):
             self._pending_implicit_start.add(job.id)
         else:
             self._pending_implicit_start.discard(job.id)
+        self._pending_actors[job.id] = actor
 
     async def _add_pending_jobs(self) -> None:
         pending, self._pending = self._pending, []
         explicit, self._pending_explicit = self._pending_explicit, set()
         implicit_starts, self._pending_implicit_start = self._pending_implicit_start, set()
+        actors, self._pending_actors = self._pending_actors, {}
         for job, replace in pending:
             if replace and job.id not in explicit:
                 job = await self._keep_schedule(job, implicit_start=job.id in implicit_starts)
             await self.store.add_jobs([job], replace=replace)
-            self._publish(JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id))
+            actor = actors.get(job.id, "")
+            self._publish(
+                JobAdded(timestamp=self._now(), job_id=job.id, origin=self.id, actor=actor)
+            )
 
     async def _keep_schedule(self, job: Job, *, implicit_start: bool) -> Job:
         """``job`` as it replaces the stored job of its id, keeping that one's place in
@@ -815,18 +870,24 @@ class AsyncScheduler(_RunLoop):
             values["args"] = tuple(values["args"])
         return await self._replace(attrs.evolve(job, **values), _check_actor(actor))
 
-    async def reschedule_job(self, job_id: str, trigger: Trigger | str, **trigger_args: Any) -> Job:
+    async def reschedule_job(
+        self, job_id: str, trigger: Trigger | str, *, actor: str = "", **trigger_args: Any
+    ) -> Job:
         """Give a job a new trigger; its next run time is the trigger's first fire time.
+
+        ``actor`` names who reschedules it, in the :class:`JobModified` event.
 
         Raises:
             JobLookupError: no job has that id.
             TriggerError: the trigger or its arguments are invalid.
         """
+        actor = _check_actor(actor)
         job = await self.get_job(job_id)
         now = self._now()
         new_trigger = build_trigger(trigger, trigger_args, self.timezone, now)
         first = first_fire_time(new_trigger, now)
-        return await self._replace(attrs.evolve(job, trigger=new_trigger, next_run_time=first))
+        job = attrs.evolve(job, trigger=new_trigger, next_run_time=first)
+        return await self._replace(job, actor)
 
     async def pause_job(self, job_id: str, *, note: str | None = None, actor: str = "") -> Job:
         """Pause a job: it has no next run time until :meth:`resume_job`.
@@ -884,15 +945,17 @@ class AsyncScheduler(_RunLoop):
         self._wake()
         self._publish(JobRemoved(timestamp=self._now(), job_id=job_id, origin=self.id, actor=actor))
 
-    async def remove_all_jobs(self) -> None:
-        """Remove every job."""
+    async def remove_all_jobs(self, *, actor: str = "") -> None:
+        """Remove every job; ``actor`` names who did, in the :class:`AllJobsRemoved` event."""
         self._check_usable("remove_all_jobs")
+        actor = _check_actor(actor)
         if self._state == "initial":
             self._pending.clear()
+            self._pending_actors.clear()
             return
         await self.store.remove_all_jobs()
         self._wake()
-        self._publish(AllJobsRemoved(timestamp=self._now(), origin=self.id))
+        self._publish(AllJobsRemoved(timestamp=self._now(), origin=self.id, actor=actor))
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """The job's recent runs: in progress first, then finished ones, newest first."""
@@ -900,6 +963,34 @@ class AsyncScheduler(_RunLoop):
         if self._state == "initial":
             return []
         return await self.store.get_runs(job_id, limit)
+
+    async def get_schedulers(self) -> list[SchedulerInfo]:
+        """The schedulers sharing the store, as they last reported themselves.
+
+        Every scheduler of role ``"scheduler"`` writes its record (id, host, pid, state,
+        version, start time) when it starts, renews it every third of its
+        ``lease_duration`` (its heartbeat), and removes it when it stops. A record whose
+        heartbeat is older than a lease (``not info.alive(now)``) belongs to a scheduler
+        that died or lost the store; the store drops it a day later. Each record also
+        counts the job leases and runs in progress its scheduler holds now. Works on
+        clients too (``role="client"``, which are not listed themselves).
+
+        Example::
+
+            now = datetime.now(timezone.utc)
+            for info in await scheduler.get_schedulers():
+                print(info.id, info.host, "alive" if info.alive(now) else "silent")
+
+        Raises:
+            SchedulerNotRunningError: the scheduler has not started (the store is not
+                open) or has shut down.
+        """
+        self._check_usable("get_schedulers")
+        if self._state == "initial":
+            raise SchedulerNotRunningError(
+                "get_schedulers() reads the store: start the scheduler first (async with)"
+            )
+        return await self.store.get_schedulers(self._now())
 
     async def backfill(
         self,

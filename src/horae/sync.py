@@ -28,7 +28,7 @@ from horae.events import EVENT_ALL, Listener
 from horae.executors.base import Executor
 from horae.jobs import Job, JobDefaults, Retry, Run
 from horae.scheduler import AsyncScheduler, Role
-from horae.stores.base import Store
+from horae.stores.base import SchedulerInfo, Store
 from horae.triggers.base import Trigger
 
 logger = logging.getLogger("horae.scheduler")
@@ -243,6 +243,7 @@ class Scheduler:
         pause_after_failures: int | None = UNSET,
         next_run_time: datetime | str | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
+        actor: str = "",
         **trigger_args: Any,
     ) -> Job:
         """Schedule ``func``; see :meth:`AsyncScheduler.add_job`."""
@@ -268,16 +269,21 @@ class Scheduler:
             pause_after_failures=pause_after_failures,
             next_run_time=next_run_time,
             metadata=metadata,
+            actor=actor,
             **trigger_args,
         )
         return job
 
     def add_jobs(
-        self, specs: Sequence[Mapping[str, Any]], *, replace_existing: bool = False
+        self,
+        specs: Sequence[Mapping[str, Any]],
+        *,
+        replace_existing: bool = False,
+        actor: str = "",
     ) -> list[Job]:
         """Add many jobs in one store round trip; see :meth:`AsyncScheduler.add_jobs`."""
         jobs: list[Job] = self._call(
-            self.async_scheduler.add_jobs, specs, replace_existing=replace_existing
+            self.async_scheduler.add_jobs, specs, replace_existing=replace_existing, actor=actor
         )
         return jobs
 
@@ -303,9 +309,13 @@ class Scheduler:
         job: Job = self._call(self.async_scheduler.modify_job, job_id, actor=actor, **changes)
         return job
 
-    def reschedule_job(self, job_id: str, trigger: Trigger | str, **trigger_args: Any) -> Job:
+    def reschedule_job(
+        self, job_id: str, trigger: Trigger | str, *, actor: str = "", **trigger_args: Any
+    ) -> Job:
         """Give a job a new trigger; see :meth:`AsyncScheduler.reschedule_job`."""
-        job: Job = self._call(self.async_scheduler.reschedule_job, job_id, trigger, **trigger_args)
+        job: Job = self._call(
+            self.async_scheduler.reschedule_job, job_id, trigger, actor=actor, **trigger_args
+        )
         return job
 
     def pause_job(self, job_id: str, *, note: str | None = None, actor: str = "") -> Job:
@@ -341,14 +351,19 @@ class Scheduler:
         """Remove a job; see :meth:`AsyncScheduler.remove_job`."""
         self._call(self.async_scheduler.remove_job, job_id, actor=actor)
 
-    def remove_all_jobs(self) -> None:
-        """Remove every job."""
-        self._call(self.async_scheduler.remove_all_jobs)
+    def remove_all_jobs(self, *, actor: str = "") -> None:
+        """Remove every job; see :meth:`AsyncScheduler.remove_all_jobs`."""
+        self._call(self.async_scheduler.remove_all_jobs, actor=actor)
 
     def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """A job's recent runs; see :meth:`AsyncScheduler.get_runs`."""
         runs: list[Run] = self._call(self.async_scheduler.get_runs, job_id, limit)
         return runs
+
+    def get_schedulers(self) -> list[SchedulerInfo]:
+        """The schedulers sharing the store; see :meth:`AsyncScheduler.get_schedulers`."""
+        schedulers: list[SchedulerInfo] = self._call(self.async_scheduler.get_schedulers)
+        return schedulers
 
     def print_jobs(self, out: IO[str] | None = None) -> None:
         """Print a table of the jobs."""

@@ -18,7 +18,7 @@ from horae import JobArgumentError, Run, RunOutcome, StoreError
 from horae.events import JobAdded
 from horae.stores._codec import encode_job
 from horae.stores._postgres_sql import CURRENT_VERSION, Statements
-from horae.stores.base import Release, StoreContext
+from horae.stores.base import SCHEDULER_RECORD_KEEP, Release, SchedulerInfo, StoreContext
 from horae.stores.postgres import PostgresStore
 from tests.services import POSTGRES_DSN
 
@@ -847,3 +847,78 @@ async def test_a_version_2_schema_is_upgraded_and_keeps_its_jobs_and_runs(
     await store.finish_run(attrs.evolve(claimed, outcome=RunOutcome.ABANDONED, finished_at=at(41)))
     assert not await _held(schema, "paused")
     assert await store.next_run_time() == at(25)
+
+
+# ------------------------------------------------- the register of schedulers
+
+
+def _scheduler(scheduler_id: str, beat: float, ttl: float = 30) -> SchedulerInfo:
+    return SchedulerInfo(
+        id=scheduler_id,
+        host="h",
+        pid=1,
+        started_at=at(0),
+        heartbeat_at=at(beat),
+        expires_at=at(beat + ttl),
+    )
+
+
+async def test_a_schema_without_the_register_gains_it_and_keeps_its_version(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    # As a horae of the current layout from before the register left the schema: the
+    # register is added at start without a new layout version, so such processes, still
+    # sharing the schema, go on starting (their version check passes) and working.
+    sql = Statements.for_schema(schema)
+    conn = await connect()
+    try:
+        await conn.execute(sql.prepare)
+        for step in range(1, CURRENT_VERSION + 1):
+            await conn.execute(sql.migrations[step])
+        await conn.execute(sql.set_version, CURRENT_VERSION)
+        assert await conn.fetchval("SELECT to_regclass($1)", f"{schema}.schedulers") is None
+        store = await open_store("new")
+        assert await conn.fetchval(f'SELECT version FROM "{schema}".schema_version') == (
+            CURRENT_VERSION
+        )
+        assert await conn.fetchval("SELECT to_regclass($1)", f"{schema}.schedulers") is not None
+    finally:
+        await conn.close()
+    info = _scheduler("new", 5)
+    await store.heartbeat(info)
+    await open_store("again")  # the table is there already: created once
+    assert await store.get_schedulers(at(6)) == [info]
+
+
+async def test_a_heartbeat_notifies_nobody(open_store: Callable[..., Any]) -> None:
+    theirs = Wakeups("theirs")
+    await open_store(context=theirs.context)
+    store = await open_store("mine")
+    await store.heartbeat(_scheduler("mine", 5))
+    await store.remove_scheduler("mine")
+    # NOTIFYs arrive in commit order: once this one has, any from the heartbeat would too.
+    await store.add_jobs([make_job("a", 1)], replace=False)
+    await theirs.wait()
+    assert theirs.count == 1
+
+
+async def test_the_cleanup_of_a_heartbeat_skips_a_locked_record(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    store = await open_store("s1")
+    await store.heartbeat(_scheduler("dead", 5))
+    late = 35 + SCHEDULER_RECORD_KEEP + 1  # "dead" is due for dropping from here on
+    conn = await connect()
+    try:
+        async with conn.transaction():
+            # Another transaction has the stale row locked (as a concurrent heartbeat
+            # dropping it would): this heartbeat neither waits for it nor fails.
+            await conn.execute(f"SELECT FROM \"{schema}\".schedulers WHERE id = 'dead' FOR UPDATE")
+            with anyio.fail_after(5):
+                await store.heartbeat(_scheduler("live", late))
+    finally:
+        await conn.close()
+    assert [i.id for i in await store.get_schedulers(at(late))] == ["dead", "live"]
+    # The next heartbeat finds it again.
+    await store.heartbeat(_scheduler("live", late + 10))
+    assert [i.id for i in await store.get_schedulers(at(late))] == ["live"]

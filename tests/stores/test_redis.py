@@ -1,9 +1,10 @@
 """What only the Redis store does: its key layout, scripts, cross-process wake-ups,
-layout upgrades, holds racing finishes, and the asyncio-only refusal on trio. The shared
-behaviour is in the conformance suite."""
+layout upgrades, holds racing finishes, the keys of the register of schedulers, and the
+asyncio-only refusal on trio. The shared behaviour is in the conformance suite."""
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,7 @@ import pytest
 from horae import JobLookupError, Run, RunOutcome, StoreError
 from horae.events import JobAdded
 from horae.stores._codec import encode_job
-from horae.stores.base import Release, StoreContext
+from horae.stores.base import SCHEDULER_RECORD_KEEP, Release, SchedulerInfo, StoreContext
 from horae.stores.redis import LAYOUT_VERSION, RedisStore
 from tests.services import REDIS_URL, unavailable
 
@@ -408,6 +409,11 @@ async def test_a_client_that_decodes_responses_works_too(prefix: str) -> None:
         assert await store.extend_runs("s", [run.id, unknown], at(60)) == {unknown}
         (claimed,) = await store.claim_expired_runs("s2", at(60), 10, 30)
         assert claimed.id == run.id
+        info = scheduler_info("s2", 60)
+        await store.heartbeat(info)
+        assert await store.get_schedulers(at(61)) == [attrs.evolve(info, run_leases=1)]
+        await store.remove_scheduler("s2")
+        assert await store.get_schedulers(at(61)) == []
     finally:
         await other.stop()
         await store.stop()
@@ -757,3 +763,91 @@ async def test_layout_2_is_upgraded_and_keeps_its_jobs_and_runs(client: Any, pre
         assert [j.id for j in await again.get_jobs()] == ["due", "paused"]
     finally:
         await again.stop()
+
+
+def scheduler_info(scheduler_id: str, beat: float, ttl: float = 30) -> SchedulerInfo:
+    return SchedulerInfo(
+        id=scheduler_id,
+        host="h",
+        pid=1,
+        started_at=at(0),
+        heartbeat_at=at(beat),
+        expires_at=at(beat + ttl),
+    )
+
+
+async def test_the_register_is_two_keys_under_the_prefix_and_keeps_layout_3(
+    client: Any, prefix: str
+) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    pubsub = client.pubsub()
+    await pubsub.subscribe(f"{prefix}:wakeup")
+    try:
+        confirmed = await pubsub.get_message(timeout=5)
+        assert confirmed is not None
+        assert confirmed["type"] == "subscribe"
+        await store.heartbeat(scheduler_info("dead", 5))
+        await store.heartbeat(scheduler_info("live", 5))
+        # A heartbeat wakes no scheduler: the first message after them is our marker.
+        await client.publish(f"{prefix}:wakeup", "marker")
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+        assert message is not None
+        assert message["data"] == b"marker"
+        # No new layout version: a horae of layout 3 without the register still starts.
+        assert await client.get(f"{prefix}:version") == b"3" == str(LAYOUT_VERSION).encode()
+        assert set(await client.hkeys(f"{prefix}:schedulers")) == {b"dead", b"live"}
+        assert await client.zrange(f"{prefix}:heartbeats", 0, -1, withscores=True) == [
+            (b"dead", (at(35) - EPOCH) // US),
+            (b"live", (at(35) - EPOCH) // US),
+        ]
+        # A stale record leaves both keys at once.
+        await store.heartbeat(scheduler_info("live", 35 + SCHEDULER_RECORD_KEEP + 1))
+        assert await client.hkeys(f"{prefix}:schedulers") == [b"live"]
+        assert await client.zrange(f"{prefix}:heartbeats", 0, -1) == [b"live"]
+        await store.remove_scheduler("live")
+        assert not await client.exists(f"{prefix}:schedulers", f"{prefix}:heartbeats")
+    finally:
+        await pubsub.aclose()
+        await store.stop()
+
+
+async def test_a_job_removed_while_leased_holds_no_lease_in_the_register(prefix: str) -> None:
+    # Its hash keeps the lease fields until the release (see the test above), but the
+    # lease is gone for the scheduler: its release will be refused.
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("r", 1), make_job("k", 1)], replace=False)
+        await store.heartbeat(scheduler_info("s", 1))
+        assert len(await store.acquire_jobs("s", at(1), 10, 30)) == 2
+        (info,) = await store.get_schedulers(at(2))
+        assert info.job_leases == 2
+        await store.remove_job("r")
+        (info,) = await store.get_schedulers(at(2))
+        assert info.job_leases == 1
+        await store.remove_all_jobs()
+        (info,) = await store.get_schedulers(at(2))
+        assert info.job_leases == 0
+    finally:
+        await store.stop()
+
+
+async def test_an_unreadable_scheduler_record_is_logged_and_left_out(
+    client: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        info = scheduler_info("good", 5)
+        await store.heartbeat(info)
+        await client.hset(f"{prefix}:schedulers", mapping={"bad": "{not json", "old": "{}"})
+        await client.zadd(f"{prefix}:heartbeats", {"bad": 0, "old": 0})
+        with caplog.at_level(logging.ERROR, logger="horae.stores.redis"):
+            assert await store.get_schedulers(at(6)) == [info]
+        assert sorted(str(r.args[1]) for r in caplog.records if r.args) == ["bad", "old"]  # type: ignore[index]
+        # Stale since 1970, the next heartbeat drops them.
+        await store.heartbeat(info)
+        assert await client.hkeys(f"{prefix}:schedulers") == [b"good"]
+    finally:
+        await store.stop()

@@ -18,7 +18,7 @@ import pytest
 from horae import JobArgumentError, JSONSerializer, Run, RunOutcome, StoreError
 from horae.stores._codec import encode_job
 from horae.stores._sqlite_schema import us
-from horae.stores.base import Release, StoreContext
+from horae.stores.base import Release, SchedulerInfo, StoreContext
 from horae.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 from .conftest import context
@@ -209,6 +209,66 @@ async def test_a_version_2_file_is_upgraded_and_keeps_its_jobs_and_runs(path: Pa
     await store.start(context("new"))
     await store.stop()
     assert query(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
+
+
+# The layout of version 3 before the register of schedulers came (within version 3).
+_VERSION_3 = (
+    *_VERSION_2[:-1],
+    "ALTER TABLE jobs ADD COLUMN run_count INTEGER NOT NULL DEFAULT 0",
+    "INSERT INTO meta VALUES ('schema_version', 3), ('changes', 7), ('lease_token', 3)",
+)
+
+
+def _scheduler(scheduler_id: str, beat: float) -> SchedulerInfo:
+    return SchedulerInfo(
+        id=scheduler_id,
+        host="h",
+        pid=1,
+        started_at=at(0),
+        heartbeat_at=at(beat),
+        expires_at=at(beat + 30),
+    )
+
+
+async def test_a_version_3_file_gains_the_register_without_an_upgrade(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        for statement in _VERSION_3:
+            conn.execute(statement)
+    conn.close()
+    store = SQLiteStore(path)
+    await store.start(context("new"))
+    try:
+        await store.add_jobs([make_job("a", 10)], replace=False)
+        await store.acquire_jobs("new", at(10), 10, lease_duration=30)
+        await store.heartbeat(_scheduler("new", 5))
+        (info,) = await store.get_schedulers(at(11))
+        assert (info.id, info.job_leases) == ("new", 1)
+    finally:
+        await store.stop()
+    # No upgrade step: the version stays 3, so a version 3 horae without the register
+    # still opens the file (and never reads the table).
+    assert query(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(3,)]
+    assert query(path, "SELECT id FROM schedulers") == [("new",)]
+
+
+async def test_the_register_is_no_news_to_the_pollers(store: SQLiteStore, path: Path) -> None:
+    # What the pollers of other processes read: the change counter and the events.
+    def seen() -> list[tuple[object, ...]]:
+        return query(
+            path,
+            "SELECT (SELECT value FROM meta WHERE key = 'changes'), (SELECT COUNT(*) FROM events)",
+        )
+
+    before = seen()
+    await store.heartbeat(_scheduler("s1", 5))
+    await store.heartbeat(_scheduler("s2", 5))
+    await store.heartbeat(_scheduler("s1", 15))
+    await store.remove_scheduler("s2")
+    assert [info.id for info in await store.get_schedulers(at(16))] == ["s1"]
+    assert seen() == before
+    await store.add_jobs([make_job("a", 10)], replace=False)  # a change is counted
+    assert seen() != before
 
 
 async def test_stop_gives_back_the_job_leases_it_holds(path: Path) -> None:

@@ -32,6 +32,7 @@ from horae.dashboard._html import (
     layout,
     outcome_cell,
     runs_chart,
+    scheduler_row,
     time_cell,
     timeline_svg,
 )
@@ -39,7 +40,7 @@ from horae.errors import JobLookupError
 from horae.events import AllJobsRemoved, Event, JobEvent, JobExecuted, RunEvent
 from horae.jobs import Job, Run
 from horae.scheduler import AsyncScheduler
-from horae.stores import Store
+from horae.stores import SchedulerInfo, Store
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ RETRY_DELAY = 2.0
 RUN_LIMIT = 100
 #: Seconds between two keep-alive comments on the event stream.
 KEEPALIVE = 15.0
+#: The schedulers page lists the jobs each scheduler is running up to this many jobs in
+#: the store (it reads the runs of each job).
+RUN_SCAN_LIMIT = 200
+#: Seconds between two reloads of the schedulers page (heartbeats send no event).
+REFRESH = 10
 
 
 def is_loopback(host: str) -> bool:
@@ -85,13 +91,6 @@ class _Backend:
         self.ready = anyio.Event()
         self.error: str | None = None
         self.stop = anyio.Event()
-        # Schedulers seen through events: id -> (last event time, what it was).
-        self.seen: dict[str, tuple[datetime, str]] = {}
-        self.started_at = datetime.now(timezone.utc)
-
-    def observe(self, event: Event) -> None:
-        if event.origin:
-            self.seen[event.origin] = (datetime.now(timezone.utc), type(event).__name__)
 
     async def keep(self) -> None:
         """Keep our own client scheduler running, starting it again when the store is back."""
@@ -105,7 +104,6 @@ class _Backend:
             )
             try:
                 async with scheduler:
-                    scheduler.add_listener(self.observe)
                     self._scheduler = scheduler
                     self.error = None
                     self.ready.set()
@@ -166,15 +164,10 @@ def create_app(
         async with anyio.create_task_group() as tg:
             if backend.own:
                 tg.start_soon(backend.keep, name="horae dashboard scheduler")
-            else:
-                assert backend._scheduler is not None
-                backend._scheduler.add_listener(backend.observe)
             try:
                 yield
             finally:
                 backend.stop.set()
-                if not backend.own and backend._scheduler is not None:
-                    backend._scheduler.remove_listener(backend.observe)
 
     def unavailable(page: Page, error: BaseException, title: str) -> HTMLResponse:
         message = (
@@ -206,6 +199,7 @@ def create_app(
             for job in jobs:
                 runs = await scheduler.get_runs(job.id, limit=1)
                 last[job.id] = runs[0] if runs else None
+            infos = await _registered(scheduler)
         except Exception as exc:
             return unavailable(page, exc, "jobs")
         tz, now = scheduler.timezone, datetime.now(timezone.utc)
@@ -248,7 +242,7 @@ def create_app(
             else '<p class="muted">No jobs in this store.</p>'
         )
         body = (
-            f"<h1>Jobs <small>({len(jobs)})</small></h1>{table}"
+            f"<h1>Jobs <small>({len(jobs)})</small></h1>{_runners(page, infos, now)}{table}"
             f"<p><small>{escape(_SHARE_NOTE)}</small></p>"
         )
         return layout(page, "jobs", body, active="jobs")
@@ -379,43 +373,53 @@ def create_app(
         page = Page(request, settings)
         try:
             scheduler = await backend.scheduler()
-            jobs = await scheduler.get_jobs()
-            running: dict[str, list[Run]] = {}
-            for job in jobs:
-                for run in await scheduler.get_runs(job.id, limit=RUN_LIMIT):
-                    if run.outcome is None and run.scheduler_id:
-                        running.setdefault(run.scheduler_id, []).append(run)
+            infos = await _registered(scheduler)
+            running: dict[str, list[str]] | None = {}
+            if infos and any(info.run_leases for info in infos):
+                running = await _jobs_in_progress(scheduler)
         except Exception as exc:
             return unavailable(page, exc, "schedulers")
         now = datetime.now(timezone.utc)
-        tz = scheduler.timezone
-        ids = set(running) | set(backend.seen) | {scheduler.id}
-        rows = []
-        for sid in sorted(ids):
-            seen = backend.seen.get(sid)
-            held = running.get(sid, [])
-            last = (
-                f"{time_cell(seen[0], tz, now)}<br><small>{escape(seen[1])}</small>"
-                if seen
-                else ("this dashboard" if sid == scheduler.id else '<span class="muted">-</span>')
+        if infos is None:
+            body = (
+                '<h1>Schedulers</h1><div class="banner warn">This store keeps no register '
+                "of schedulers (it has no <code>get_schedulers</code> method: a store written "
+                "for an older horae).</div>"
             )
-            rows.append(
-                f"<tr><td><code>{escape(sid)}</code></td><td>{escape(_host_of(sid))}</td>"
-                f"<td>{last}</td><td class=num>{len(held)}</td>"
-                f"<td><small>{escape(', '.join(sorted({r.job_id for r in held})))}</small></td>"
-                "</tr>"
+            return layout(page, "schedulers", body, active="schedulers")
+        rows = [
+            scheduler_row(
+                page,
+                info,
+                scheduler.timezone,
+                now,
+                None if running is None else running.get(info.id, []),
+                this=info.id == scheduler.id,
             )
-        body = (
-            "<h1>Schedulers sharing the store</h1>"
-            '<div class="banner warn">The stores keep no register of schedulers and no '
-            "heartbeats: this list is what the dashboard can tell from runs in progress "
-            "(whose leases a scheduler holds) and from events received since the dashboard "
-            f"started ({escape(when(backend.started_at, tz, now))}). {escape(_SHARE_NOTE)}</div>"
-            "<table id=schedulers><thead><tr><th>Scheduler id</th><th>Host</th>"
-            "<th>Last event seen</th><th>Runs in progress (leases held)</th><th>Jobs</th></tr>"
-            "</thead><tbody>" + "".join(rows) + "</tbody></table>"
+            # The living first: they run the jobs; the silent ones are history.
+            for info in sorted(infos, key=lambda info: not info.alive(now))
+        ]
+        alive = sum(info.alive(now) for info in infos)
+        table = (
+            "<table id=schedulers><thead><tr><th>Scheduler</th><th>Host</th>"
+            "<th class=num>PID</th><th>Status</th><th>Last heartbeat</th><th>Started</th>"
+            "<th class=num>Job leases</th><th class=num>Runs</th><th>Jobs running</th>"
+            "<th>Version</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+            if rows
+            else ""
         )
-        return layout(page, "schedulers", body, active="schedulers")
+        scan_note = (
+            f"<p><small>Jobs running: not listed, the store holds more than {RUN_SCAN_LIMIT} "
+            "jobs.</small></p>"
+            if running is None
+            else ""
+        )
+        body = (
+            f"<h1>Schedulers <small>({alive} alive)</small></h1>"
+            f"{'' if alive else _runners(page, infos, now, link=False)}"
+            f"{table}{scan_note}<p class=muted><small>{escape(_REGISTER_NOTE)}</small></p>"
+        )
+        return layout(page, "schedulers", body, active="schedulers", refresh=REFRESH)
 
     def _forbidden(page: Page, why: str) -> HTMLResponse:
         body = f'<h1>Forbidden</h1><div class="banner error">{escape(why)}</div>'
@@ -526,6 +530,59 @@ def create_app(
 
 _VERBS = ("pause", "resume", "run-now", "remove")
 
+_REGISTER_NOTE = (
+    "Every scheduler (not clients, such as this dashboard's own) writes its record when "
+    "it starts, renews it every third of its lease_duration and removes it when it stops. "
+    "One silent for longer than its lease died or lost the store: the others take over "
+    "its jobs and its runs in progress; its record is dropped a day later. This page "
+    f"reloads itself every {REFRESH} seconds."
+)
+
+
+async def _registered(scheduler: AsyncScheduler) -> list[SchedulerInfo] | None:
+    """The store's register of schedulers; ``None`` for a store that keeps none."""
+    if not callable(getattr(scheduler.store, "get_schedulers", None)):
+        return None
+    return await scheduler.get_schedulers()
+
+
+async def _jobs_in_progress(scheduler: AsyncScheduler) -> dict[str, list[str]] | None:
+    """The job of each run in progress, by scheduler id (one store call per job, so
+    ``None``, not looked up, beyond RUN_SCAN_LIMIT jobs). The runs of jobs no longer in
+    the store (a one-off job is removed as its run starts) are not found."""
+    jobs = await scheduler.get_jobs()
+    if len(jobs) > RUN_SCAN_LIMIT:
+        return None
+    running: dict[str, list[str]] = {}
+    for job in jobs:
+        # In-flight runs come first: a job has at most max_instances of them (retries
+        # waiting their turn aside), so a short page is enough.
+        for run in await scheduler.get_runs(job.id, limit=job.max_instances + 1):
+            if run.outcome is None and run.scheduler_id:
+                running.setdefault(run.scheduler_id, []).append(job.id)
+    return running
+
+
+def _runners(
+    page: Page, infos: list[SchedulerInfo] | None, now: datetime, *, link: bool = True
+) -> str:
+    """How many schedulers run the store's jobs; a warning when none does."""
+    if infos is None:
+        return ""
+    alive = sum(info.alive(now) for info in infos)
+    href = escape(page.url("/schedulers"))
+    if alive:
+        label = f"{alive} scheduler{'s' if alive != 1 else ''} alive"
+        return f'<p id=runners class=muted>Run by <a href="{href}">{label}</a>.</p>'
+    silent = f" ({len(infos)} silent)" if infos else ""
+    more = f' <a href="{href}">Schedulers</a>' if link else ""
+    return (
+        '<div id=runners class="banner warn"><strong>No scheduler is running on this '
+        f"store</strong>{silent}: due jobs wait until one starts (<code>horae run --store "
+        f"URL</code>, or a program with an <code>AsyncScheduler</code> on it).{more}</div>"
+    )
+
+
 _SHARE_NOTE = (
     "Runs and changes made by other processes show up live only if their schedulers run "
     "with share_events=True."
@@ -543,15 +600,6 @@ def _callable(job: Job) -> str:
     module = getattr(job.func, "__module__", None)
     name = getattr(job.func, "__qualname__", None)
     return f"{module}:{name}" if module and name else repr(job.func)
-
-
-def _host_of(scheduler_id: str) -> str:
-    """The host part of a default scheduler id (``host-pid-random``), else ``-``."""
-    name = scheduler_id.removeprefix("dashboard@")
-    parts = name.rsplit("-", 2)
-    if len(parts) == 3 and parts[1].isdigit():
-        return parts[0]
-    return "-"
 
 
 def _cross_site(request: Request) -> bool:

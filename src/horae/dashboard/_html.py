@@ -6,12 +6,14 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from horae._format import duration, local_time, relative
 from horae.jobs import Job, Run
+from horae.stores.base import SchedulerInfo
 
 #: Fire times drawn per job on the timeline (a job firing every second would draw 86,400).
 TIMELINE_CAP = 288
@@ -41,6 +43,9 @@ button.danger{color:#cf222e}pre{background:#fff;border:1px solid #d0d7de;padding
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;background:#fff;padding:.6em;
 border:1px solid #d0d7de}dt{font-weight:600}dd{margin:0}#live{font-size:12px}
 svg{background:#fff;border:1px solid #d0d7de}
+tr.silent td{background:#fff5f5}.state{font-weight:600}.paused-state,.stopping{color:#9a6700}
+td.jobs a{margin-right:.5em}.tag{font-size:11px;border:1px solid #d0d7de;border-radius:8px;
+padding:0 .4em;color:#57606a}
 """
 
 JS = """
@@ -69,6 +74,10 @@ JS = """
       if (fresh) document.querySelector("main").replaceWith(fresh);
     } catch (e) { /* the next event tries again */ }
   }
+  const every = Number(document.body.dataset.refresh || 0);
+  if (every > 0) setInterval(() => {
+    if (!timer && !document.hidden) timer = setTimeout(refresh, 0);
+  }, every * 1000);
   const source = new EventSource(url);
   function show(text, cls) { live.textContent = text; live.className = cls; }
   source.addEventListener("open", () => show("live", "ok"));
@@ -122,6 +131,7 @@ def layout(
     active: str = "",
     status: int = 200,
     job_id: str | None = None,
+    refresh: int | None = None,
 ) -> HTMLResponse:
     settings = page.settings
     notes = []
@@ -148,6 +158,8 @@ def layout(
         )
     )
     data_job = f' data-job="{escape(job_id)}"' if job_id else ""
+    if refresh:
+        data_job += f' data-refresh="{int(refresh)}"'
     document = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -167,6 +179,60 @@ def outcome_cell(run: Run | None) -> str:
         return '<span class="running">running</span>'
     value = str(run.outcome.value if hasattr(run.outcome, "value") else run.outcome)
     return f'<span class="{escape(value)}">{escape(value)}</span>'
+
+
+def scheduler_row(
+    page: Page,
+    info: SchedulerInfo,
+    tz: tzinfo,
+    now: datetime,
+    jobs: list[str] | None,
+    *,
+    this: bool = False,
+) -> str:
+    """A row of the schedulers page: a scheduler's record, marked when it went silent.
+
+    ``jobs`` holds the job id of each of its runs in progress that was found (``None``:
+    not looked up).
+    """
+    alive = info.alive(now)
+    if not alive:
+        silent = max(int((now - info.heartbeat_at).total_seconds()), 0)
+        status = (
+            '<strong class="error">presumed dead</strong><br>'
+            f"<small>silent for {escape(duration(timedelta(seconds=silent)))}; last state: "
+            f"{escape(info.state)}</small>"
+        )
+    else:
+        cls = {"running": "ok", "paused": "paused-state"}.get(info.state, "stopping")
+        status = f'<span class="state {cls}">{escape(info.state)}</span>'
+    if jobs is None:
+        running = '<span class="muted">-</span>'
+    else:
+        links = [
+            f'<a href="{escape(page.url("/jobs/" + quote(job_id, safe="")))}">{escape(job_id)}</a>'
+            for job_id in sorted(set(jobs))
+        ]
+        running = " ".join(links)
+        unlisted = info.run_leases - len(jobs)
+        if unlisted > 0:
+            running += (
+                f"{'<br>' if links else ''}<small>{'and ' if links else ''}{unlisted} "
+                f"run{'s' if unlisted > 1 else ''} of jobs no longer in the store "
+                "(one-off jobs)</small>"
+            )
+    tag = ' <span class="tag">this process</span>' if this else ""
+    return (
+        f'<tr data-scheduler="{escape(info.id)}"{"" if alive else " class=silent"}>'
+        f"<td class=id><code>{escape(info.id)}</code>{tag}</td>"
+        f"<td>{escape(info.host)}</td><td class=num>{info.pid}</td>"
+        f'<td class="status">{status}</td>'
+        f"<td>{time_cell(info.heartbeat_at, tz, now)}</td>"
+        f"<td>{time_cell(info.started_at, tz, now)}</td>"
+        f"<td class=num>{info.job_leases}</td><td class=num>{info.run_leases}</td>"
+        f"<td class=jobs>{running}</td>"
+        f"<td>{escape(info.version or '-')}</td></tr>"
+    )
 
 
 def time_cell(moment: datetime | None, tz: tzinfo, now: datetime) -> str:

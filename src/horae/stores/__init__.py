@@ -6,7 +6,7 @@ machine; ``PostgresStore`` and ``RedisStore`` in a server shared by many process
 
 from __future__ import annotations
 
-from horae.stores.base import Lease, Release, Store, StoreContext
+from horae.stores.base import Lease, Release, SchedulerInfo, Store, StoreContext
 from horae.stores.memory import MemoryStore
 from horae.stores.postgres import PostgresStore
 from horae.stores.redis import RedisStore
@@ -19,6 +19,7 @@ __all__ = [
     "RedisStore",
     "Release",
     "SQLiteStore",
+    "SchedulerInfo",
     "Store",
     "StoreContext",
 ]

@@ -23,6 +23,10 @@ Tables (see ``docs/store-postgres.md``):
   Finishing a run moves it from ``running`` to ``runs``: a delete and an insert by
   primary key, never an update of an indexed column.
 - ``schema_version``: one row, the layout version; :data:`MIGRATIONS` upgrades it.
+- ``schedulers``: the register of the schedulers sharing the schema, one row each,
+  written by their heartbeats (:class:`~horae.stores.base.SchedulerInfo` without the
+  lease counts, which are counted from ``jobs`` and ``running`` when read). Not part of
+  the versioned layout: see ``_REGISTER``.
 """
 
 from __future__ import annotations
@@ -144,6 +148,27 @@ CREATE TABLE IF NOT EXISTS {s}.schema_version (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     version  integer NOT NULL
 );
+"""
+
+# The register of schedulers (Store.heartbeat, get_schedulers), created at every start
+# after the migrations, if missing, rather than by a MIGRATIONS step: a new table that
+# only the register reads or writes changes nothing any other statement sees, so it
+# needs no new layout version, and without one a process of an older horae sharing the
+# schema keeps starting (a bumped version would be "newer than this horae reads") and
+# working; it ignores the table, as it never heartbeats. A later migration must
+# therefore not assume the table missing, nor present on schemas of layout 3.
+# No index on expires_at: the table holds one row per scheduler, read whole.
+_REGISTER = """
+CREATE TABLE IF NOT EXISTS {s}.schedulers (
+    id           text PRIMARY KEY,
+    host         text NOT NULL,
+    pid          bigint NOT NULL,
+    started_at   timestamptz NOT NULL,
+    heartbeat_at timestamptz NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    state        text NOT NULL,
+    version      text NOT NULL
+)
 """
 
 # Serializes schema creation and upgrades between processes; released at commit.
@@ -650,6 +675,57 @@ UPDATE {s}.jobs SET lease_holder = NULL, lease_expires = NULL, due_at = next_run
 WHERE lease_holder = $1
 """
 
+# $1..$8 the record (in the table's column order), $9 the cutoff: records that expired
+# before it are dropped in the same statement. No NOTIFY: nobody waits for a heartbeat.
+# The stale rows are locked with SKIP LOCKED, so a heartbeat never waits in its cleanup:
+# a row locked by another transaction is being dropped by another heartbeat or
+# remove_scheduler, or renewed (no longer stale), and in any case a later heartbeat
+# finds it again. Two heartbeats dropping each other's rows in opposite orders cannot
+# deadlock. The writer's own row is left to the upsert (a statement must not modify a
+# row twice).
+_HEARTBEAT = """
+WITH dropped AS (
+    DELETE FROM {s}.schedulers WHERE id = ANY(ARRAY(
+        SELECT id FROM {s}.schedulers
+        WHERE expires_at < $9 AND id <> $1
+        FOR UPDATE SKIP LOCKED
+    ))
+)
+INSERT INTO {s}.schedulers (
+    id, host, pid, started_at, heartbeat_at, expires_at, state, version
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host,
+    pid = excluded.pid,
+    started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at,
+    expires_at = excluded.expires_at,
+    state = excluded.state,
+    version = excluded.version
+"""
+
+_REMOVE_SCHEDULER = "DELETE FROM {s}.schedulers WHERE id = $1"
+
+# $1 now. The job leases a scheduler holds are counted through the partial index on
+# jobs.lease_holder (only the leased rows of the schedulers listed are read); the runs
+# it holds in one pass over `running` (small: the runs in flight), grouped by holder.
+# By id in code point order, as everywhere else (COLLATE "C": the database's own
+# collation may order otherwise).
+_GET_SCHEDULERS = """
+WITH run_leases AS (
+    SELECT holder, count(*) AS held FROM {s}.running
+    WHERE expires_at > $1
+    GROUP BY holder
+)
+SELECT s.id, s.host, s.pid, s.started_at, s.heartbeat_at, s.expires_at, s.state, s.version,
+    (SELECT count(*) FROM {s}.jobs j
+     WHERE j.lease_holder = s.id AND j.lease_expires > $1) AS job_leases,
+    coalesce(r.held, 0) AS run_leases
+FROM {s}.schedulers s
+LEFT JOIN run_leases r ON r.holder = s.id
+ORDER BY s.id COLLATE "C"
+"""
+
 
 def quote_ident(name: str) -> str:
     """``name`` as a quoted SQL identifier."""
@@ -690,6 +766,10 @@ class Statements:
     claim_runs: str
     get_runs: str
     drop_leases: str
+    register: str
+    heartbeat: str
+    remove_scheduler: str
+    get_schedulers: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -731,4 +811,8 @@ class Statements:
             claim_runs=fill(_CLAIM_RUNS),
             get_runs=fill(_GET_RUNS),
             drop_leases=fill(_DROP_LEASES),
+            register=fill(_REGISTER),
+            heartbeat=fill(_HEARTBEAT),
+            remove_scheduler=fill(_REMOVE_SCHEDULER),
+            get_schedulers=fill(_GET_SCHEDULERS),
         )

@@ -32,6 +32,16 @@ back in the due set), an update, a replacement or a removal takes it out of the 
 The release decides to hold from the job's ``running`` in the same script that writes
 it, and a finish lowers ``running`` and frees the job in one script: since scripts run
 one at a time, no job stays held with fewer runs in flight than its hold number.
+
+The register of schedulers (``Store.heartbeat``) is two keys of its own:
+``{prefix}:schedulers``, a hash of scheduler id to its record (JSON: host, pid, state,
+version, and the times ``started_at``, ``heartbeat_at``, ``expires_at`` as strings of
+microseconds), and ``{prefix}:heartbeats``, a sorted set of scheduler id by record
+expiry, so that a heartbeat finds the stale records without reading every one. Both have
+an entry for exactly the same ids. The lease counts that ``get_schedulers`` reports are
+never stored: they are counted from ``{prefix}:leases`` and ``{prefix}:runleases`` when
+read. No script of the jobs reads or writes these keys, so the register did not change
+the layout version: a horae of layout 3 that predates it ignores them.
 """
 
 from __future__ import annotations
@@ -42,10 +52,12 @@ __all__ = [
     "CLAIM",
     "EXTEND",
     "FINISH",
+    "HEARTBEAT",
     "LIST",
     "RELEASE",
     "REMOVE",
     "REMOVE_ALL",
+    "SCHEDULERS",
     "UPDATE",
     "UPGRADE",
     "UPGRADE_3",
@@ -434,6 +446,64 @@ for _, run_id in ipairs(ids) do
   end
 end
 return claimed
+"""
+
+# KEYS: schedulers, heartbeats. ARGV: scheduler id, record (JSON), record expiry, cutoff.
+# Writes the scheduler's record, after dropping the records that expired before cutoff
+# (the heartbeat's time minus SCHEDULER_RECORD_KEEP). Publishes nothing: no job changed.
+# Returns the number of records dropped.
+HEARTBEAT = (
+    _FLUSH
+    + """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+if #stale > 0 then
+  flush('HDEL', KEYS[1], stale)
+  flush('ZREM', KEYS[2], stale)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return #stale
+"""
+)
+
+# KEYS: schedulers, leases, run leases, run holders. ARGV: prefix, now. Returns (id,
+# record, job leases, run leases)* of every scheduler record. The leases counted are
+# those that expire after now: of jobs, in the leases sorted set, held by the job hash's
+# ``holder`` (a job removed while leased has no ``nrt`` and holds nothing any more, as on
+# the other stores); of runs, in the run leases sorted set, held by the holder written in
+# run holders. Only what is leased now is read, never every job nor every run; with no
+# record, nothing at all.
+SCHEDULERS = """
+local records = redis.call('HGETALL', KEYS[1])
+if #records == 0 then
+  return records
+end
+local prefix, after = ARGV[1], '(' .. ARGV[2]
+local jobs, runs = {}, {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], after, '+inf')) do
+  local fields = redis.call('HMGET', prefix .. ':job:' .. id, 'holder', 'nrt')
+  local holder = fields[1]
+  if holder and fields[2] then
+    jobs[holder] = (jobs[holder] or 0) + 1
+  end
+end
+for _, run_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], after, '+inf')) do
+  local value = redis.call('HGET', KEYS[4], run_id)
+  if value then
+    local colon = string.find(value, ':', 1, true)
+    local holder = string.sub(value, colon + 1, colon + tonumber(string.sub(value, 1, colon - 1)))
+    runs[holder] = (runs[holder] or 0) + 1
+  end
+end
+local reply = {}
+for i = 1, #records, 2 do
+  local id = records[i]
+  reply[#reply + 1] = id
+  reply[#reply + 1] = records[i + 1]
+  reply[#reply + 1] = jobs[id] or 0
+  reply[#reply + 1] = runs[id] or 0
+end
+return reply
 """
 
 # KEYS: version, run leases, run holders. ARGV: prefix, then job ids whose in-flight

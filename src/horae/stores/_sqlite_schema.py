@@ -13,6 +13,7 @@ from typing import Any
 
 from horae.errors import StoreError
 from horae.stores._codec import RunRecord
+from horae.stores.base import SchedulerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,15 @@ _MICROSECOND = timedelta(microseconds=1)
 # in-flight run and until when; both are NULL once the run finished. The partial index
 # runs_lease therefore holds the in-flight runs only, and claiming expired ones is a
 # range scan of it, whatever the size of the history.
+#
+# schedulers is the register of the schedulers sharing the file (Store.heartbeat), one
+# row per scheduler id, replaced by each heartbeat; the lease counts of get_schedulers
+# are read from jobs and runs, never stored. It came within version 3 and does not bump
+# it, as the events table did not: it is created on start by IF NOT EXISTS, so a file of
+# an older version 3 horae gains it without an upgrade step, and that horae keeps
+# working on a file that has it (it never reads it, and its start creates only its own
+# tables). A bump would make every older process refuse the file for a table it does
+# not need. Its writes never touch meta.changes: a heartbeat is no news to the pollers.
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -87,6 +97,17 @@ _SCHEMA = (
         created INTEGER NOT NULL,
         message TEXT NOT NULL
     )""",
+    # The register of schedulers (see above): added within version 3.
+    """CREATE TABLE IF NOT EXISTS schedulers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        version TEXT NOT NULL
+    )""",
 )
 # The statements that take a file from the version before to the version of the key.
 _UPGRADES: dict[int, tuple[str, ...]] = {
@@ -116,6 +137,32 @@ INSERT_STARTED = (
     f"VALUES ({','.join('?' * 14)})"
 )
 NEXT_SEQ = "SELECT COALESCE(MAX(seq), 0) + 1 FROM runs WHERE job_id = ?"
+
+
+#: A heartbeat: the scheduler's record, replacing the one of that id.
+HEARTBEAT = (
+    "INSERT OR REPLACE INTO schedulers "
+    "(id, host, pid, started_at, heartbeat_at, expires_at, state, version) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: The records that went stale before an instant (SCHEDULER_RECORD_KEEP ago).
+DROP_STALE_SCHEDULERS = "DELETE FROM schedulers WHERE expires_at < ?"
+#: Every record by id, with the job leases and in-flight runs its scheduler holds at an
+#: instant (given twice). Each count is one walk of its table grouped by holder, not one
+#: per scheduler: jobs.lease_holder has no index, which would cost every acquire and
+#: release; the runs' walk is one of the in-flight runs (the partial index runs_lease).
+#: A lease that expired keeps its holder until someone takes the job or run over, hence
+#: the expiry test. BINARY collation orders UTF-8 as Python orders str.
+SCHEDULERS = (
+    "WITH held_jobs (holder, n) AS (SELECT lease_holder, COUNT(*) FROM jobs "
+    "WHERE lease_expires > ? GROUP BY lease_holder), "
+    "held_runs (holder, n) AS (SELECT lease_holder, COUNT(*) FROM runs "
+    "WHERE lease_expires > ? GROUP BY lease_holder) "
+    "SELECT s.id, s.host, s.pid, s.started_at, s.heartbeat_at, s.expires_at, s.state, "
+    "s.version, COALESCE(held_jobs.n, 0), COALESCE(held_runs.n, 0) FROM schedulers AS s "
+    "LEFT JOIN held_jobs ON held_jobs.holder = s.id "
+    "LEFT JOIN held_runs ON held_runs.holder = s.id ORDER BY s.id"
+)
 
 
 def prepare(conn: sqlite3.Connection, path: str) -> int:
@@ -226,4 +273,36 @@ def run_record(row: Sequence[Any]) -> RunRecord:
         scheduler_id=scheduler_id,
         attempt=attempt,
         coalesced=coalesced,
+    )
+
+
+def scheduler_row(info: SchedulerInfo) -> tuple[Any, ...]:
+    """The values of :data:`HEARTBEAT` for a scheduler's record (its lease counts are
+    not stored)."""
+    return (
+        info.id,
+        info.host,
+        info.pid,
+        us(info.started_at),
+        us(info.heartbeat_at),
+        us(info.expires_at),
+        info.state,
+        info.version,
+    )
+
+
+def scheduler_info(row: Sequence[Any]) -> SchedulerInfo:
+    """The record a row of :data:`SCHEDULERS` holds, with its lease counts."""
+    sid, host, pid, started, beat, expires, state, version, job_leases, run_leases = row
+    return SchedulerInfo(
+        id=sid,
+        host=host,
+        pid=pid,
+        started_at=_EPOCH + timedelta(microseconds=started),
+        heartbeat_at=_EPOCH + timedelta(microseconds=beat),
+        expires_at=_EPOCH + timedelta(microseconds=expires),
+        state=state,
+        version=version,
+        job_leases=job_leases,
+        run_leases=run_leases,
     )

@@ -28,7 +28,12 @@ import attrs
 from horae.events import Event
 from horae.jobs import Job, Run
 
-__all__ = ["Lease", "Release", "Store", "StoreContext"]
+__all__ = ["Lease", "Release", "SchedulerInfo", "Store", "StoreContext"]
+
+#: How long a store keeps the record of a scheduler that stopped sending heartbeats
+#: without removing it (it died): seconds after its ``expires_at``. Until then it is
+#: listed by :meth:`Store.get_schedulers`, as silent.
+SCHEDULER_RECORD_KEEP = 24 * 3600.0
 
 
 @attrs.frozen(kw_only=True)
@@ -107,6 +112,46 @@ class Release:
     finished: Sequence[Run] = ()
     remove: bool = False
     hold_while_running: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerInfo:
+    """A scheduler as it last reported itself to its store (its heartbeat).
+
+    Every running scheduler (role ``"scheduler"``) writes its record when it starts and
+    renews it every third of its ``lease_duration``; it removes it when it stops. A
+    record whose ``expires_at`` has passed belongs to a scheduler that died or lost the
+    store: it is kept for :data:`SCHEDULER_RECORD_KEEP` seconds more, then dropped.
+
+    Attributes:
+        id: the scheduler's id.
+        host: the host name it runs on.
+        pid: its process id.
+        started_at: when it started.
+        heartbeat_at: when it last wrote this record.
+        expires_at: when the record goes stale without a new heartbeat (``heartbeat_at``
+            plus the scheduler's ``lease_duration``).
+        state: ``"running"``, ``"paused"`` (not acquiring jobs) or ``"stopping"``.
+        version: the horae version it runs (``""`` when unknown).
+        job_leases: due jobs it holds leased now (filled in by
+            :meth:`Store.get_schedulers`; ignored by :meth:`Store.heartbeat`).
+        run_leases: runs in flight it holds now (as ``job_leases``).
+    """
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    state: str = "running"
+    version: str = ""
+    job_leases: int = 0
+    run_leases: int = 0
+
+    def alive(self, now: datetime) -> bool:
+        """Whether its last heartbeat is still current at ``now``."""
+        return self.expires_at > now
 
 
 @runtime_checkable
@@ -244,5 +289,26 @@ class Store(Protocol):
         that moment (not started, connection lost) does not see them. The scheduler
         calls this with batches of job and run events (``horae._event_codec`` turns
         them into JSON for stores that need text).
+        """
+        ...
+
+    async def heartbeat(self, info: SchedulerInfo) -> None:
+        """Write (or replace) the record of scheduler ``info.id``; one round trip.
+
+        ``job_leases`` and ``run_leases`` are not stored (they are counted when read).
+        Records that expired more than :data:`SCHEDULER_RECORD_KEEP` seconds before
+        ``info.heartbeat_at`` are deleted in the same step.
+        """
+        ...
+
+    async def remove_scheduler(self, scheduler_id: str) -> None:
+        """Delete the record of a scheduler that stops; nothing happens if there is none."""
+        ...
+
+    async def get_schedulers(self, now: datetime) -> list[SchedulerInfo]:
+        """Every scheduler record (stale ones too, until dropped), by id.
+
+        ``job_leases`` and ``run_leases`` count the job leases and in-flight runs that
+        each scheduler holds at ``now`` (leases expiring after ``now``).
         """
         ...

@@ -14,7 +14,7 @@ from horae.errors import ConflictingIdError, JobLookupError
 from horae.events import Event, JobError
 from horae.jobs import Job, Run
 from horae.stores import _options
-from horae.stores.base import Lease, Release, StoreContext
+from horae.stores.base import SCHEDULER_RECORD_KEEP, Lease, Release, SchedulerInfo, StoreContext
 
 __all__ = ["MemoryStore"]
 
@@ -56,6 +56,7 @@ class MemoryStore:
         # The schedulers started on this store, by id: several schedulers of one
         # process may share a MemoryStore, and see each other's events (broadcast).
         self._contexts: dict[str, StoreContext] = {}
+        self._schedulers: dict[str, SchedulerInfo] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(jobs={len(self._jobs)})"
@@ -387,6 +388,34 @@ class MemoryStore:
             for scheduler_id, context in tuple(contexts.items()):
                 if scheduler_id != event.origin:
                     context.publish(event)
+
+    async def heartbeat(self, info: SchedulerInfo) -> None:
+        """Keep the scheduler's record; drop those stale for longer than the keep time."""
+        cutoff = info.heartbeat_at - timedelta(seconds=SCHEDULER_RECORD_KEEP)
+        records = self._schedulers
+        for scheduler_id, record in list(records.items()):
+            if record.expires_at < cutoff:
+                del records[scheduler_id]
+        records[info.id] = attrs.evolve(info, job_leases=0, run_leases=0)
+
+    async def remove_scheduler(self, scheduler_id: str) -> None:
+        """Forget the scheduler's record."""
+        self._schedulers.pop(scheduler_id, None)
+
+    async def get_schedulers(self, now: datetime) -> list[SchedulerInfo]:
+        """The records by id, with the leases each scheduler holds at ``now``."""
+        jobs: dict[str, int] = {}
+        for lease in self._leases.values():
+            if lease.expires_at > now:
+                jobs[lease.scheduler_id] = jobs.get(lease.scheduler_id, 0) + 1
+        runs: dict[str, int] = {}
+        for holder, until in self._run_leases.values():
+            if until > now:
+                runs[holder] = runs.get(holder, 0) + 1
+        return [
+            attrs.evolve(info, job_leases=jobs.get(sid, 0), run_leases=runs.get(sid, 0))
+            for sid, info in sorted(self._schedulers.items())
+        ]
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""

@@ -31,7 +31,7 @@ from horae.serializers import Serializer
 from horae.stores import _options
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
 from horae.stores._postgres_sql import CURRENT_VERSION, SCHEMA_NAME, Statements
-from horae.stores.base import Lease, Release, StoreContext
+from horae.stores.base import SCHEDULER_RECORD_KEEP, Lease, Release, SchedulerInfo, StoreContext
 
 __all__ = ["PostgresStore"]
 
@@ -138,7 +138,9 @@ class PostgresStore:
     (``Release.hold_while_running``) is not due until one of them ends. Changes wake the
     other schedulers through ``LISTEN``/``NOTIFY`` on a channel named after the schema.
     The tables are created on :meth:`start` if missing; see ``docs/store-postgres.md``
-    for the layout and its upgrade path.
+    for the layout and its upgrade path. The register of schedulers (:meth:`heartbeat`)
+    is a table of its own, ``schedulers``, outside the versioned layout: it is created
+    at every start if missing, and processes of an older horae simply ignore it.
 
     asyncpg runs on asyncio only: this store does not work under trio.
 
@@ -271,6 +273,8 @@ class PostgresStore:
                 for step in range(version + 1, CURRENT_VERSION + 1):
                     await conn.execute(sql.migrations[step])
                 await conn.execute(sql.set_version, CURRENT_VERSION)
+            # Not a migration: see _REGISTER for why the register bumps no version.
+            await conn.execute(sql.register)
 
     async def stop(self) -> None:
         """Stop listening, give back leases still held, close what :meth:`start` opened."""
@@ -783,6 +787,51 @@ class PostgresStore:
         messages = pack(self._events_sender, events, self._serializer, _NOTIFY_LIMIT)
         if messages:
             await self._require_pool().fetchval(_NOTIFY_EVENTS, self._events_channel, messages)
+
+    # -------------------------------------------------------------- register
+
+    async def heartbeat(self, info: SchedulerInfo) -> None:
+        """Write the scheduler's record and drop the long-stale ones, in one statement.
+
+        Nobody is notified: other schedulers read the register when asked, never wait
+        for it.
+        """
+        cutoff = info.heartbeat_at - timedelta(seconds=SCHEDULER_RECORD_KEEP)
+        await self._require_pool().execute(
+            self._sql.heartbeat,
+            info.id,
+            info.host,
+            info.pid,
+            info.started_at,
+            info.heartbeat_at,
+            info.expires_at,
+            info.state,
+            info.version,
+            cutoff,
+        )
+
+    async def remove_scheduler(self, scheduler_id: str) -> None:
+        """Delete the scheduler's record, if there is one."""
+        await self._require_pool().execute(self._sql.remove_scheduler, scheduler_id)
+
+    async def get_schedulers(self, now: datetime) -> list[SchedulerInfo]:
+        """The records by id, with the leases each holds at ``now``, in one statement."""
+        rows = await self._require_pool().fetch(self._sql.get_schedulers, now)
+        return [
+            SchedulerInfo(
+                id=row["id"],
+                host=row["host"],
+                pid=row["pid"],
+                started_at=row["started_at"],
+                heartbeat_at=row["heartbeat_at"],
+                expires_at=row["expires_at"],
+                state=row["state"],
+                version=row["version"],
+                job_leases=row["job_leases"],
+                run_leases=row["run_leases"],
+            )
+            for row in rows
+        ]
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""

@@ -25,7 +25,13 @@ from horae.serializers import Serializer
 from horae.stores import _options
 from horae.stores import _redis_lua as lua
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
-from horae.stores.base import Lease, Release, StoreContext
+from horae.stores.base import (
+    SCHEDULER_RECORD_KEEP,
+    Lease,
+    Release,
+    SchedulerInfo,
+    StoreContext,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -38,6 +44,11 @@ logger = logging.getLogger(__name__)
 #: Version of the key layout; see docs/store-redis.md for what each version holds.
 #: Version 2 added the leases of in-flight runs, version 3 the run count of each job and
 #: the set of held jobs; ``start()`` upgrades versions 1 and 2 in place.
+#: The register of schedulers (``{prefix}:schedulers`` and ``{prefix}:heartbeats``) came
+#: later without a new version: its keys are new, written by the first heartbeat (Redis
+#: has nothing to create at start), and nothing that layout 3 holds changed, so a horae
+#: of layout 3 that predates the register keeps working on the same prefix, ignoring them
+#: (its schedulers are just not listed). A version bump would have made it refuse to start.
 LAYOUT_VERSION = 3
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -90,6 +101,8 @@ _RELEASE = _Script("release", lua.RELEASE)
 _FINISH = _Script("finish", lua.FINISH)
 _EXTEND = _Script("extend", lua.EXTEND)
 _CLAIM = _Script("claim", lua.CLAIM)
+_HEARTBEAT = _Script("heartbeat", lua.HEARTBEAT)
+_SCHEDULERS = _Script("schedulers", lua.SCHEDULERS)
 _UPGRADE = _Script("upgrade", lua.UPGRADE)
 _UPGRADE_3 = _Script("upgrade to 3", lua.UPGRADE_3)
 _SCRIPTS = (
@@ -103,6 +116,8 @@ _SCRIPTS = (
     _FINISH,
     _EXTEND,
     _CLAIM,
+    _HEARTBEAT,
+    _SCHEDULERS,
 )
 
 
@@ -116,8 +131,11 @@ class RedisStore:
     sorted set by lease expiry), so the runs of a crashed scheduler are claimed by
     another without scanning the rest. A job held while its runs fill its slots
     (``Release.hold_while_running``) waits out of the due set until a run of its ends.
-    Schedulers wake each other through pub/sub when jobs change. Every key starts with
-    ``prefix``; see docs/store-redis.md for the layout.
+    Schedulers wake each other through pub/sub when jobs change. The register of the
+    schedulers sharing the prefix is a hash of their records (``{prefix}:schedulers``)
+    beside a sorted set of them by expiry (``{prefix}:heartbeats``), which a heartbeat
+    reads to drop the stale ones; the leases each holds are counted when the register is
+    read. Every key starts with ``prefix``; see docs/store-redis.md for the layout.
 
     Runs on the asyncio backend only: redis-py's asyncio client does not run on trio.
 
@@ -185,6 +203,8 @@ class RedisStore:
         self._run_leases = f"{prefix}:runleases"
         self._run_holders = f"{prefix}:runholders"
         self._held = f"{prefix}:held"
+        self._schedulers = f"{prefix}:schedulers"
+        self._heartbeats = f"{prefix}:heartbeats"
         self._release_keys = (
             self._due,
             self._leases,
@@ -376,8 +396,9 @@ class RedisStore:
 
     async def _close_pubsub(self, pubsub: PubSub) -> None:
         # The connection may be gone already: then there is nothing left to close.
+        # (PubSub.aclose is annotated in recent redis-py, 8.2 here, not in older ones.)
         with anyio.CancelScope(shield=True), suppress(self._errors.RedisError):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _listen(self, pubsub: PubSub) -> None:
         failures = 0
@@ -763,6 +784,75 @@ class RedisStore:
         in_flight.sort(key=lambda run: run.scheduled_time, reverse=True)
         finished = [self._decode_run(text) for text in finished_texts]
         return (in_flight + finished)[:limit]
+
+    # ------------------------------------------------------------------ schedulers
+
+    async def heartbeat(self, info: SchedulerInfo) -> None:
+        """Write the scheduler's record, dropping the records that expired more than
+        ``SCHEDULER_RECORD_KEEP`` seconds before ``info.heartbeat_at``, in one script
+        call. Publishes no wake-up: no job changed."""
+        record = _dumps(
+            {
+                "host": info.host,
+                "pid": info.pid,
+                "started_at": _us(info.started_at),
+                "heartbeat_at": _us(info.heartbeat_at),
+                "expires_at": _us(info.expires_at),
+                "state": info.state,
+                "version": info.version,
+            }
+        )
+        cutoff = info.heartbeat_at - timedelta(seconds=SCHEDULER_RECORD_KEEP)
+        args = (info.id, record, _us(info.expires_at), _us(cutoff))
+        await self._eval(_HEARTBEAT, (self._schedulers, self._heartbeats), args)
+
+    async def remove_scheduler(self, scheduler_id: str) -> None:
+        """Delete the scheduler's record (one ``MULTI``); nothing happens if there is none."""
+        client = self._started_client()
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._schedulers, scheduler_id)
+                pipe.zrem(self._heartbeats, scheduler_id)
+                await pipe.execute()
+        except self._errors.RedisError as exc:
+            raise StoreError(
+                f"{self!r}: cannot remove the record of scheduler {scheduler_id!r} ({exc})"
+            ) from exc
+
+    async def get_schedulers(self, now: datetime) -> list[SchedulerInfo]:
+        """Every scheduler record, by id, with the job leases and in-flight runs each
+        holds at ``now``, in one script call; it reads the leases held now, not every job
+        or run. A record that cannot be read back is logged and left out."""
+        keys = (self._schedulers, self._leases, self._run_leases, self._run_holders)
+        reply = await self._eval(_SCHEDULERS, keys, (self._prefix, _us(now)))
+        infos: list[SchedulerInfo] = []
+        for i in range(0, len(reply), 4):
+            scheduler_id = _text(reply[i])
+            try:
+                values = json.loads(reply[i + 1])
+                info = SchedulerInfo(
+                    id=scheduler_id,
+                    host=values["host"],
+                    pid=values["pid"],
+                    started_at=_moment(values["started_at"]),
+                    heartbeat_at=_moment(values["heartbeat_at"]),
+                    expires_at=_moment(values["expires_at"]),
+                    state=values["state"],
+                    version=values["version"],
+                    job_leases=int(reply[i + 2]),
+                    run_leases=int(reply[i + 3]),
+                )
+            except (ValueError, TypeError, KeyError, OverflowError) as exc:
+                logger.error(
+                    "%r: the record of scheduler %r is left out of get_schedulers(): %r",
+                    self,
+                    scheduler_id,
+                    exc,
+                )
+                continue
+            infos.append(info)
+        infos.sort(key=lambda info: info.id)
+        return infos
 
 
 class _FinishBatch:

@@ -43,20 +43,31 @@ from horae.serializers import Serializer
 from horae.stores import _options
 from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
 from horae.stores._sqlite_schema import (
+    DROP_STALE_SCHEDULERS,
+    HEARTBEAT,
     INSERT_FINISHED,
     INSERT_STARTED,
     NEXT_SEQ,
     RUN_COLUMNS,
+    SCHEDULERS,
     SCHEMA_VERSION,
     instant,
     prepare,
     run_record,
     run_row,
+    scheduler_info,
+    scheduler_row,
     started_row,
     us,
     us_or_none,
 )
-from horae.stores.base import Lease, Release, StoreContext
+from horae.stores.base import (
+    SCHEDULER_RECORD_KEEP,
+    Lease,
+    Release,
+    SchedulerInfo,
+    StoreContext,
+)
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -109,6 +120,9 @@ class SQLiteStore:
     Schedulers in other processes sharing the file are noticed by polling a change counter
     every ``poll_interval`` seconds (SQLite has no notifications); schedulers in this
     process are woken at once.
+
+    The schedulers sharing the file list themselves in its ``schedulers`` table
+    (:meth:`heartbeat`, :meth:`get_schedulers`); a heartbeat wakes no one's poller.
 
     Args:
         path: the database file (created if missing; its directory must exist).
@@ -938,6 +952,40 @@ class SQLiteStore:
 
         rows = await self._call(read)
         return [decode_run(run_record(row), self._serializer) for row in rows]
+
+    # -------------------------------------------------------------- schedulers
+
+    async def heartbeat(self, info: SchedulerInfo) -> None:
+        """Write the scheduler's record, and delete the records stale for longer than
+        :data:`SCHEDULER_RECORD_KEEP`, in one write transaction.
+
+        Other processes' pollers are not woken: the change counter stays as it is.
+        """
+        cutoff = us(info.heartbeat_at - timedelta(seconds=SCHEDULER_RECORD_KEEP))
+        row = scheduler_row(info)
+
+        def write(conn: sqlite3.Connection) -> None:
+            with self._writing(conn):
+                conn.execute(DROP_STALE_SCHEDULERS, (cutoff,))
+                conn.execute(HEARTBEAT, row)
+
+        await self._call(write)
+
+    async def remove_scheduler(self, scheduler_id: str) -> None:
+        """Delete the scheduler's record, if there is one."""
+
+        def remove(conn: sqlite3.Connection) -> None:
+            with self._writing(conn):
+                conn.execute("DELETE FROM schedulers WHERE id = ?", (scheduler_id,))
+
+        await self._call(remove)
+
+    async def get_schedulers(self, now: datetime) -> list[SchedulerInfo]:
+        """The records by id, with the leases each scheduler holds at ``now``: one read,
+        which never waits for writers."""
+        when = us(now)
+        rows = await self._call(lambda conn: conn.execute(SCHEDULERS, (when, when)).fetchall())
+        return [scheduler_info(row) for row in rows]
 
 
 def _notify(context: StoreContext, wake: bool, events: list[Event]) -> None:
