@@ -21,6 +21,8 @@ from horae import (
     Event,
     JobExecuted,
     MemoryStore,
+    Run,
+    RunOutcome,
     Scheduler,
     SchedulerInfo,
     SchedulerNotRunningError,
@@ -28,7 +30,7 @@ from horae import (
     StoreFailed,
 )
 from horae._running import horae_version
-from horae.stores.base import SCHEDULER_RECORD_KEEP, Store, StoreContext
+from horae.stores.base import SCHEDULER_RECORD_KEEP, Release, Store, StoreContext
 from horae.testing import FakeClock, wait_idle
 
 from . import jobfuncs
@@ -240,26 +242,65 @@ class _FailingHeartbeats(MemoryStore):
 async def test_a_failing_heartbeat_stops_neither_the_scheduler_nor_its_jobs(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Nor its takeover of a dead scheduler's runs, and it is no store outage: the
+    # register only informs.
     failures: list[Event] = []
     jobfuncs.calls.clear()
+    store = _FailingHeartbeats()
+    async with scheduler_on(store, clock, "dead") as dead:
+        await dead.add_job(jobfuncs.async_add, "date", run_date=clock.now(), args=[1], id="o")
+    (lease,) = await store.acquire_jobs("dead", clock.now(), limit=1, lease_duration=LEASE)
+    orphan = Run(job_id="o", scheduled_time=clock.now(), scheduler_id="dead")
+    await store.release_jobs("dead", [Release(lease=lease, next_run_time=None, started=[orphan])])
     with caplog.at_level(logging.WARNING, logger="horae.scheduler"):
-        async with scheduler_on(_FailingHeartbeats(), clock, "s1") as scheduler:
+        async with scheduler_on(store, clock, "s1") as scheduler:
             scheduler.add_listener(failures.append, StoreFailed.code)
             await scheduler.add_job(jobfuncs.async_add, "interval", seconds=10, args=[7], id="j")
-            for _ in range(4):
+            for _ in range(8):
                 clock.advance(10)
                 await wait_idle(scheduler)
             assert scheduler.running
             assert await scheduler.get_schedulers() == []
-    assert jobfuncs.calls.count(("async_add", 7, 0)) == 4
-    assert any(
-        "could not write its heartbeat" in r.getMessage()
-        and "the register is on fire" in r.getMessage()
+            (taken_over,) = await scheduler.get_runs("o")
+    assert jobfuncs.calls.count(("async_add", 7, 0)) == 8
+    assert taken_over.id == orphan.id
+    assert taken_over.outcome is RunOutcome.ABANDONED
+    warnings = [
+        r
         for r in caplog.records
-    )
-    assert failures
-    assert isinstance(failures[0], StoreFailed)
-    assert "writing this scheduler's heartbeat" in failures[0].error
+        if "could not write its heartbeat" in r.getMessage() and "s1" in r.getMessage()
+    ]
+    assert len(warnings) == 1  # once, not at every round
+    assert "the register is on fire" in warnings[0].getMessage()
+    assert failures == []
+
+
+async def test_a_pause_during_a_heartbeat_is_written_at_once(clock: FakeClock) -> None:
+    # pause() wakes the keeper through an event that the round in progress no longer
+    # waits on: the next round must notice the state it has not written.
+    entered = anyio.Event()
+    proceed = anyio.Event()
+
+    class SlowBeat(MemoryStore):
+        slow = False
+
+        async def heartbeat(self, info: SchedulerInfo) -> None:
+            if self.slow:
+                self.slow = False
+                entered.set()
+                await proceed.wait()
+            await super().heartbeat(info)
+
+    store = SlowBeat()
+    async with scheduler_on(store, clock, "s1") as scheduler:
+        store.slow = True
+        clock.advance(LEASE / 3)
+        await entered.wait()
+        await scheduler.pause()
+        proceed.set()
+        await wait_idle(scheduler)
+        (info,) = await store.get_schedulers(clock.now())
+        assert info.state == "paused"
 
 
 class _NoRegister(MemoryStore):

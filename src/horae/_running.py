@@ -173,6 +173,7 @@ class _RunLoop:
     _started_at: datetime | None
     _beat_due: datetime | None
     _beat_state: str
+    _beat_failing: bool
     # Runs of cancel_other jobs that may be cancelled, and why those that were.
     _cancel_scopes: dict[uuid.UUID, tuple[Run, anyio.CancelScope]]
     _cancel_reasons: dict[uuid.UUID, str]
@@ -866,6 +867,10 @@ class _RunLoop:
                 self._keep_wake = wake = anyio.Event()
                 if runs_done.is_set():
                     return
+                if self._state_unwritten():
+                    # Paused, resumed or stopping while the last round ran: its wake-up
+                    # went to that round's event; write the new state now.
+                    wake.set()
                 await clock.wait(next_at, wake)
                 if runs_done.is_set():
                     return
@@ -879,8 +884,9 @@ class _RunLoop:
                     if not early:
                         await self._renew_runs(now)
                     if self._heartbeat_due(now, regular=not early):
-                        what = "writing this scheduler's heartbeat"
-                        await self._heartbeat(now)
+                        # Never raises: a register that cannot be written must not
+                        # keep this scheduler from taking over dead schedulers' runs.
+                        await self._beat(now)
                     if not early and self._may_claim(now):
                         what = "taking over the runs of dead schedulers"
                         await self._claim_runs(now)
@@ -925,6 +931,38 @@ class _RunLoop:
         due = self._beat_due
         return regular and (due is None or now >= due)
 
+    def _state_unwritten(self) -> bool:
+        """Whether the register holds an older state of this scheduler than its own
+        (and the last heartbeat did not fail: then the regular rounds retry it)."""
+        return (
+            self._registers
+            and not self._beat_failing
+            and self._beat_state != ""
+            and self._beat_state != self._heartbeat_state()
+        )
+
+    async def _beat(self, now: datetime) -> None:
+        """:meth:`_heartbeat`, logging a failure (once until it works again) instead of
+        raising it: the register only informs; an outage of the store shows through the
+        loop's own calls."""
+        try:
+            await self._heartbeat(now)
+        except Exception as exc:
+            if not self._beat_failing:
+                self._beat_failing = True
+                logger.warning(
+                    "scheduler %s: could not write its heartbeat to the store's register "
+                    "(%s: %s); its jobs run on, but get_schedulers() and the dashboard may "
+                    "list it as silent until a heartbeat succeeds",
+                    self.id,
+                    type(exc).__name__,
+                    exc,
+                )
+            return
+        if self._beat_failing:
+            self._beat_failing = False
+            logger.info("scheduler %s: its heartbeat is written again", self.id)
+
     def _heartbeat_state(self) -> str:
         if self._state not in ("starting", "running"):
             return "stopping"
@@ -952,6 +990,7 @@ class _RunLoop:
         self._started_at = now = self._clock.now()
         self._beat_due = None
         self._beat_state = ""
+        self._beat_failing = False
         # A store written for an older horae may keep no register: run without one.
         self._registers = callable(getattr(self.store, "heartbeat", None))
         if not self._registers:
@@ -965,6 +1004,7 @@ class _RunLoop:
         try:
             await self._heartbeat(now)
         except Exception as exc:
+            self._beat_failing = True  # said here; _beat says when it works again
             logger.warning(
                 "scheduler %s: could not write its heartbeat to the store (%s: %s); it "
                 "starts anyway and writes it again with its next lease renewal",

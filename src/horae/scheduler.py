@@ -218,6 +218,7 @@ class AsyncScheduler(_RunLoop):
         self._started_at: datetime | None = None
         self._beat_due: datetime | None = None
         self._beat_state = ""
+        self._beat_failing = False
         # Set by horae.tracing.enable_tracing(); read once per run.
         self._run_hook: RunHook | None = None
         # Set by horae.metrics.PrometheusMetrics: the loop reports each batch's size.
