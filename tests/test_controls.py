@@ -16,6 +16,7 @@ import pytest
 from horae import (
     AsyncScheduler,
     Event,
+    IntervalTrigger,
     JobArgumentError,
     JobCancelled,
     JobLookupError,
@@ -778,6 +779,49 @@ async def test_replacing_an_interval_with_another_start_date_takes_the_new_one(
     async with scheduler:
         await scheduler.pause()
         assert (await scheduler.get_job("j")).next_run_time == at(50)
+
+
+async def test_an_interval_without_a_start_keeps_its_place_however_it_is_given(
+    clock: FakeClock,
+) -> None:
+    # start_date=None (read from a config, say) and an IntervalTrigger built without a
+    # start are no start given either: re-adding the job keeps its place and its pause.
+    async with AsyncScheduler(clock=clock, timezone="UTC") as scheduler:
+        for index, (trigger, args) in enumerate(
+            [
+                ("interval", {"hours": 1, "start_date": None}),
+                (IntervalTrigger(hours=1, timezone="UTC"), {}),
+            ]
+        ):
+            job_id = f"j{index}"
+            await scheduler.add_job(jobfuncs.async_add, trigger, args=[1], id=job_id, **args)
+            await scheduler.pause_job(job_id, note="by the operator")
+            clock.advance(60)
+            again = await scheduler.add_job(
+                jobfuncs.async_add, trigger, args=[1], id=job_id, replace_existing=True, **args
+            )
+            assert again.paused, job_id
+            assert again.pause_note == "by the operator"
+        # A start given that differs is a new schedule, for an instance too.
+        start = clock.now() + timedelta(minutes=5)
+        moved = await scheduler.add_job(
+            jobfuncs.async_add,
+            IntervalTrigger(hours=1, start_date=start, timezone="UTC"),
+            args=[1],
+            id="j1",
+            replace_existing=True,
+        )
+        assert not moved.paused
+        assert moved.next_run_time == start
+
+
+def test_an_interval_trigger_knows_whether_its_start_was_given() -> None:
+    defaulted = IntervalTrigger(hours=1, timezone="UTC")
+    given = IntervalTrigger(hours=1, start_date=defaulted.start_date, timezone="UTC")
+    assert defaulted.start_defaulted
+    assert not given.start_defaulted
+    assert defaulted == given  # not compared
+    assert not IntervalTrigger.from_dict(defaulted.to_dict()).start_defaulted  # not stored
 
 
 # ---------------------------------------------------------------------- explain

@@ -105,7 +105,7 @@ def build_trigger(
         return DateTrigger(run_date=now, timezone=timezone)
     if isinstance(trigger, str):
         args = dict(trigger_args)
-        if trigger == "interval" and "start_date" not in args:
+        if trigger == "interval" and args.get("start_date") is None:
             # The first run comes one interval after the job is added (APScheduler 3's
             # rule), on the scheduler's clock rather than the system's.
             args["start_date"] = now

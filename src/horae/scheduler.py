@@ -1183,10 +1183,12 @@ _BACKFILL_HISTORY = 100_000
 
 
 def _implicit_start(trigger: Trigger | str | None, trigger_args: Mapping[str, Any]) -> bool:
-    """Whether ``add_job`` was given an ``"interval"`` without a ``start_date``: it
-    starts from now, anew at every call. (The trigger built cannot tell: a start given
-    is as much a datetime as one defaulted, and a trigger instance is taken as given.)"""
-    return trigger == "interval" and "start_date" not in trigger_args
+    """Whether ``add_job`` was given an interval without a start date (``"interval"``
+    without ``start_date``, or with ``start_date=None``; an :class:`IntervalTrigger` built
+    without one): it starts from now, anew at every call."""
+    if isinstance(trigger, IntervalTrigger):
+        return trigger.start_defaulted
+    return trigger == "interval" and trigger_args.get("start_date") is None
 
 
 def _same_schedule(old: Trigger, new: Trigger, *, implicit_start: bool) -> bool:
