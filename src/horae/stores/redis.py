@@ -524,7 +524,7 @@ class RedisStore:
             try:
                 runs.append(self._decode_run(text))
             except Exception as exc:
-                logger.error("%r: a run is left out of a listing (%s): %.200r", self, exc, text)
+                logger.error("%r: a run is left out of a listing (%r): %.200r", self, exc, text)
         return runs
 
     # ------------------------------------------------------------------ jobs
