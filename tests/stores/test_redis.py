@@ -365,7 +365,9 @@ async def test_runs_ending_together_are_all_recorded(prefix: str) -> None:
         await store.stop()
 
 
-@pytest.mark.parametrize("job_id", ["a:b:c", "with space", "ünï ✓", 'quote"back\\slash', "[1]"])
+@pytest.mark.parametrize(
+    "job_id", ["a:b:c", "with space", "ünï ✓", 'quote"back\\slash', "[1]", "a/b"]
+)
 async def test_any_job_id_round_trips(prefix: str, job_id: str) -> None:
     store = RedisStore(REDIS_URL, prefix=prefix)
     await store.start(context())
@@ -902,7 +904,7 @@ async def test_listings_are_one_command_whatever_the_number_of_jobs(
         assert [run.id for run in latest.values()] == [run.id for run in runs]
         assert [run.outcome for run in latest.values()] == [RunOutcome.SUCCESS, None] * 500
         assert await store.get_runs_in_flight(limit=3) == sorted(runs[1::2], key=_by_id)[:3]
-        assert commands == ["SMEMBERS", "EVALSHA", "EVALSHA"]
+        assert commands == ["EVALSHA"] * 3
     finally:
         await store.stop()
 

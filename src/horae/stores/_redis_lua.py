@@ -54,6 +54,7 @@ __all__ = [
     "FINISH",
     "HEARTBEAT",
     "IN_FLIGHT",
+    "JOB_IDS",
     "LATEST",
     "LIST",
     "RELEASE",
@@ -170,6 +171,16 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 return reply
+"""
+
+# KEYS: jobs. Returns the ids of every job as a JSON array, reading no job: one bulk
+# string parses much faster in Python than a reply of thousands of strings.
+JOB_IDS = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+if #ids == 0 then
+  return '[]'
+end
+return cjson.encode(ids)
 """
 
 # KEYS: run holders. ARGV: prefix. Returns the records of every run in flight, removed

@@ -103,6 +103,7 @@ _EXTEND = _Script("extend", lua.EXTEND)
 _CLAIM = _Script("claim", lua.CLAIM)
 _HEARTBEAT = _Script("heartbeat", lua.HEARTBEAT)
 _SCHEDULERS = _Script("schedulers", lua.SCHEDULERS)
+_JOB_IDS = _Script("job ids", lua.JOB_IDS)
 _LATEST = _Script("latest runs", lua.LATEST)
 _IN_FLIGHT = _Script("runs in flight", lua.IN_FLIGHT)
 _UPGRADE = _Script("upgrade", lua.UPGRADE)
@@ -120,6 +121,7 @@ _SCRIPTS = (
     _CLAIM,
     _HEARTBEAT,
     _SCHEDULERS,
+    _JOB_IDS,
     _LATEST,
     _IN_FLIGHT,
 )
@@ -584,14 +586,11 @@ class RedisStore:
         return [entry[3] for entry in entries]
 
     async def get_job_ids(self) -> list[str]:
-        """Every job id, sorted, unreadable jobs' too: one ``SMEMBERS`` of
-        ``{prefix}:jobs``, reading no job."""
-        client = self._started_client()
-        try:
-            ids = await client.smembers(self._jobs)
-        except self._errors.RedisError as exc:
-            raise StoreError(f"{self!r}: cannot read the job ids ({exc})") from exc
-        return sorted(_text(job_id) for job_id in ids)
+        """Every job id, sorted, unreadable jobs' too: the members of ``{prefix}:jobs``,
+        in one script call that reads no job."""
+        ids: list[str] = json.loads(await self._eval(_JOB_IDS, (self._jobs,), ()))
+        ids.sort()
+        return ids
 
     async def update_job(self, job: Job) -> None:
         """Replace the stored job of the same id.
