@@ -189,6 +189,77 @@ def test_jobs_lifecycle(store_url: str, tmp_path: Path) -> None:
     assert_usage_error(horae("runs", *store, "tick"), "no job with id 'tick'")
 
 
+_SCRIPT_ADDING_ITS_OWN_FUNCTION = """
+import sys
+
+import anyio
+
+from horae import AsyncScheduler
+from horae.cli import open_store
+
+
+def tick() -> None:
+    pass
+
+
+async def main() -> None:
+    async with AsyncScheduler(open_store(sys.argv[1]), role="client") as scheduler:
+        await scheduler.add_job(tick, "interval", minutes=5, id="tick")
+
+
+anyio.run(main)
+"""
+
+
+def test_jobs_list_names_the_jobs_that_cannot_be_read_here(store_url: str, tmp_path: Path) -> None:
+    """A job added from a script with a function of its own (``__main__:tick``) is stored,
+    but cannot be read back by the CLI: ``jobs list`` says so instead of hiding it."""
+    script = tmp_path / "add_tick.py"
+    script.write_text(_SCRIPT_ADDING_ITS_OWN_FUNCTION)
+    added = subprocess.run(
+        [sys.executable, str(script), store_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    store = ["--store", store_url]
+
+    alone = ok("jobs", "list", *store)
+    assert "No jobs." not in alone
+    assert alone.startswith("1 job cannot be read here:\n")
+    line = next(line for line in alone.splitlines() if line.startswith("  tick "))
+    assert "its callable cannot be imported: '__main__:tick'" in line
+    assert "has no attribute 'tick'" in line
+    assert "horae jobs remove ID" in alone
+    assert "(__main__:...) imports only in that script's process" in alone
+
+    ok("jobs", "add", *store, "tests.cli_jobs:touch", "interval", "hours=1", "--id", "fine",
+       "--args", '["x"]')  # fmt: skip
+    table = ok("jobs", "list", *store)
+    assert table.splitlines()[0].split() == ["ID", "NAME", "TRIGGER", "NEXT", "RUN"]
+    assert table.splitlines()[1].startswith("fine ")
+    assert "\n\n1 job cannot be read here:\n  tick " in table
+
+    listed = {job["id"]: job for job in as_json("jobs", "list", *store)}
+    assert set(listed) == {"fine", "tick"}
+    fine, tick = listed["fine"], listed["tick"]
+    assert fine["error"] is None
+    assert fine["func"] == "tests.cli_jobs:touch"
+    # The same keys, so that scripts can read every entry alike; null where unknown.
+    assert list(tick) == list(fine)
+    assert tick["error"].startswith("its callable cannot be imported: '__main__:tick'")
+    assert (tick["func"], tick["paused"], tick["next_run_time"]) == (None, None, None)
+
+    # Its history and its removal need no reading of the job.
+    assert "job 'tick' has no runs yet" in ok("runs", *store, "tick")
+    assert_usage_error(horae("jobs", "show", *store, "tick"), "'tick' cannot be read back")
+    assert "removed job 'tick'" in ok("jobs", "remove", *store, "tick")
+    assert "cannot be read" not in ok("jobs", "list", *store)
+    assert [job["id"] for job in as_json("jobs", "list", *store)] == ["fine"]
+
+
 def test_replace_and_conflicting_id(sqlite_url: str) -> None:
     add = ["jobs", "add", "--store", sqlite_url, "tests.cli_jobs:touch", "interval", "--id", "t"]
     ok(*add, "seconds=30", "--args", '["x"]')

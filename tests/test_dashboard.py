@@ -7,10 +7,12 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ import pytest
 
 from horae import AsyncScheduler, JobError, JobExecuted, JobModified, JobRemoved, SchedulerInfo
 from horae.errors import StoreError
-from horae.stores import MemoryStore, PostgresStore
+from horae.jobs import Run
+from horae.stores import MemoryStore, PostgresStore, SQLiteStore
 
 starlette = pytest.importorskip("starlette")
 httpx = pytest.importorskip("httpx")
@@ -171,6 +174,9 @@ async def test_schedulers_page_names_the_jobs_each_scheduler_runs(
             both_started.set()
         await release.wait()
 
+    # More jobs than the page used to look through (it read the runs of each job).
+    for i in range(201):
+        await scheduler.add_job(noop, "interval", days=1, id=f"idle-{i:03}")
     await scheduler.add_job(
         slow, "interval", hours=1, id="slow-one", next_run_time=datetime.now(timezone.utc)
     )
@@ -178,6 +184,7 @@ async def test_schedulers_page_names_the_jobs_each_scheduler_runs(
     with anyio.fail_after(10):
         await both_started.wait()
     try:
+        assert "one-off" not in await scheduler.store.get_job_ids()
         async with client(create_app(scheduler)) as http:
             page = (await http.get("/schedulers")).text
     finally:
@@ -185,7 +192,150 @@ async def test_schedulers_page_names_the_jobs_each_scheduler_runs(
     row = _row(page, scheduler.id)
     assert 'href="/jobs/slow-one"' in row
     assert "<td class=num>2</td>" in row  # the run leases it holds
-    assert "and 1 run of jobs no longer in the store" in row
+    # The one-off job's run is listed, by its job id, not linked: its job left the store.
+    assert ">one-off</span> <small>(removed)</small>" in row
+    assert 'href="/jobs/one-off"' not in row
+    assert "idle-" not in row
+    assert "not listed" not in page
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts the calls the dashboard's pages make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
+        self.calls["get_runs"] += 1
+        return await super().get_runs(job_id, limit)
+
+    async def get_latest_runs(self, job_ids: Sequence[str]) -> dict[str, Run]:
+        self.calls["get_latest_runs"] += 1
+        return await super().get_latest_runs(job_ids)
+
+    async def get_runs_in_flight(self, limit: int = 1000) -> list[Run]:
+        self.calls["get_runs_in_flight"] += 1
+        return await super().get_runs_in_flight(limit)
+
+
+@pytest.mark.anyio
+async def test_pages_read_runs_in_one_call_not_one_per_job(anyio_backend: str) -> None:
+    store = CountingStore()
+    async with AsyncScheduler(store, timezone="UTC") as scheduler:
+        for i in range(30):
+            await scheduler.add_job(noop, "interval", hours=1, id=f"job-{i:02}")
+        await run_once(scheduler, "job-07")
+        store.calls.clear()
+        async with client(create_app(scheduler)) as http:
+            jobs = await http.get("/")
+            assert store.calls == {"get_latest_runs": 1}
+            store.calls.clear()
+            schedulers = await http.get("/schedulers")
+            assert store.calls == {"get_runs_in_flight": 1}
+    assert jobs.status_code == schedulers.status_code == 200
+    assert jobs.text.count("<tr data-job=") == 30
+    assert 'class="success">success' in _job_row(jobs.text, "job-07")
+    assert "never ran" in _job_row(jobs.text, "job-08")
+
+
+def _job_row(page: str, job_id: str) -> str:
+    """The jobs table's row of ``job_id``."""
+    start = page.index(f'<tr data-job="{job_id}"')
+    return page[start : page.index("</tr>", start)]
+
+
+def _unreadable_on_sqlite(path: Path, job_id: str, ref: str) -> None:
+    """Make the stored job's callable ``ref``, as a job added from a script whose
+    ``__main__`` defines it: this process cannot import it back."""
+    conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+    try:
+        conn.execute(
+            "UPDATE jobs SET payload = json_replace(payload, '$.func', ?) WHERE id = ?",
+            (ref, job_id),
+        )
+    finally:
+        conn.close()
+
+
+@pytest.mark.anyio
+async def test_a_job_that_cannot_be_read_is_listed_with_why_and_can_be_removed(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    store = SQLiteStore(tmp_path / "jobs.db")
+    async with AsyncScheduler(store, timezone="UTC") as scheduler:
+        await scheduler.add_job(noop, "interval", minutes=30, id="fine")
+        await scheduler.add_job(noop, "interval", minutes=30, id="tick")
+        await run_once(scheduler, "tick")
+        _unreadable_on_sqlite(store.path, "tick", "__main__:tick")
+        assert [job.id for job in await scheduler.get_jobs()] == ["fine"]
+        async with client(create_app(scheduler)) as http:
+            jobs = await http.get("/")
+            job = await http.get("/jobs/tick")
+            pause = await http.post("/jobs/tick/pause")
+            timeline = await http.get("/timeline")
+            confirm = await http.get("/jobs/tick/remove")
+            await scheduler.remove_job("fine")
+            only = await http.get("/")
+            removed = await http.post("/jobs/tick/remove", data={"next": "/"})
+            empty = await http.get("/")
+        assert await store.get_job_ids() == []
+
+    assert jobs.status_code == 200
+    assert "<h1>Jobs <small>(2)</small>" in jobs.text
+    assert 'data-job="fine"' in jobs.text
+    row = _job_row(jobs.text, "tick")
+    assert "cannot be read here:" in row
+    assert "its callable cannot be imported: &#x27;__main__:tick&#x27;" in row
+    assert "has no attribute &#x27;tick&#x27;" in row
+    assert 'class="success">success' in row  # its runs can be read: its last outcome
+    assert 'href="/jobs/tick/remove"' in row
+    assert 'action="/jobs/tick/pause"' not in jobs.text
+    assert "1 job cannot be read here" in jobs.text
+    assert "__main__:…" in jobs.text  # the hint for a script's function
+
+    assert job.status_code == 200
+    assert "This job cannot be read here:" in job.text
+    assert "has no attribute &#x27;tick&#x27;" in job.text
+    assert "<table id=runs>" in job.text
+    assert 'class="success">success' in job.text
+    assert 'href="/jobs/tick/remove"' in job.text
+    assert 'action="/jobs/tick/pause"' not in job.text
+    assert "Why it ran" in job.text
+
+    assert pause.status_code == 409
+    assert "cannot be read here" in pause.text
+    assert timeline.status_code == 200
+    assert "1 job cannot be read here and is not drawn" in timeline.text
+    assert confirm.status_code == 200
+    assert 'action="/jobs/tick/remove"' in confirm.text
+
+    assert only.status_code == 200
+    assert "No jobs in this store." not in only.text
+    assert 'data-job="tick"' in only.text
+    assert removed.status_code == 303
+    assert "No jobs in this store." in empty.text
+
+
+@pytest.mark.anyio
+async def test_unreadable_jobs_beyond_the_lookup_limit_are_listed_by_id(
+    anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from horae.dashboard import _app
+
+    monkeypatch.setattr(_app, "UNREADABLE_LOOKUP_LIMIT", 1)
+    store = SQLiteStore(tmp_path / "jobs.db")
+    async with AsyncScheduler(store, timezone="UTC", role="client") as scheduler:
+        for job_id in ("a", "b"):
+            await scheduler.add_job(noop, "interval", minutes=30, id=job_id)
+            _unreadable_on_sqlite(store.path, job_id, "gone_module_xyz:f")
+        async with client(create_app(scheduler)) as http:
+            page = (await http.get("/")).text
+    assert "2 jobs cannot be read here" in page
+    assert "__main__" not in page  # no hint about scripts' functions here
+    assert "cannot import module &#x27;gone_module_xyz&#x27;" in _job_row(page, "a")
+    assert "not looked up" in _job_row(page, "b")
+    assert 'href="/jobs/b"' in _job_row(page, "b")
 
 
 @pytest.mark.anyio

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from horae._format import describe_trigger, duration, local_time, relative, when
+from horae._listing import UnreadableJob
 from horae.jobs import Job, Run
 from horae.stores.base import SchedulerInfo
 
@@ -27,6 +28,8 @@ __all__ = [
     "scheduler_to_json",
     "schedulers_table",
     "table",
+    "unreadable_job_to_json",
+    "unreadable_lines",
     "when",
 ]
 
@@ -56,9 +59,12 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def jobs_table(jobs: Sequence[Job], tz: tzinfo, now: datetime) -> str:
-    """The jobs, one a line: id, name, trigger, next run time (``paused`` when none)."""
-    if not jobs:
+def jobs_table(
+    jobs: Sequence[Job], tz: tzinfo, now: datetime, unreadable: Sequence[UnreadableJob] = ()
+) -> str:
+    """The jobs, one a line: id, name, trigger, next run time (``paused`` when none);
+    then the jobs that cannot be read here, with why."""
+    if not jobs and not unreadable:
         return "No jobs."
     rows = [
         (
@@ -69,7 +75,28 @@ def jobs_table(jobs: Sequence[Job], tz: tzinfo, now: datetime) -> str:
         )
         for job in jobs
     ]
-    return table(("ID", "NAME", "TRIGGER", "NEXT RUN"), rows)
+    parts = [table(("ID", "NAME", "TRIGGER", "NEXT RUN"), rows)] if rows else []
+    if unreadable:
+        parts.append(unreadable_lines(unreadable))
+    return "\n\n".join(parts)
+
+
+def unreadable_lines(unreadable: Sequence[UnreadableJob]) -> str:
+    """The jobs that cannot be read here: a heading, one line each, and what to do."""
+    count = len(unreadable)
+    lines = [f"{count} job{'s' if count != 1 else ''} cannot be read here:"]
+    width = max(len(job.id) for job in unreadable)
+    lines += [f"  {job.id.ljust(width)}  {job.error or '(not looked up)'}" for job in unreadable]
+    lines.append(
+        "A scheduler where a job's callable imports still runs it. Run this command where "
+        "the job modules import (PYTHONPATH), or remove the job: horae jobs remove ID."
+    )
+    if any("'__main__:" in (job.error or "") for job in unreadable):
+        lines.append(
+            "A function of the script that added a job (__main__:...) imports only in "
+            "that script's process: give jobs functions of importable modules."
+        )
+    return "\n".join(lines)
 
 
 def job_details(job: Job, tz: tzinfo, now: datetime) -> str:
@@ -109,7 +136,8 @@ def job_details(job: Job, tz: tzinfo, now: datetime) -> str:
 
 
 def job_to_json(job: Job) -> dict[str, Any]:
-    """The job as plain JSON values (times in ISO 8601, durations in seconds)."""
+    """The job as plain JSON values (times in ISO 8601, durations in seconds); its
+    ``error`` is ``None`` (see :func:`unreadable_job_to_json`)."""
     return {
         "id": job.id,
         "name": job.name,
@@ -133,7 +161,42 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "pause_after_failures": job.pause_after_failures,
         "pause_note": job.pause_note,
         "metadata": dict(job.metadata),
+        "error": None,
     }
+
+
+#: The keys of :func:`job_to_json`, in its order.
+_JOB_KEYS = (
+    "id",
+    "name",
+    "func",
+    "trigger",
+    "trigger_data",
+    "next_run_time",
+    "paused",
+    "args",
+    "kwargs",
+    "executor",
+    "coalesce",
+    "max_instances",
+    "misfire_grace_time",
+    "jitter",
+    "timeout",
+    "retry_attempts",
+    "overlap",
+    "on_crash",
+    "max_runs",
+    "pause_after_failures",
+    "pause_note",
+    "metadata",
+    "error",
+)
+
+
+def unreadable_job_to_json(job: UnreadableJob) -> dict[str, Any]:
+    """A job that cannot be read here, with the keys of :func:`job_to_json`: its ``id``,
+    ``error`` saying why, and ``None`` for what could not be read."""
+    return dict.fromkeys(_JOB_KEYS) | {"id": job.id, "error": job.error}
 
 
 def runs_table(runs: Sequence[Run], tz: tzinfo, now: datetime) -> str:

@@ -22,6 +22,7 @@ as one line ``horae: error: ...`` on stderr, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import importlib
 import inspect
@@ -43,7 +44,8 @@ if sys.version_info < (3, 11):
 
 from horae import _cli_format as fmt
 from horae._explain import explain_job
-from horae.errors import HoraeError, StoreError
+from horae._listing import job_ids, unreadable_jobs
+from horae.errors import DeserializationError, HoraeError, StoreError
 from horae.scheduler import AsyncScheduler
 from horae.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 
@@ -154,11 +156,20 @@ def _print_json(value: Any) -> None:
 
 
 async def _jobs_list(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
+    # The ids first: a job added after them is in get_jobs(), so it is not taken for an
+    # unreadable one.
+    ids = await job_ids(scheduler.store)
     jobs = await scheduler.get_jobs()
+    unreadable = (
+        [] if ids is None else await unreadable_jobs(scheduler.store, ids, {j.id for j in jobs})
+    )
     if args.json:
-        _print_json([fmt.job_to_json(job) for job in jobs])
+        _print_json(
+            [fmt.job_to_json(job) for job in jobs]
+            + [fmt.unreadable_job_to_json(job) for job in unreadable]
+        )
     else:
-        print(fmt.jobs_table(jobs, scheduler.timezone, datetime.now(timezone.utc)))
+        print(fmt.jobs_table(jobs, scheduler.timezone, datetime.now(timezone.utc), unreadable))
     return EXIT_OK
 
 
@@ -285,7 +296,9 @@ async def _jobs_run_now(args: argparse.Namespace, scheduler: AsyncScheduler) -> 
 async def _runs(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
     runs = await scheduler.get_runs(args.job_id, limit=args.limit)
     if not runs:
-        await scheduler.get_job(args.job_id)  # JobLookupError for an unknown id
+        # JobLookupError for an unknown id; a job that cannot be read here exists.
+        with contextlib.suppress(DeserializationError):
+            await scheduler.get_job(args.job_id)
     if args.json:
         _print_json([fmt.run_to_json(run) for run in runs])
     elif not runs:

@@ -922,3 +922,126 @@ async def test_the_cleanup_of_a_heartbeat_skips_a_locked_record(
     # The next heartbeat finds it again.
     await store.heartbeat(_scheduler("live", late + 10))
     assert [i.id for i in await store.get_schedulers(at(late))] == ["live"]
+
+
+# ------------------------------------------------------- listings for tools
+
+
+async def _in_flight(store: PostgresStore, job_id: str, when: float, count: int) -> list[Run]:
+    """``count`` runs of ``job_id`` for the fire time ``when``, put in flight by a release."""
+    (lease,) = await store.acquire_jobs("s1", at(when), 1, 30)
+    assert lease.job_id == job_id
+    runs = [Run(job_id=job_id, scheduled_time=at(when), scheduler_id="s1") for _ in range(count)]
+    release = Release(lease=lease, next_run_time=at(when + 10), started=runs)
+    assert await store.release_jobs("s1", [release]) == set()
+    return runs
+
+
+async def test_each_listing_is_one_statement_whatever_the_number_of_ids(schema: str) -> None:
+    import asyncpg
+
+    statements: list[str] = []
+
+    async def log_statements(conn: Any) -> None:
+        conn.add_query_logger(lambda logged: statements.append(logged.query))
+
+    pool = await asyncpg.create_pool(POSTGRES_DSN, min_size=1, max_size=3, init=log_statements)
+    store = PostgresStore(pool, schema=schema)
+    await store.start(Wakeups("s1").context)
+    try:
+        ids = [f"job-{i:04d}" for i in range(5000)]
+        await store.add_jobs([make_job(job_id, 10) for job_id in ids], replace=False)
+        leases = await store.acquire_jobs("s1", at(10), 2500, 30)
+        runs = {lease.job_id: Run(job_id=lease.job_id, scheduled_time=at(10)) for lease in leases}
+        await store.release_jobs(
+            "s1",
+            [
+                Release(lease=lease, next_run_time=at(20), started=[runs[lease.job_id]])
+                for lease in leases
+            ],
+        )
+        asked = [*ids, "nope", *ids[:10]]  # unknown and repeated ids too
+
+        async def count(listing: Awaitable[Any]) -> Any:
+            statements.clear()
+            result = await listing
+            # Only the store's own statements name the schema (not the pool's resets).
+            assert len([s for s in statements if schema in s]) == 1
+            return result
+
+        latest = await count(store.get_latest_runs(asked))
+        assert {job_id: run.id for job_id, run in latest.items()} == {
+            job_id: run.id for job_id, run in runs.items()
+        }
+        assert await count(store.get_job_ids()) == ids
+        assert len(await count(store.get_runs_in_flight(limit=3000))) == 2500
+    finally:
+        await store.stop()
+        await pool.close()
+
+
+async def test_latest_runs_read_through_the_indexes(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    await open_store()
+    conn = await connect()
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        rows = await conn.fetch(
+            "EXPLAIN " + Statements.for_schema(schema).get_latest_runs, ["a", "b"]
+        )
+    finally:
+        await conn.close()
+    plan = "\n".join(row[0] for row in rows)
+    assert "running_job_id" in plan
+    assert "Index Scan Backward using runs_job_id_seq" in plan
+
+
+async def test_latest_run_among_runs_in_flight_at_one_time_is_that_of_get_runs(
+    open_store: Callable[..., Any],
+) -> None:
+    store = await open_store()
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    early = await _in_flight(store, "a", 10, 1)
+    runs = await _in_flight(store, "a", 20, 8)
+    # Ties (one scheduled time) go by run id, in get_runs as in get_latest_runs.
+    listed = await store.get_runs("a")
+    assert [r.id for r in listed] == [r.id for r in sorted(runs, key=lambda r: str(r.id)) + early]
+    assert (await store.get_latest_runs(["a"]))["a"] == listed[0]
+
+
+async def test_runs_in_flight_are_ordered_by_the_text_of_their_ids(
+    open_store: Callable[..., Any],
+) -> None:
+    store = await open_store()
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    runs = await _in_flight(store, "a", 10, 40)
+    by_text = sorted(runs, key=lambda r: str(r.id))
+    assert await store.get_runs_in_flight() == by_text
+    assert await store.get_runs_in_flight(limit=7) == by_text[:7]
+    assert await store.get_runs_in_flight(limit=0) == []
+
+
+async def test_job_ids_are_in_python_order_whatever_the_collation(
+    schema: str, open_store: Callable[..., Any]
+) -> None:
+    store = await open_store()
+    ids = ["b", "B", "a", "A", "é", "e", "z", "_x", "10", "9"]
+    await store.add_jobs([make_job(job_id, None) for job_id in ids], replace=False)
+    conn = await connect()
+    try:
+        if not await conn.fetchval(
+            "SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'"
+        ):
+            pytest.skip("this PostgreSQL has no ICU collations")
+        # A database whose collation sorts "a" next to "A" and "é" next to "e".
+        await conn.execute(
+            f'ALTER TABLE "{schema}".jobs ALTER COLUMN id TYPE text COLLATE "und-x-icu"'
+        )
+        in_database = await conn.fetchval(
+            f'SELECT array(SELECT id FROM "{schema}".jobs ORDER BY id)'
+        )
+    finally:
+        await conn.close()
+    assert in_database != sorted(ids)
+    assert await store.get_job_ids() == sorted(ids)

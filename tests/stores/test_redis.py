@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import anyio
 import attrs
@@ -364,7 +365,9 @@ async def test_runs_ending_together_are_all_recorded(prefix: str) -> None:
         await store.stop()
 
 
-@pytest.mark.parametrize("job_id", ["a:b:c", "with space", "ünï ✓", 'quote"back\\slash', "[1]"])
+@pytest.mark.parametrize(
+    "job_id", ["a:b:c", "with space", "ünï ✓", 'quote"back\\slash', "[1]", "a/b"]
+)
 async def test_any_job_id_round_trips(prefix: str, job_id: str) -> None:
     store = RedisStore(REDIS_URL, prefix=prefix)
     await store.start(context())
@@ -383,6 +386,10 @@ async def test_any_job_id_round_trips(prefix: str, job_id: str) -> None:
         assert [r.id for r in await store.get_runs(job_id)] == [run.id]
         assert [j.id for j in await store.get_jobs()] == [job_id]
         assert (await store.get_job(job_id)).next_run_time == at(2)
+        assert await store.get_job_ids() == [job_id]
+        assert [(k, r.id) for k, r in (await store.get_latest_runs([job_id])).items()] == [
+            (job_id, run.id)
+        ]
     finally:
         await store.stop()
 
@@ -405,6 +412,9 @@ async def test_a_client_that_decodes_responses_works_too(prefix: str) -> None:
         run = Run(job_id="d", scheduled_time=at(1), scheduler_id="s")
         await store.release_jobs("s", [Release(lease=lease, next_run_time=at(2), started=[run])])
         assert [r.id for r in await store.get_runs("d")] == [run.id]
+        assert await store.get_job_ids() == ["d", "p"]
+        assert await store.get_runs_in_flight() == [run]
+        assert await store.get_latest_runs(["d", "p"]) == {"d": run}
         unknown = uuid.uuid4()
         assert await store.extend_runs("s", [run.id, unknown], at(60)) == {unknown}
         (claimed,) = await store.claim_expired_runs("s2", at(60), 10, 30)
@@ -468,6 +478,7 @@ async def test_index_entries_without_their_run_are_dropped_by_claims(
         await store.add_jobs([make_job("a", 1)], replace=False)
         run = await _start(store, "a", 1, "s1")
         await client.hdel(f"{prefix}:inflight:a", str(run.id))
+        assert await store.get_runs_in_flight() == []
         assert await store.claim_expired_runs("s2", at(100), limit=10, lease_duration=30) == []
         assert not await client.exists(f"{prefix}:runleases", f"{prefix}:runholders")
     finally:
@@ -849,5 +860,141 @@ async def test_an_unreadable_scheduler_record_is_logged_and_left_out(
         # Stale since 1970, the next heartbeat drops them.
         await store.heartbeat(info)
         assert await client.hkeys(f"{prefix}:schedulers") == [b"good"]
+    finally:
+        await store.stop()
+
+
+async def _start_many(store: RedisStore, job_ids: Sequence[str], runs: Sequence[Run]) -> None:
+    """Put ``runs`` in flight by releasing the leases of ``job_ids``, all due at 1."""
+    leases = await store.acquire_jobs("s1", at(1), limit=len(job_ids), lease_duration=30)
+    assert sorted(lease.job_id for lease in leases) == sorted(job_ids)
+    releases = [
+        Release(
+            lease=lease,
+            next_run_time=at(1000),
+            started=[run for run in runs if run.job_id == lease.job_id],
+        )
+        for lease in leases
+    ]
+    assert not await store.release_jobs("s1", releases)
+
+
+async def test_listings_are_one_command_whatever_the_number_of_jobs(
+    client: Any, prefix: str
+) -> None:
+    store = RedisStore(client, prefix=prefix)
+    await store.start(context())
+    try:
+        ids = [f"job-{i:04d}" for i in range(1000)]
+        await store.add_jobs([make_job(job_id, 1) for job_id in ids], replace=False)
+        runs = [Run(job_id=job_id, scheduled_time=at(1), scheduler_id="s1") for job_id in ids]
+        await _start_many(store, ids, runs)
+        for run in runs[::2]:
+            await store.finish_run(attrs.evolve(run, outcome=RunOutcome.SUCCESS))
+        commands: list[object] = []
+        original = client.execute_command
+
+        async def counting(*args: Any, **options: Any) -> Any:
+            commands.append(args[0])
+            return await original(*args, **options)
+
+        client.execute_command = counting
+        assert await store.get_job_ids() == ids
+        latest = await store.get_latest_runs([*ids, "nope"])
+        assert [run.id for run in latest.values()] == [run.id for run in runs]
+        assert [run.outcome for run in latest.values()] == [RunOutcome.SUCCESS, None] * 500
+        assert await store.get_runs_in_flight(limit=3) == sorted(runs[1::2], key=_by_id)[:3]
+        assert commands == ["EVALSHA"] * 3
+    finally:
+        await store.stop()
+
+
+def _by_id(run: Run) -> str:
+    return str(run.id)
+
+
+async def test_runs_in_flight_sort_by_instant_whatever_their_time_zone(prefix: str) -> None:
+    # The records keep each time's own UTC offset, so their text would sort 09:00 UTC
+    # before 10:00 in Paris (09:00 UTC, on 1 January) and 10:30 in Kolkata (05:00 UTC).
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("utc", 1), make_job("zoned", 1)], replace=False)
+        utc = Run(job_id="utc", scheduled_time=at(9 * 3600), scheduler_id="s1")
+        paris = Run(
+            job_id="zoned",
+            scheduled_time=at(10 * 3600).replace(tzinfo=ZoneInfo("Europe/Paris")),
+            scheduler_id="s1",
+        )
+        kolkata = Run(
+            job_id="zoned",
+            scheduled_time=at(10.5 * 3600).replace(tzinfo=ZoneInfo("Asia/Kolkata")),
+            scheduler_id="s1",
+        )
+        await _start_many(store, ["utc", "zoned"], [utc, paris, kolkata])
+        assert await store.get_runs_in_flight() == [kolkata, *sorted([utc, paris], key=_by_id)]
+        # The latest scheduled of the job's runs, as get_runs gives it first.
+        assert await store.get_latest_runs(["zoned"]) == {"zoned": paris}
+        assert (await store.get_runs("zoned", limit=1))[0] == paris
+    finally:
+        await store.stop()
+
+
+async def test_runs_in_flight_at_the_same_time_list_as_get_runs_orders_them(prefix: str) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("a", 1)], replace=False)
+        runs = [Run(job_id="a", scheduled_time=at(1), scheduler_id="s1") for _ in range(5)]
+        await _start_many(store, ["a"], runs)
+        (first, *_) = await store.get_runs("a", limit=1)
+        assert await store.get_latest_runs(["a"]) == {"a": first}
+        assert await store.get_runs_in_flight() == sorted(runs, key=_by_id)
+    finally:
+        await store.stop()
+
+
+async def test_listings_log_and_leave_out_runs_that_cannot_be_read(
+    client: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job(job_id, 1) for job_id in "abc"], replace=False)
+        a1, a2 = (Run(job_id="a", scheduled_time=at(t), scheduler_id="s1") for t in (1, 2))
+        b1 = Run(job_id="b", scheduled_time=at(1), scheduler_id="s1")
+        c1 = Run(job_id="c", scheduled_time=at(1), scheduler_id="s1")
+        await _start_many(store, "abc", [a1, a2, b1, c1])
+        await store.finish_run(attrs.evolve(c1, outcome=RunOutcome.SUCCESS))
+        await client.hset(f"{prefix}:inflight:a", str(a2.id), "{not json")
+        await client.hset(f"{prefix}:inflight:b", str(b1.id), '{"id": "not a uuid"}')
+        await client.lset(f"{prefix}:runs:c", 0, "[]")
+        with caplog.at_level(logging.ERROR, logger="horae.stores.redis"):
+            # a's readable run stands in for the unreadable one scheduled after it.
+            assert await store.get_latest_runs(["a", "b", "c"]) == {"a": a1}
+            assert await store.get_runs_in_flight() == [a1]
+        assert len(caplog.records) == 5  # 3 by the latest runs, 2 by the runs in flight
+        assert all("left out of a listing" in record.getMessage() for record in caplog.records)
+    finally:
+        await store.stop()
+
+
+async def test_runs_in_flight_of_a_removed_job_are_read_from_its_kept_hash(
+    client: Any, prefix: str
+) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("gone", 1)], replace=False)
+        run = await _start(store, "gone", 1, "s1")
+        await store.remove_job("gone")
+        assert await store.get_job_ids() == []
+        assert await client.hexists(f"{prefix}:inflight:gone", str(run.id))
+        assert await store.get_runs_in_flight() == [run]
+        assert await store.get_latest_runs(["gone"]) == {"gone": run}
+        await store.finish_run(attrs.evolve(run, outcome=RunOutcome.SUCCESS))
+        assert await store.get_runs_in_flight() == []
+        (finished,) = (await store.get_latest_runs(["gone"])).values()
+        assert (finished.id, finished.outcome) == (run.id, RunOutcome.SUCCESS)
     finally:
         await store.stop()

@@ -17,7 +17,7 @@ import pytest
 
 from horae import JobArgumentError, JSONSerializer, Run, RunOutcome, StoreError
 from horae.stores._codec import encode_job
-from horae.stores._sqlite_schema import us
+from horae.stores._sqlite_schema import JOB_IDS, RUNS_IN_FLIGHT, latest_runs, us
 from horae.stores.base import Release, SchedulerInfo, StoreContext
 from horae.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -71,6 +71,20 @@ async def test_claim_query_uses_the_partial_index_of_in_flight_runs(
         "ORDER BY lease_expires LIMIT 5",
     )
     assert "USING INDEX runs_lease" in " ".join(str(row[-1]) for row in plan)
+
+
+def _plan(path: Path, sql: str, *params: object) -> str:
+    return " ".join(str(row[-1]) for row in query(path, f"EXPLAIN QUERY PLAN {sql}", *params))
+
+
+async def test_listings_walk_indexes_not_the_history(store: SQLiteStore, path: Path) -> None:
+    # The ids alone, never the payloads; the runs in flight, not every run kept.
+    assert "COVERING INDEX" in _plan(path, JOB_IDS)
+    assert "USING INDEX runs_lease" in _plan(path, RUNS_IN_FLIGHT, 5)
+    # Two lookups in runs_job per id asked for, and no walk of the table.
+    plan = _plan(path, latest_runs(3), "a", "b", "c")
+    assert plan.count("USING INDEX runs_job") + plan.count("USING COVERING INDEX runs_job") == 2
+    assert "SCAN runs" not in plan
 
 
 # The layout of version 1, as the first SQLiteStore wrote it (without the events table,
@@ -587,3 +601,76 @@ async def test_a_hold_racing_the_end_of_the_last_run_never_leaves_its_job_held(
         await releaser.stop()
     # Both orders happened: the hold was taken (then freed by the finish) and skipped.
     assert 0 < frees[0] < rounds, frees
+
+
+async def test_job_ids_are_sorted_as_python_sorts_str(store: SQLiteStore) -> None:
+    ids = ["b", "a b", "ab", "Z", "é", "e", "\uffff", "\U0001f600", "a", "a\x00b"]
+    await store.add_jobs([make_job(job_id, 10) for job_id in ids], replace=False)
+    assert await store.get_job_ids() == sorted(ids)
+
+
+async def _start_runs(store: SQLiteStore, job_id: str, when: float, count: int) -> list[Run]:
+    (lease,) = await store.acquire_jobs("s1", at(when), 1, lease_duration=30)
+    assert lease.job_id == job_id
+    runs = [Run(job_id=job_id, scheduled_time=at(when), scheduler_id="s1") for _ in range(count)]
+    await store.release_jobs(
+        "s1", [Release(lease=lease, next_run_time=at(when + 10), started=runs)]
+    )
+    return runs
+
+
+async def test_latest_runs_of_more_ids_than_one_statement_binds(store: SQLiteStore) -> None:
+    # 1,200 ids take three statements (500 each); the jobs with runs sit at the edges
+    # of each, and some ids come twice.
+    ids = [f"nope-{i:04d}" for i in range(1200)]
+    places = {"p0": 0, "p499": 499, "p500": 500, "p1199": 1199}
+    runs = {}
+    for when, (job_id, place) in enumerate(places.items()):
+        ids[place] = job_id
+        await store.add_jobs([make_job(job_id, when)], replace=False)
+        (runs[job_id],) = await _start_runs(store, job_id, when, 1)
+    await store.finish_run(
+        attrs.evolve(runs["p500"], outcome=RunOutcome.SUCCESS, finished_at=at(50))
+    )
+    latest = await store.get_latest_runs([*ids, "p0", "p1199"])
+    assert {job_id: run.id for job_id, run in latest.items()} == {
+        job_id: run.id for job_id, run in runs.items()
+    }
+    assert latest["p0"] == runs["p0"]  # as created
+    assert latest["p500"].outcome is RunOutcome.SUCCESS
+
+
+async def test_latest_of_runs_started_together_is_the_one_get_runs_lists_first(
+    store: SQLiteStore,
+) -> None:
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    (early,) = await _start_runs(store, "a", 10, 1)
+    together = await _start_runs(store, "a", 20, 3)
+    # The same scheduled time: the first written wins, in both (as in the memory store).
+    (first,) = await store.get_runs("a", limit=1)
+    assert first == together[0]
+    assert await store.get_latest_runs(["a"]) == {"a": together[0]}
+    assert [r.id for r in await store.get_runs("a")] == [*(r.id for r in together), early.id]
+
+
+async def test_listings_read_while_another_process_writes(path: Path) -> None:
+    # Reads only: a write transaction held elsewhere neither blocks them (they would
+    # fail after the 0.1 s busy timeout) nor shows them its uncommitted rows.
+    store = SQLiteStore(path, timeout=0.1)
+    await store.start(context())
+    try:
+        await store.add_jobs([make_job("a", 10)], replace=False)
+        (run,) = await _start_runs(store, "a", 10, 1)
+        writer = sqlite3.connect(path, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("INSERT INTO jobs (id, payload) VALUES ('uncommitted', '{}')")
+            writer.execute("UPDATE runs SET seq = 1, lease_holder = NULL, lease_expires = NULL")
+            assert await store.get_job_ids() == ["a"]
+            assert await store.get_runs_in_flight() == [run]
+            assert await store.get_latest_runs(["a", "uncommitted"]) == {"a": run}
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+    finally:
+        await store.stop()

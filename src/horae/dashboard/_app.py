@@ -24,7 +24,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from horae._explain import explain_job
-from horae._format import describe_trigger, duration, local_time, when
+from horae._format import describe_trigger, local_time, when
+from horae._listing import job_ids, reason, unreadable_jobs
 from horae.dashboard._html import (
     Page,
     Settings,
@@ -32,11 +33,14 @@ from horae.dashboard._html import (
     layout,
     outcome_cell,
     runs_chart,
+    runs_table,
     scheduler_row,
     time_cell,
     timeline_svg,
+    unreadable_banner,
+    unreadable_row,
 )
-from horae.errors import JobLookupError
+from horae.errors import DeserializationError, JobLookupError
 from horae.events import AllJobsRemoved, Event, JobEvent, JobExecuted, RunEvent
 from horae.jobs import Job, Run
 from horae.scheduler import AsyncScheduler
@@ -53,9 +57,11 @@ RETRY_DELAY = 2.0
 RUN_LIMIT = 100
 #: Seconds between two keep-alive comments on the event stream.
 KEEPALIVE = 15.0
-#: The schedulers page lists the jobs each scheduler is running up to this many jobs in
-#: the store (it reads the runs of each job).
-RUN_SCAN_LIMIT = 200
+#: The jobs page reads why a job cannot be read (one store call each) for up to this many
+#: unreadable jobs; it lists the others by id.
+UNREADABLE_LOOKUP_LIMIT = 50
+#: The schedulers page lists the jobs of up to this many runs in progress.
+IN_FLIGHT_LIMIT = 1000
 #: Seconds between two reloads of the schedulers page (heartbeats send no event).
 REFRESH = 10
 
@@ -194,11 +200,18 @@ def create_app(
         page = Page(request, settings)
         try:
             scheduler = await backend.scheduler()
+            store = scheduler.store
+            # The ids first: a job added after them is in get_jobs(), not "unreadable".
+            ids = await job_ids(store)
             jobs = await scheduler.get_jobs()
-            last: dict[str, Run | None] = {}
-            for job in jobs:
-                runs = await scheduler.get_runs(job.id, limit=1)
-                last[job.id] = runs[0] if runs else None
+            unreadable = (
+                []
+                if ids is None
+                else await unreadable_jobs(
+                    store, ids, {job.id for job in jobs}, limit=UNREADABLE_LOOKUP_LIMIT
+                )
+            )
+            last = await _latest_runs(store, [job.id for job in jobs] + [u.id for u in unreadable])
             infos = await _registered(scheduler)
         except Exception as exc:
             return unavailable(page, exc, "jobs")
@@ -231,9 +244,10 @@ def create_app(
                 f'<td class="paused">{"paused" if paused else "no"}'
                 + (f"<br><small>{escape(job.pause_note)}</small>" if job.pause_note else "")
                 + f"</td><td>{escape(job.executor)}</td>"
-                f'<td class="outcome">{outcome_cell(last[job.id])}</td>'
+                f'<td class="outcome">{outcome_cell(last.get(job.id))}</td>'
                 f"<td class=acts>{' '.join(a for a in actions if a)}</td></tr>"
             )
+        rows += [unreadable_row(page, job, last.get(job.id)) for job in unreadable]
         table = (
             "<table id=jobs><thead><tr><th>Job</th><th>Callable</th><th>Trigger</th>"
             "<th>Next run</th><th>Paused</th><th>Executor</th><th>Last outcome</th>"
@@ -242,7 +256,8 @@ def create_app(
             else '<p class="muted">No jobs in this store.</p>'
         )
         body = (
-            f"<h1>Jobs <small>({len(jobs)})</small></h1>{_runners(page, infos, now)}{table}"
+            f"<h1>Jobs <small>({len(jobs) + len(unreadable)})</small></h1>"
+            f"{_runners(page, infos, now)}{unreadable_banner(unreadable)}{table}"
             f"<p><small>{escape(_SHARE_NOTE)}</small></p>"
         )
         return layout(page, "jobs", body, active="jobs")
@@ -251,13 +266,24 @@ def create_app(
         page = Page(request, settings)
         try:
             scheduler = await backend.scheduler()
+            ids = await job_ids(scheduler.store)
             jobs = await scheduler.get_jobs()
         except Exception as exc:
             return unavailable(page, exc, "timeline")
         now = datetime.now(timezone.utc)
+        # Counted, not read one by one: the jobs page says why each cannot be read.
+        missing = len(ids) - len({job.id for job in jobs} & set(ids)) if ids is not None else 0
+        note = (
+            f'<p id=unreadable class="banner warn">{missing} job{"s" if missing != 1 else ""} '
+            f"cannot be read here and {'are' if missing != 1 else 'is'} not drawn: see "
+            f'<a href="{escape(page.url("/"))}">Jobs</a>.</p>'
+            if missing
+            else ""
+        )
         body = (
             "<h1>Next 24 hours</h1><p class=muted>Fire times of every job that is not "
             f"paused, from now ({escape(local_time(now, scheduler.timezone))}).</p>"
+            + note
             + timeline_svg(jobs, scheduler.timezone, now)
         )
         return layout(page, "timeline", body, active="timeline")
@@ -265,12 +291,16 @@ def create_app(
     async def job_page(request: Request) -> Response:
         page = Page(request, settings)
         job_id = request.path_params["job_id"]
+        job: Job | None = None
+        error: str | None = None
         try:
             scheduler = await backend.scheduler()
             try:
                 job = await scheduler.get_job(job_id)
             except JobLookupError:
                 return not_found(page, job_id)
+            except DeserializationError as exc:
+                error = reason(job_id, exc)  # its page still shows its runs, and remove
             runs = await scheduler.get_runs(job_id, limit=RUN_LIMIT)
             now = datetime.now(timezone.utc)
             try:
@@ -284,66 +314,51 @@ def create_app(
         except Exception as exc:
             return unavailable(page, exc, job_id)
         tz = scheduler.timezone
-        paused = job.next_run_time is None
         quoted = _quote(job_id)
-        actions = [
-            page.action(f"/jobs/{quoted}/resume", "resume", back=f"/jobs/{quoted}")
-            if paused
-            else page.action(f"/jobs/{quoted}/pause", "pause", back=f"/jobs/{quoted}"),
-            page.action(f"/jobs/{quoted}/run-now", "run now", back=f"/jobs/{quoted}"),
-        ]
-        if not settings.read_only:
-            actions.append(f'<a href="{escape(page.url(f"/jobs/{quoted}/remove"))}">remove…</a>')
-        fields = [
-            ("callable", _callable(job)),
-            ("trigger", describe_trigger(job)),
-            ("next run", "paused" if paused else when(job.next_run_time, tz, now)),
-            ("executor", job.executor),
-            ("max instances", str(job.max_instances)),
-            ("overlap", job.overlap),
-        ]
-        if job.pause_note:
-            fields.append(("pause note", job.pause_note))
-        details = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in fields)
-        run_rows = []
-        for run in runs:
-            lateness = (
-                duration(run.started_at - run.scheduled_time)
-                if run.started_at is not None and run.started_at >= run.scheduled_time
-                else "-"
-            )
-            took = (
-                duration(run.finished_at - run.started_at)
-                if run.started_at is not None and run.finished_at is not None
-                else "-"
-            )
-            error = (run.error or "").strip()
-            run_rows.append(
-                f"<tr><td>{outcome_cell(run)}</td><td>{time_cell(run.scheduled_time, tz, now)}</td>"
-                f"<td>{time_cell(run.started_at, tz, now)}</td>"
-                f"<td class=num>{escape(lateness)}</td>"
-                f"<td class=num>{escape(took)}</td><td class=num>{run.attempt}</td>"
-                f"<td><small>{escape(run.scheduler_id)}</small></td>"
-                + (
-                    f"<td><details><summary>{escape(error.splitlines()[-1][:120])}</summary>"
-                    f"<pre>{escape(error)}</pre></details></td>"
-                    if error
-                    else "<td></td>"
-                )
-                + "</tr>"
-            )
-        history = (
-            "<table id=runs><thead><tr><th>Outcome</th><th>Scheduled</th><th>Started</th>"
-            "<th>Late by</th><th>Took</th><th>Try</th><th>Scheduler</th><th>Error</th></tr>"
-            "</thead><tbody>" + "".join(run_rows) + "</tbody></table>"
-            if run_rows
-            else '<p class="muted">No runs yet.</p>'
+        remove = (
+            ""
+            if settings.read_only
+            else f'<a href="{escape(page.url(f"/jobs/{quoted}/remove"))}">remove…</a>'
         )
+        if job is None:
+            actions = [remove]
+            summary = (
+                f'<div id=unreadable class="banner error"><strong>This job cannot be read '
+                f"here:</strong> {escape(error)}<br><small>A scheduler where its callable "
+                "imports still runs it; its runs below are readable. Pause, resume and run "
+                "now need the job: start the dashboard where it imports, or remove it."
+                "</small></div>"
+            )
+        else:
+            paused = job.next_run_time is None
+            actions = [
+                page.action(f"/jobs/{quoted}/resume", "resume", back=f"/jobs/{quoted}")
+                if paused
+                else page.action(f"/jobs/{quoted}/pause", "pause", back=f"/jobs/{quoted}"),
+                page.action(f"/jobs/{quoted}/run-now", "run now", back=f"/jobs/{quoted}"),
+                remove,
+            ]
+            fields = [
+                ("callable", _callable(job)),
+                ("trigger", describe_trigger(job)),
+                ("next run", "paused" if paused else when(job.next_run_time, tz, now)),
+                ("executor", job.executor),
+                ("max instances", str(job.max_instances)),
+                ("overlap", job.overlap),
+            ]
+            if job.pause_note:
+                fields.append(("pause note", job.pause_note))
+            summary = (
+                "<dl>"
+                + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in fields)
+                + "</dl>"
+            )
         body = (
-            f"<h1>Job <code>{escape(job.id)}</code></h1>"
+            f"<h1>Job <code>{escape(job_id)}</code></h1>"
             f"<p class=actions>{' '.join(a for a in actions if a)}</p>"
-            f"<dl>{details}</dl><h2>Durations and outcomes</h2>{runs_chart(runs, tz)}"
-            f"<h2>Runs <small>(newest first, up to {RUN_LIMIT})</small></h2>{history}"
+            f"{summary}<h2>Durations and outcomes</h2>{runs_chart(runs, tz)}"
+            f"<h2>Runs <small>(newest first, up to {RUN_LIMIT})</small></h2>"
+            f"{runs_table(runs, tz, now)}"
             f"<h2>Why it ran, or did not</h2><pre>{escape(explanation)}</pre>"
         )
         return layout(page, job_id, body, active="jobs", job_id=job_id)
@@ -358,6 +373,8 @@ def create_app(
             await scheduler.get_job(job_id)
         except JobLookupError:
             return not_found(page, job_id)
+        except DeserializationError:
+            pass  # it exists, though it cannot be read here: removing it needs no reading
         except Exception as exc:
             return unavailable(page, exc, "remove")
         quoted = _quote(job_id)
@@ -374,11 +391,20 @@ def create_app(
         try:
             scheduler = await backend.scheduler()
             infos = await _registered(scheduler)
-            running: dict[str, list[str]] | None = {}
-            if infos and any(info.run_leases for info in infos):
-                running = await _jobs_in_progress(scheduler)
+            in_flight: list[Run] | None = []
+            stored: set[str] = set()
+            if infos:
+                # Every run in progress, one-off jobs' too (they leave the store as their
+                # run starts): grouped by the scheduler that runs each.
+                in_flight = await _runs_in_flight(scheduler.store)
+                if in_flight:
+                    ids = await job_ids(scheduler.store)
+                    stored = set(ids) if ids is not None else {r.job_id for r in in_flight}
         except Exception as exc:
             return unavailable(page, exc, "schedulers")
+        running: dict[str, list[Run]] = {}
+        for run in in_flight or ():
+            running.setdefault(run.scheduler_id, []).append(run)
         now = datetime.now(timezone.utc)
         if infos is None:
             body = (
@@ -393,7 +419,8 @@ def create_app(
                 info,
                 scheduler.timezone,
                 now,
-                None if running is None else running.get(info.id, []),
+                None if in_flight is None else running.get(info.id, []),
+                stored,
                 this=info.id == scheduler.id,
             )
             # The living first: they run the jobs; the silent ones are history.
@@ -409,9 +436,13 @@ def create_app(
             else ""
         )
         scan_note = (
-            f"<p><small>Jobs running: not listed, the store holds more than {RUN_SCAN_LIMIT} "
-            "jobs.</small></p>"
-            if running is None
+            f"<p><small>Jobs running: those of the first {IN_FLIGHT_LIMIT} runs in progress "
+            "(by fire time).</small></p>"
+            if in_flight is not None and len(in_flight) >= IN_FLIGHT_LIMIT
+            else "<p><small>Jobs running: not listed, this store cannot list runs in progress "
+            "(it has no <code>get_runs_in_flight</code> method: a store written for an older "
+            "horae).</small></p>"
+            if in_flight is None
             else ""
         )
         body = (
@@ -420,6 +451,18 @@ def create_app(
             f"{table}{scan_note}<p class=muted><small>{escape(_REGISTER_NOTE)}</small></p>"
         )
         return layout(page, "schedulers", body, active="schedulers", refresh=REFRESH)
+
+    def _unreadable_refusal(
+        page: Page, job_id: str, verb: str, exc: DeserializationError
+    ) -> HTMLResponse:
+        link = escape(page.url(f"/jobs/{_quote(job_id)}"))
+        body = (
+            f"<h1>Cannot {escape(verb.replace('-', ' '))} <code>{escape(job_id)}</code></h1>"
+            f'<div class="banner error">The job cannot be read here: '
+            f"{escape(reason(job_id, exc))}<br><small>Only removing it works without "
+            f'reading it.</small></div><p><a href="{link}">Back to the job</a></p>'
+        )
+        return layout(page, verb, body, status=409, active="jobs")
 
     def _forbidden(page: Page, why: str) -> HTMLResponse:
         body = f'<h1>Forbidden</h1><div class="banner error">{escape(why)}</div>'
@@ -460,6 +503,8 @@ def create_app(
                 await scheduler.remove_job(job_id, actor=who)
         except JobLookupError:
             return not_found(page, job_id)
+        except DeserializationError as exc:
+            return _unreadable_refusal(page, job_id, verb, exc)
         except Exception as exc:
             return unavailable(page, exc, verb)
         logger.info(
@@ -546,21 +591,27 @@ async def _registered(scheduler: AsyncScheduler) -> list[SchedulerInfo] | None:
     return await scheduler.get_schedulers()
 
 
-async def _jobs_in_progress(scheduler: AsyncScheduler) -> dict[str, list[str]] | None:
-    """The job of each run in progress, by scheduler id (one store call per job, so
-    ``None``, not looked up, beyond RUN_SCAN_LIMIT jobs). The runs of jobs no longer in
-    the store (a one-off job is removed as its run starts) are not found."""
-    jobs = await scheduler.get_jobs()
-    if len(jobs) > RUN_SCAN_LIMIT:
+async def _latest_runs(store: Store, job_ids: Sequence[str]) -> dict[str, Run]:
+    """Each job's latest run (jobs that never ran are left out), in one store call."""
+    if not job_ids:
+        return {}
+    if callable(getattr(store, "get_latest_runs", None)):
+        return await store.get_latest_runs(job_ids)
+    # A store written for an older horae: one call per job.
+    latest: dict[str, Run] = {}
+    for job_id in job_ids:
+        runs = await store.get_runs(job_id, limit=1)
+        if runs:
+            latest[job_id] = runs[0]
+    return latest
+
+
+async def _runs_in_flight(store: Store) -> list[Run] | None:
+    """The runs in progress of every job, removed ones' too (up to IN_FLIGHT_LIMIT);
+    ``None`` for a store written for an older horae, which cannot list them."""
+    if not callable(getattr(store, "get_runs_in_flight", None)):
         return None
-    running: dict[str, list[str]] = {}
-    for job in jobs:
-        # In-flight runs come first: a job has at most max_instances of them (retries
-        # waiting their turn aside), so a short page is enough.
-        for run in await scheduler.get_runs(job.id, limit=job.max_instances + 1):
-            if run.outcome is None and run.scheduler_id:
-                running.setdefault(run.scheduler_id, []).append(job.id)
-    return running
+    return await store.get_runs_in_flight(IN_FLIGHT_LIMIT)
 
 
 def _runners(

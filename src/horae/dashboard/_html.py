@@ -4,7 +4,8 @@ SVG timeline and chart. Every value goes through :func:`escape`."""
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Container, Sequence
 from datetime import datetime, timedelta, tzinfo
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from horae._format import duration, local_time, relative
+from horae._listing import UnreadableJob
 from horae.jobs import Job, Run
 from horae.stores.base import SchedulerInfo
 
@@ -43,7 +45,8 @@ button.danger{color:#cf222e}pre{background:#fff;border:1px solid #d0d7de;padding
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;background:#fff;padding:.6em;
 border:1px solid #d0d7de}dt{font-weight:600}dd{margin:0}#live{font-size:12px}
 svg{background:#fff;border:1px solid #d0d7de}
-tr.silent td{background:#fff5f5}.state{font-weight:600}.paused-state,.stopping{color:#9a6700}
+tr.silent td,tr.unreadable td{background:#fff5f5}.state{font-weight:600}
+.paused-state,.stopping{color:#9a6700}
 td.jobs a{margin-right:.5em}.tag{font-size:11px;border:1px solid #d0d7de;border-radius:8px;
 padding:0 .4em;color:#57606a}
 """
@@ -186,14 +189,16 @@ def scheduler_row(
     info: SchedulerInfo,
     tz: tzinfo,
     now: datetime,
-    jobs: list[str] | None,
+    runs: Sequence[Run] | None,
+    stored: Container[str],
     *,
     this: bool = False,
 ) -> str:
     """A row of the schedulers page: a scheduler's record, marked when it went silent.
 
-    ``jobs`` holds the job id of each of its runs in progress that was found (``None``:
-    not looked up).
+    ``runs`` holds its runs in progress (``None``: the store cannot list them); the job
+    of each is linked when its id is in ``stored`` (the store's job ids), else marked as
+    gone (a one-off job leaves the store while its run goes on).
     """
     alive = info.alive(now)
     if not alive:
@@ -206,21 +211,23 @@ def scheduler_row(
     else:
         cls = {"running": "ok", "paused": "paused-state"}.get(info.state, "stopping")
         status = f'<span class="state {cls}">{escape(info.state)}</span>'
-    if jobs is None:
+    if runs is None:
         running = '<span class="muted">-</span>'
     else:
-        links = [
-            f'<a href="{escape(page.url("/jobs/" + quote(job_id, safe="")))}">{escape(job_id)}</a>'
-            for job_id in sorted(set(jobs))
-        ]
-        running = " ".join(links)
-        unlisted = info.run_leases - len(jobs)
-        if unlisted > 0:
-            running += (
-                f"{'<br>' if links else ''}<small>{'and ' if links else ''}{unlisted} "
-                f"run{'s' if unlisted > 1 else ''} of jobs no longer in the store "
-                "(one-off jobs)</small>"
-            )
+        counts = Counter(run.job_id for run in runs)
+        cells = []
+        for job_id in sorted(counts):
+            times = f" <small>×{counts[job_id]}</small>" if counts[job_id] > 1 else ""
+            if job_id in stored:
+                href = escape(page.url("/jobs/" + quote(job_id, safe="")))
+                cells.append(f'<a href="{href}">{escape(job_id)}</a>{times}')
+            else:
+                cells.append(
+                    '<span title="no longer in the store: removed while this run goes on '
+                    f'(a one-off job leaves the store as its run starts)">{escape(job_id)}'
+                    f"</span>{times} <small>(removed)</small>"
+                )
+        running = " ".join(cells)
     tag = ' <span class="tag">this process</span>' if this else ""
     return (
         f'<tr data-scheduler="{escape(info.id)}"{"" if alive else " class=silent"}>'
@@ -232,6 +239,88 @@ def scheduler_row(
         f"<td class=num>{info.job_leases}</td><td class=num>{info.run_leases}</td>"
         f"<td class=jobs>{running}</td>"
         f"<td>{escape(info.version or '-')}</td></tr>"
+    )
+
+
+def runs_table(runs: Sequence[Run], tz: tzinfo, now: datetime) -> str:
+    """A job's runs, newest first: outcome, times, lateness, duration, attempt, error."""
+    rows = []
+    for run in runs:
+        lateness = (
+            duration(run.started_at - run.scheduled_time)
+            if run.started_at is not None and run.started_at >= run.scheduled_time
+            else "-"
+        )
+        took = (
+            duration(run.finished_at - run.started_at)
+            if run.started_at is not None and run.finished_at is not None
+            else "-"
+        )
+        error = (run.error or "").strip()
+        rows.append(
+            f"<tr><td>{outcome_cell(run)}</td><td>{time_cell(run.scheduled_time, tz, now)}</td>"
+            f"<td>{time_cell(run.started_at, tz, now)}</td>"
+            f"<td class=num>{escape(lateness)}</td>"
+            f"<td class=num>{escape(took)}</td><td class=num>{run.attempt}</td>"
+            f"<td><small>{escape(run.scheduler_id)}</small></td>"
+            + (
+                f"<td><details><summary>{escape(error.splitlines()[-1][:120])}</summary>"
+                f"<pre>{escape(error)}</pre></details></td>"
+                if error
+                else "<td></td>"
+            )
+            + "</tr>"
+        )
+    if not rows:
+        return '<p class="muted">No runs yet.</p>'
+    return (
+        "<table id=runs><thead><tr><th>Outcome</th><th>Scheduled</th><th>Started</th>"
+        "<th>Late by</th><th>Took</th><th>Try</th><th>Scheduler</th><th>Error</th></tr>"
+        "</thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def unreadable_banner(unreadable: Sequence[UnreadableJob]) -> str:
+    """Why some jobs show no details, and what to do."""
+    if not unreadable:
+        return ""
+    count = len(unreadable)
+    script = any("'__main__:" in (job.error or "") for job in unreadable)
+    return (
+        f'<div id=unreadable class="banner warn"><strong>{count} job'
+        f"{'s' if count != 1 else ''} cannot be read here</strong> (listed last), most "
+        "often because a callable does not import in the dashboard's process. A scheduler "
+        "where it imports still runs the job. Start the dashboard where your job modules "
+        "import (<code>PYTHONPATH</code>), or remove the job."
+        + (
+            " A function of the script that added a job (<code>__main__:…</code>) imports "
+            "only in that script's process: give jobs functions of importable modules."
+            if script
+            else ""
+        )
+        + "</div>"
+    )
+
+
+def unreadable_row(page: Page, job: UnreadableJob, last: Run | None) -> str:
+    """A row of the jobs table for a job that cannot be read here: its id, why, its last
+    outcome (the runs can be read) and the one action that needs no reading: remove."""
+    quoted = quote(job.id, safe="")
+    why = (
+        escape(job.error)
+        if job.error is not None
+        else "not looked up (too many such jobs to read on each page load): see its page"
+    )
+    remove = (
+        ""
+        if page.settings.read_only
+        else f'<a href="{escape(page.url(f"/jobs/{quoted}/remove"))}">remove…</a>'
+    )
+    return (
+        f'<tr data-job="{escape(job.id)}" class=unreadable><td class=id>'
+        f'<a href="{escape(page.url(f"/jobs/{quoted}"))}">{escape(job.id)}</a></td>'
+        f'<td colspan=5><strong class="error">cannot be read here:</strong> {why}</td>'
+        f'<td class="outcome">{outcome_cell(last)}</td><td class=acts>{remove}</td></tr>'
     )
 
 

@@ -648,6 +648,8 @@ RETURNING """
 """
 )
 
+# $1 job id, $2 limit. Runs in flight for one scheduled time go by id: an order of
+# their own, which _GET_LATEST_RUNS follows.
 _GET_RUNS = (
     "SELECT "
     + _RUN_COLUMNS
@@ -663,9 +665,52 @@ FROM (
     + """, 1, NULL, seq
      FROM {s}.runs WHERE job_id = $1 ORDER BY seq DESC LIMIT $2)
 ) AS history
-ORDER BY part, at DESC, seq DESC
+ORDER BY part, at DESC, seq DESC, id
 LIMIT $2
 """
+)
+
+# Every job id, payloads unread (jobs that cannot be read back are listed too). The
+# store sorts them: Python's order (code points), whatever the database's collation.
+_GET_JOB_IDS = "SELECT array(SELECT id FROM {s}.jobs) AS ids"
+
+# $1 distinct job ids: the first run each one's _GET_RUNS would return, in one statement.
+# Per id, at most two index probes (`running_job_id`, then `runs_job_id_seq` read
+# backwards): the cost follows the number of ids, never the length of the histories.
+# The in-flight tie order is _GET_RUNS' (run id); ids without a run give no row.
+_GET_LATEST_RUNS = (
+    "SELECT "
+    + _columns("latest")
+    + """
+FROM unnest($1::text[]) AS w(job_id)
+CROSS JOIN LATERAL (
+    SELECT """
+    + _RUN_COLUMNS
+    + """
+    FROM (
+        (SELECT """
+    + _RUN_COLUMNS
+    + """, 0 AS part
+         FROM {s}.running WHERE job_id = w.job_id
+         ORDER BY scheduled_time DESC, id LIMIT 1)
+        UNION ALL
+        (SELECT """
+    + _RUN_COLUMNS
+    + """, 1
+         FROM {s}.runs WHERE job_id = w.job_id
+         ORDER BY seq DESC LIMIT 1)
+    ) AS candidates
+    ORDER BY part
+    LIMIT 1
+) AS latest
+"""
+)
+
+# $1 limit. `running` holds only the runs going on, so it is read whole, with no index
+# of its own to keep up on every release and finish. A uuid compares byte by byte, as
+# its canonical text (lower-case hex at fixed places) does: `id` orders as str(run.id).
+_GET_RUNS_IN_FLIGHT = (
+    "SELECT " + _RUN_COLUMNS + " FROM {s}.running ORDER BY scheduled_time, id LIMIT $1"
 )
 
 # Leases this scheduler still holds when its store stops: given back at once rather
@@ -765,6 +810,9 @@ class Statements:
     extend_runs: str
     claim_runs: str
     get_runs: str
+    get_job_ids: str
+    get_latest_runs: str
+    get_runs_in_flight: str
     drop_leases: str
     register: str
     heartbeat: str
@@ -810,6 +858,9 @@ class Statements:
             extend_runs=fill(_EXTEND_RUNS),
             claim_runs=fill(_CLAIM_RUNS),
             get_runs=fill(_GET_RUNS),
+            get_job_ids=fill(_GET_JOB_IDS),
+            get_latest_runs=fill(_GET_LATEST_RUNS),
+            get_runs_in_flight=fill(_GET_RUNS_IN_FLIGHT),
             drop_leases=fill(_DROP_LEASES),
             register=fill(_REGISTER),
             heartbeat=fill(_HEARTBEAT),

@@ -53,6 +53,9 @@ __all__ = [
     "EXTEND",
     "FINISH",
     "HEARTBEAT",
+    "IN_FLIGHT",
+    "JOB_IDS",
+    "LATEST",
     "LIST",
     "RELEASE",
     "REMOVE",
@@ -165,6 +168,66 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     reply[#reply + 1] = id
     reply[#reply + 1] = fields[1]
     reply[#reply + 1] = fields[2]
+  end
+end
+return reply
+"""
+
+# KEYS: jobs. Returns the ids of every job as a JSON array, reading no job: one bulk
+# string parses much faster in Python than a reply of thousands of strings.
+JOB_IDS = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+if #ids == 0 then
+  return '[]'
+end
+return cjson.encode(ids)
+"""
+
+# KEYS: run holders. ARGV: prefix. Returns the records of every run in flight, removed
+# jobs' too: the in-flight hash of each job named in run holders is read once, whatever
+# the number of its runs (an index entry whose run is gone adds nothing). The caller
+# sorts them: the scheduled times are written with their own UTC offsets, so the strings
+# do not sort as the times do.
+IN_FLIGHT = """
+local prefix = ARGV[1]
+local seen = {}
+local reply = {}
+for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
+  local colon = string.find(value, ':', 1, true)
+  local id = string.sub(value, colon + tonumber(string.sub(value, 1, colon - 1)) + 1)
+  if not seen[id] then
+    seen[id] = true
+    for _, text in ipairs(redis.call('HVALS', prefix .. ':inflight:' .. id)) do
+      reply[#reply + 1] = text
+    end
+  end
+end
+return reply
+"""
+
+# ARGV: prefix, then job ids. Returns, for each id with a run (removed jobs' too), the
+# id, the number n of its runs in flight and their n records; or, with none in flight,
+# the id, 0 and the record of its newest finished run. The caller picks the latest
+# scheduled of the runs in flight, as get_runs orders them.
+LATEST = """
+local prefix = ARGV[1]
+local reply = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local texts = redis.call('HVALS', prefix .. ':inflight:' .. id)
+  if #texts > 0 then
+    reply[#reply + 1] = id
+    reply[#reply + 1] = #texts
+    for _, text in ipairs(texts) do
+      reply[#reply + 1] = text
+    end
+  else
+    local text = redis.call('LINDEX', prefix .. ':runs:' .. id, 0)
+    if text then
+      reply[#reply + 1] = id
+      reply[#reply + 1] = 0
+      reply[#reply + 1] = text
+    end
   end
 end
 return reply

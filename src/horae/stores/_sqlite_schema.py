@@ -137,6 +137,41 @@ INSERT_STARTED = (
     f"VALUES ({','.join('?' * 14)})"
 )
 NEXT_SEQ = "SELECT COALESCE(MAX(seq), 0) + 1 FROM runs WHERE job_id = ?"
+#: How a job's runs in flight are listed, latest scheduled first; ties go to the run
+#: written first (rowids grow), as in the memory store. get_runs and get_latest_runs
+#: share it, so that they agree on which run is the latest.
+IN_FLIGHT_ORDER = "scheduled_time DESC, rowid"
+
+#: Every job id, sorted: a walk of the primary key's index, which never reads a payload
+#: (unreadable jobs are listed too). BINARY collation orders UTF-8 as Python orders str.
+JOB_IDS = "SELECT id FROM jobs ORDER BY id"
+#: The runs in flight of every job (removed jobs' too), by scheduled time then id, up to
+#: a number. lease_expires is NOT NULL exactly while a run is in flight: that term lets
+#: the planner walk the partial index runs_lease (the runs in flight) rather than the
+#: whole history; the few rows are then sorted.
+RUNS_IN_FLIGHT = (
+    f"SELECT {RUN_COLUMNS} FROM runs WHERE lease_expires IS NOT NULL AND seq IS NULL "
+    "ORDER BY scheduled_time, id LIMIT ?"
+)
+
+
+def latest_runs(count: int) -> str:
+    """The statement reading the latest run of each of ``count`` job ids (bound in order).
+
+    Per id, the in-flight run that comes first by :data:`IN_FLIGHT_ORDER`, else the
+    finished run of the highest seq: two lookups in the runs_job index (job_id, seq), so
+    the cost grows with the ids asked for, not with the size of the history. Ids with no
+    run yield no row; each row is one of :data:`RUN_COLUMNS`.
+    """
+    values = ",".join(["(?)"] * count)
+    return (
+        f"WITH wanted (job_id) AS (VALUES {values}) "
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE rowid IN (SELECT COALESCE("
+        "(SELECT rowid FROM runs WHERE job_id = wanted.job_id AND seq IS NULL "
+        f"ORDER BY {IN_FLIGHT_ORDER} LIMIT 1), "
+        "(SELECT rowid FROM runs WHERE job_id = wanted.job_id AND seq IS NOT NULL "
+        "ORDER BY seq DESC LIMIT 1)) FROM wanted)"
+    )
 
 
 #: A heartbeat: the scheduler's record, replacing the one of that id.

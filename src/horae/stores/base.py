@@ -281,6 +281,31 @@ class Store(Protocol):
         """The job's recent runs, in flight first, then newest first."""
         ...
 
+    async def get_job_ids(self) -> list[str]:
+        """The ids of every stored job, sorted; one round trip.
+
+        Jobs that cannot be read back are included (:meth:`get_jobs` leaves them out and
+        logs them; :meth:`get_job` raises ``DeserializationError`` saying why), so that
+        tools can show them.
+        """
+        ...
+
+    async def get_latest_runs(self, job_ids: Sequence[str]) -> dict[str, Run]:
+        """Each job's latest run, in one round trip whatever the number of ids.
+
+        For each id, the run that ``get_runs(job_id, limit=1)`` returns: an in-flight
+        run if there is one (the latest scheduled), else the newest finished one. Ids
+        with no run (or of no job) are left out.
+        """
+        ...
+
+    async def get_runs_in_flight(self, limit: int = 1000) -> list[Run]:
+        """The runs in flight of every job (removed jobs' too), as stored; one round trip.
+
+        At most ``limit`` of them, by scheduled time, then by run id (``str(run.id)``).
+        """
+        ...
+
     async def broadcast(self, events: Sequence[Event]) -> None:
         """Send these events to the other schedulers sharing the store.
 

@@ -417,6 +417,31 @@ class MemoryStore:
             for sid, info in sorted(self._schedulers.items())
         ]
 
+    async def get_job_ids(self) -> list[str]:
+        """Every job id, sorted."""
+        return sorted(self._jobs)
+
+    async def get_latest_runs(self, job_ids: Sequence[str]) -> dict[str, Run]:
+        """Each job's in-flight run scheduled last, else its newest finished run."""
+        wanted = set(job_ids)
+        latest: dict[str, Run] = {}
+        for run in self._in_flight.values():
+            if run.job_id in wanted:
+                known = latest.get(run.job_id)
+                if known is None or run.scheduled_time > known.scheduled_time:
+                    latest[run.job_id] = run
+        for job_id in wanted:
+            if job_id not in latest:
+                finished = self._runs.get(job_id)
+                if finished:
+                    latest[job_id] = finished[0]
+        return latest
+
+    async def get_runs_in_flight(self, limit: int = 1000) -> list[Run]:
+        """In-flight runs by scheduled time, then id."""
+        runs = sorted(self._in_flight.values(), key=lambda r: (r.scheduled_time, str(r.id)))
+        return runs[:limit]
+
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
         """In-flight runs first, then finished ones, newest first."""
         in_flight = [r for r in self._in_flight.values() if r.job_id == job_id]

@@ -834,6 +834,30 @@ class PostgresStore:
         ]
 
     async def get_runs(self, job_id: str, limit: int = 100) -> list[Run]:
-        """In-flight runs first, then finished ones, newest first."""
+        """In-flight runs first, then finished ones, newest first.
+
+        Runs in flight for one scheduled time come by run id.
+        """
         rows = await self._require_pool().fetch(self._sql.get_runs, job_id, limit)
+        return [self._run_from_row(row) for row in rows]
+
+    async def get_job_ids(self) -> list[str]:
+        """Every job id, sorted, in one statement; no payload is read."""
+        ids: list[str] = await self._require_pool().fetchval(self._sql.get_job_ids)
+        return sorted(ids)
+
+    async def get_latest_runs(self, job_ids: Sequence[str]) -> dict[str, Run]:
+        """Each job's first run of :meth:`get_runs`, for every id in one statement."""
+        if not job_ids:
+            return {}
+        wanted = list(dict.fromkeys(job_ids))
+        rows = await self._require_pool().fetch(self._sql.get_latest_runs, wanted)
+        return {row["job_id"]: self._run_from_row(row) for row in rows}
+
+    async def get_runs_in_flight(self, limit: int = 1000) -> list[Run]:
+        """In-flight runs by scheduled time, then id, in one statement."""
+        pool = self._require_pool()
+        if limit <= 0:
+            return []
+        rows = await pool.fetch(self._sql.get_runs_in_flight, limit)
         return [self._run_from_row(row) for row in rows]

@@ -103,6 +103,9 @@ _EXTEND = _Script("extend", lua.EXTEND)
 _CLAIM = _Script("claim", lua.CLAIM)
 _HEARTBEAT = _Script("heartbeat", lua.HEARTBEAT)
 _SCHEDULERS = _Script("schedulers", lua.SCHEDULERS)
+_JOB_IDS = _Script("job ids", lua.JOB_IDS)
+_LATEST = _Script("latest runs", lua.LATEST)
+_IN_FLIGHT = _Script("runs in flight", lua.IN_FLIGHT)
 _UPGRADE = _Script("upgrade", lua.UPGRADE)
 _UPGRADE_3 = _Script("upgrade to 3", lua.UPGRADE_3)
 _SCRIPTS = (
@@ -118,6 +121,9 @@ _SCRIPTS = (
     _CLAIM,
     _HEARTBEAT,
     _SCHEDULERS,
+    _JOB_IDS,
+    _LATEST,
+    _IN_FLIGHT,
 )
 
 
@@ -512,6 +518,17 @@ class RedisStore:
                 values[name] = datetime.fromisoformat(values[name])
         return decode_run(RunRecord(**values), self._serializer)
 
+    def _decode_listed_runs(self, texts: Sequence[str | bytes]) -> list[Run]:
+        # A listing for tools shows what it can: one unreadable record is logged and
+        # left out rather than failing the page.
+        runs: list[Run] = []
+        for text in texts:
+            try:
+                runs.append(self._decode_run(text))
+            except Exception as exc:
+                logger.error("%r: a run is left out of a listing (%r): %.200r", self, exc, text)
+        return runs
+
     # ------------------------------------------------------------------ jobs
 
     async def add_jobs(self, jobs: Sequence[Job], *, replace: bool) -> None:
@@ -567,6 +584,13 @@ class RedisStore:
             entries.append((not nrt, int(nrt) if nrt else 0, job_id, job))
         entries.sort(key=lambda entry: entry[:3])
         return [entry[3] for entry in entries]
+
+    async def get_job_ids(self) -> list[str]:
+        """Every job id, sorted, unreadable jobs' too: the members of ``{prefix}:jobs``,
+        in one script call that reads no job."""
+        ids: list[str] = json.loads(await self._eval(_JOB_IDS, (self._jobs,), ()))
+        ids.sort()
+        return ids
 
     async def update_job(self, job: Job) -> None:
         """Replace the stored job of the same id.
@@ -784,6 +808,38 @@ class RedisStore:
         in_flight.sort(key=lambda run: run.scheduled_time, reverse=True)
         finished = [self._decode_run(text) for text in finished_texts]
         return (in_flight + finished)[:limit]
+
+    async def get_latest_runs(self, job_ids: Sequence[str]) -> dict[str, Run]:
+        """Each job's in-flight run scheduled last, else its newest finished run, in one
+        script call whatever the number of ids; removed jobs' runs too, as get_runs
+        reads them. A run that cannot be read back is logged and left out."""
+        wanted = list(dict.fromkeys(job_ids))
+        if not wanted:
+            return {}
+        reply = await self._eval(_LATEST, (), (self._prefix, *wanted))
+        latest: dict[str, Run] = {}
+        i = 0
+        while i < len(reply):
+            job_id, count = _text(reply[i]), int(reply[i + 1])
+            end = i + 2 + max(count, 1)
+            runs = self._decode_listed_runs(reply[i + 2 : end])
+            i = end
+            if runs:
+                # max() keeps the first of equal times: get_runs' stable sort does too.
+                latest[job_id] = max(runs, key=lambda run: run.scheduled_time)
+        return latest
+
+    async def get_runs_in_flight(self, limit: int = 1000) -> list[Run]:
+        """The runs in flight of every job, removed jobs' too, by scheduled time then
+        id, in one script call. It reads the in-flight runs only, every one of them:
+        the stored times do not sort on the server (see ``_redis_lua.IN_FLIGHT``). A run
+        that cannot be read back is logged and left out."""
+        if limit <= 0:
+            return []
+        texts = await self._eval(_IN_FLIGHT, (self._run_holders,), (self._prefix,))
+        runs = self._decode_listed_runs(texts)
+        runs.sort(key=lambda run: (run.scheduled_time, str(run.id)))
+        return runs[:limit]
 
     # ------------------------------------------------------------------ schedulers
 

@@ -45,13 +45,17 @@ from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, e
 from horae.stores._sqlite_schema import (
     DROP_STALE_SCHEDULERS,
     HEARTBEAT,
+    IN_FLIGHT_ORDER,
     INSERT_FINISHED,
     INSERT_STARTED,
+    JOB_IDS,
     NEXT_SEQ,
     RUN_COLUMNS,
+    RUNS_IN_FLIGHT,
     SCHEDULERS,
     SCHEMA_VERSION,
     instant,
+    latest_runs,
     prepare,
     run_record,
     run_row,
@@ -228,6 +232,19 @@ class SQLiteStore:
                 # it, or another writer's change to the same value would go unnoticed.
                 with self._seen_lock:
                     self._seen_changes = -1
+            raise
+
+    @contextmanager
+    def _reading(self, conn: sqlite3.Connection) -> Iterator[None]:
+        # A deferred transaction that only reads: in WAL mode its statements all see one
+        # snapshot, and it neither waits for a writer nor holds one up.
+        conn.execute("BEGIN")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def _bump(self, conn: sqlite3.Connection) -> bool:
@@ -502,6 +519,12 @@ class SQLiteStore:
                     "%r: skipping job %r, which cannot be read back: %s", self, job_id, exc
                 )
         return jobs
+
+    async def get_job_ids(self) -> list[str]:
+        """Every job id, sorted, unreadable jobs' too: one read of the ids' index, which
+        never reads a payload."""
+        rows = await self._call(lambda conn: conn.execute(JOB_IDS).fetchall())
+        return [job_id for (job_id,) in rows]
 
     async def update_job(self, job: Job) -> None:
         """Replace the stored job of the same id.
@@ -940,7 +963,7 @@ class SQLiteStore:
         def read(conn: sqlite3.Connection) -> list[Any]:
             in_flight = conn.execute(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ? AND seq IS NULL "
-                "ORDER BY scheduled_time DESC LIMIT ?",
+                f"ORDER BY {IN_FLIGHT_ORDER} LIMIT ?",
                 (job_id, limit),
             ).fetchall()
             finished = conn.execute(
@@ -951,6 +974,33 @@ class SQLiteStore:
             return (in_flight + finished)[:limit]
 
         rows = await self._call(read)
+        return [decode_run(run_record(row), self._serializer) for row in rows]
+
+    async def get_latest_runs(self, job_ids: Sequence[str]) -> dict[str, Run]:
+        """Each job's latest run, as ``get_runs(job_id, 1)`` reads it: one read, which
+        never waits for writers, of a few index lookups per id (one statement per 500
+        ids, in one transaction, within SQLite's limit on bound values)."""
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return {}
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
+            with self._reading(conn):
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = ids[start : start + _CHUNK]
+                    rows.extend(conn.execute(latest_runs(len(chunk)), chunk))
+            return rows
+
+        rows = await self._call(read)
+        return {row[1]: decode_run(run_record(row), self._serializer) for row in rows}
+
+    async def get_runs_in_flight(self, limit: int = 1000) -> list[Run]:
+        """The runs in flight (removed jobs' too), by scheduled time then id: one read of
+        the in-flight runs' index, whatever the size of the history."""
+        if limit < 1:
+            return []
+        rows = await self._call(lambda conn: conn.execute(RUNS_IN_FLIGHT, (limit,)).fetchall())
         return [decode_run(run_record(row), self._serializer) for row in rows]
 
     # -------------------------------------------------------------- schedulers
