@@ -10,6 +10,7 @@ by the ``add_job`` call that tried.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -239,3 +240,29 @@ def decode_run(record: RunRecord, serializer: Serializer) -> Run:
         attempt=record.attempt,
         coalesced=record.coalesced,
     )
+
+
+class LeftOut:
+    """Reports the jobs that ``get_jobs()`` leaves out because they cannot be read back.
+
+    An error the first time a store instance meets each one, at debug level after that:
+    a dashboard lists the jobs every few seconds, and one line per job and page would
+    bury the log. (The CLI and the dashboard list such jobs themselves.)
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._seen: set[str] = set()
+
+    def report(self, store: object, job_id: str, exc: Exception) -> None:
+        """Log that ``job_id`` is left out of ``store``'s job list, and why."""
+        level = logging.DEBUG if job_id in self._seen else logging.ERROR
+        self._seen.add(job_id)
+        self._logger.log(
+            level,
+            "%r: job %r cannot be read back and is left out of get_jobs() (it stays "
+            "stored; this is said once per job): %s",
+            store,
+            job_id,
+            exc,
+        )

@@ -29,7 +29,7 @@ from horae.events import Event
 from horae.jobs import Job, Run
 from horae.serializers import Serializer
 from horae.stores import _options
-from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
+from horae.stores._codec import LeftOut, RunRecord, decode_job, decode_run, encode_job, encode_run
 from horae.stores._postgres_sql import CURRENT_VERSION, SCHEMA_NAME, Statements
 from horae.stores.base import SCHEDULER_RECORD_KEEP, Lease, Release, SchedulerInfo, StoreContext
 
@@ -191,6 +191,7 @@ class PostgresStore:
         self._given_pool: Any = None if isinstance(dsn_or_pool, str) else dsn_or_pool
         self._schema = schema
         self._serializer = _options.serializer(serializer)
+        self._left_out = LeftOut(logger)
         self._run_retention = _options.run_retention(run_retention)
         self._sql = Statements.for_schema(schema)
         self._pool: Any = None
@@ -433,7 +434,7 @@ class PostgresStore:
                     decode_job(row["id"], row["next_run_time"], row["payload"], self._serializer)
                 )
             except DeserializationError as exc:
-                logger.error("job %r is left out of the job list: %s", row["id"], exc)
+                self._left_out.report(self, row["id"], exc)
         return jobs
 
     async def update_job(self, job: Job) -> None:

@@ -24,7 +24,7 @@ from horae.jobs import Job, Run
 from horae.serializers import Serializer
 from horae.stores import _options
 from horae.stores import _redis_lua as lua
-from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
+from horae.stores._codec import LeftOut, RunRecord, decode_job, decode_run, encode_job, encode_run
 from horae.stores.base import (
     SCHEDULER_RECORD_KEEP,
     Lease,
@@ -200,6 +200,7 @@ class RedisStore:
             raise ValueError(f"prefix: {prefix!r} is not allowed; give a non-empty string")
         self._prefix = prefix
         self._serializer = _options.serializer(serializer)
+        self._left_out = LeftOut(logger)
         self._run_retention = _options.run_retention(run_retention)
         self._retention_arg = str(run_retention)
         self._due = f"{prefix}:due"
@@ -579,7 +580,7 @@ class RedisStore:
             try:
                 job = self._decode_job(job_id, nrt, reply[i + 2])
             except Exception as exc:
-                logger.error("%r: job %r is left out of get_jobs(): %s", self, job_id, exc)
+                self._left_out.report(self, job_id, exc)
                 continue
             entries.append((not nrt, int(nrt) if nrt else 0, job_id, job))
         entries.sort(key=lambda entry: entry[:3])

@@ -41,7 +41,7 @@ from horae.events import Event
 from horae.jobs import Job, Run
 from horae.serializers import Serializer
 from horae.stores import _options
-from horae.stores._codec import RunRecord, decode_job, decode_run, encode_job, encode_run
+from horae.stores._codec import LeftOut, RunRecord, decode_job, decode_run, encode_job, encode_run
 from horae.stores._sqlite_schema import (
     DROP_STALE_SCHEDULERS,
     HEARTBEAT,
@@ -156,6 +156,7 @@ class SQLiteStore:
                 raise JobArgumentError(f"{name}: {value!r} is not allowed; give seconds > 0")
         self.path = os.fspath(path)
         self._serializer = _options.serializer(serializer)
+        self._left_out = LeftOut(logger)
         self._run_retention = _options.run_retention(run_retention)
         self._timeout = float(timeout)
         self._poll_interval = float(poll_interval)
@@ -515,9 +516,7 @@ class SQLiteStore:
             try:
                 jobs.append(decode_job(job_id, instant(next_run), payload, self._serializer))
             except DeserializationError as exc:
-                logger.error(
-                    "%r: skipping job %r, which cannot be read back: %s", self, job_id, exc
-                )
+                self._left_out.report(self, job_id, exc)
         return jobs
 
     async def get_job_ids(self) -> list[str]:
