@@ -119,6 +119,22 @@ def horae_version() -> str:
         return ""
 
 
+def _kept_for_a_run_elsewhere(release: Release) -> bool:
+    """Whether ``release`` keeps its job past its trigger's end only for runs that were
+    in flight when it was acquired, none started by this release: runs whose finish may
+    have declined to remove the job because it was leased then.
+
+    Only ``plan_release`` gives a release no next run time without removing its job:
+    when the trigger has ended and a run of the job may still be rerun.
+    """
+    return (
+        not release.remove
+        and release.next_run_time is None
+        and not release.started
+        and release.lease.running > 0
+    )
+
+
 def _retry_delay(job: Job, attempt: int) -> timedelta:
     """How long the next attempt after ``attempt`` waits (a rerun of an abandoned run
     without a retry policy: not at all)."""
@@ -399,6 +415,9 @@ class _RunLoop:
         for lease, failure in failed:
             _reporting.job_failed(hub, lease, failure, now, backed_off)
         to_start: deque[tuple[Job, Run]] = deque()
+        # Jobs kept past their trigger's end for a run in flight elsewhere (see
+        # _remove_if_idle).
+        kept: list[str] = []
         for release in releases:
             job = release.lease.job
             if job is None:
@@ -426,6 +445,8 @@ class _RunLoop:
                 self._request_cancel(job.id, release.next_run_time, now)
             if release.remove and hub.wanted & JobRemoved.code:
                 hub.publish(JobRemoved(timestamp=now, job_id=job.id, origin=self.id))
+            if _kept_for_a_run_elsewhere(release):
+                kept.append(job.id)
             for run in release.started:
                 _reporting.submitted(hub, run, now)
                 to_start.append((job, run))
@@ -435,6 +456,41 @@ class _RunLoop:
             self._in_flight += len(to_start)
             # Owner: the runs task group (see _host_runs).
             runs.start_soon(self._drain, to_start)
+        for job_id in kept:
+            await self._remove_if_idle(job_id)
+
+    async def _remove_if_idle(self, job_id: str) -> None:
+        """Remove a job this scheduler's release kept past its trigger's end for a run
+        in flight elsewhere, should that run have ended already.
+
+        Why every interleaving ends with the job removed: the scheduler of the job's
+        last run asks ``finish_run(remove_finished_job=True)`` at its end, and the store
+        removes the job there only if it is not leased (nor has another run in flight).
+        (a) The run ends after this release committed: its finish finds the job
+        released, and removes it; this call, before or after that finish, removes
+        nothing (the run is still in flight, or the job gone). (b) The run ended before
+        this release committed: its finish found the job leased here and declined, and
+        this call, made once the release is answered, finds the run gone and removes the
+        job. Each store makes each of these steps atomic with respect to the others (one
+        lock, script or write transaction; for PostgreSQL, where the finish and this
+        call lock the job row and then decide in a snapshot taken under that lock, see
+        ``_LOCK_JOBS``): the finish and this call never both decline.
+        """
+        try:
+            removed = await self.store.remove_job_if_idle(job_id)
+        except Exception as exc:
+            logger.warning(
+                "job %r: could not ask the store to remove it now that its trigger has "
+                "ended (%s: %s); the end of its run in flight removes it, if that run has "
+                "not ended yet, otherwise it stays, looking paused, until removed with "
+                "remove_job()",
+                job_id,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        if removed:
+            self._job_removed(job_id)
 
     async def _drain(self, queue: deque[tuple[Job, Run]]) -> None:
         """Run queued runs in this task while they finish without suspending.
