@@ -373,14 +373,19 @@ async def test_a_taken_over_last_run_removes_its_job_with_its_outcome(clock: Fak
 
 class _RaceStore(MemoryStore):
     """A memory store that runs ``before_release`` when scheduler "B" releases a batch,
-    before the release itself: the moment a run of the job may end elsewhere. It notes
-    the finishes asking to remove their job, and what they answered."""
+    before the release itself (the moment a run of the job may end elsewhere), and
+    ``before_finish`` before the next finish_run (a store call that takes its time). It
+    notes the finishes asking to remove their job and the calls of remove_job_if_idle,
+    with what they answered."""
 
     def __init__(self) -> None:
         super().__init__()
         self.before_release: Callable[[], Awaitable[None]] | None = None
+        self.before_finish: Callable[[], Awaitable[None]] | None = None
         self.removals: list[tuple[str, bool]] = []
+        self.idle_removals: list[tuple[str, bool]] = []
         self.finished = anyio.Event()
+        self.idle_asked = anyio.Event()
 
     async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
         hook = self.before_release
@@ -397,12 +402,22 @@ class _RaceStore(MemoryStore):
         expires_at: datetime | None = None,
         remove_finished_job: bool = False,
     ) -> bool:
+        hook = self.before_finish
+        if hook is not None:
+            self.before_finish = None
+            await hook()
         removed = await super().finish_run(
             run, retry=retry, expires_at=expires_at, remove_finished_job=remove_finished_job
         )
         if remove_finished_job:
             self.removals.append((run.job_id, removed))
             self.finished.set()
+        return removed
+
+    async def remove_job_if_idle(self, job_id: str) -> bool:
+        removed = await super().remove_job_if_idle(job_id)
+        self.idle_removals.append((job_id, removed))
+        self.idle_asked.set()
         return removed
 
 
@@ -464,6 +479,71 @@ async def test_a_last_run_ending_while_another_scheduler_holds_its_job_leaves_no
     with pytest.raises(JobLookupError):
         await store.get_job("once")
     assert [(e.job_id, e.origin) for e in events if isinstance(e, JobRemoved)] == [("once", "B")]
+
+
+async def test_a_last_run_whose_outcome_is_stored_after_the_last_fire_time_leaves_no_job(
+    clock: FakeClock,
+) -> None:
+    # A's run ends before the job's last fire time, but storing its outcome takes until
+    # after it (the store was down, say): meanwhile B acquires that fire time with the run
+    # in flight, skips it and keeps the job, and its remove_job_if_idle finds the run in
+    # flight. The finish, sent before the trigger ended, does not ask for the removal;
+    # A removes the job once the outcome is stored, the trigger having ended by then.
+    store = _RaceStore()
+    started, gate, sent, stored = anyio.Event(), anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def long_job() -> None:
+        started.set()
+        await gate.wait()
+
+    async def slow_finish() -> None:
+        sent.set()
+        await stored.wait()
+
+    events: list[Event] = []
+    a = AsyncScheduler(store, clock=clock, scheduler_id="A", lease_duration=600)
+    b = AsyncScheduler(store, clock=clock, scheduler_id="B", lease_duration=600)
+    a.add_listener(events.append)
+    b.add_listener(events.append)
+    async with a, b:
+        await b.pause()
+        await a.add_job(
+            long_job,
+            "interval",
+            seconds=60,
+            start_date=clock.now(),
+            end_date=clock.now() + timedelta(seconds=60),
+            id="once",
+            on_crash="rerun",
+        )
+        with anyio.fail_after(5):
+            await started.wait()
+        await a.pause()
+        clock.advance(30)
+        store.before_finish = slow_finish
+        gate.set()
+        with anyio.fail_after(5):
+            await sent.wait()  # the run ended at 00:00:30; its outcome is on its way
+        await b.resume()
+        clock.advance(30)  # the last fire time: B acquires it with A's run in flight
+        with anyio.fail_after(5):
+            await store.idle_asked.wait()
+        assert store.idle_removals == [("once", False)]  # B: the run is still in flight
+        assert (await store.get_job("once")).paused
+        stored.set()
+        with anyio.fail_after(5):
+            await wait_idle(a)
+            await wait_idle(b)
+        with pytest.raises(JobLookupError):
+            await store.get_job("once")
+        runs = await store.get_runs("once")
+    assert store.removals == []  # sent before the trigger ended: no removal asked
+    assert store.idle_removals == [("once", False), ("once", True)]
+    assert sorted((r.scheduler_id, r.outcome) for r in runs) == [
+        ("A", RunOutcome.SUCCESS),
+        ("B", RunOutcome.SKIPPED),
+    ]
+    assert [(e.job_id, e.origin) for e in events if isinstance(e, JobRemoved)] == [("once", "A")]
 
 
 class _FailingRemovalStore(_RaceStore):
