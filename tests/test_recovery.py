@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from horae import (
     Retry,
     Run,
     RunOutcome,
+    StoreError,
     StoreFailed,
     StoreRecovered,
     current_run,
@@ -368,6 +369,202 @@ async def test_a_taken_over_last_run_removes_its_job_with_its_outcome(clock: Fak
     assert [e.job_id for e in removed] == ["once"]
     (abandoned,) = [e for e in events if isinstance(e, JobAbandoned)]
     assert events.index(abandoned) < events.index(removed[0])
+
+
+class _RaceStore(MemoryStore):
+    """A memory store that runs ``before_release`` when scheduler "B" releases a batch,
+    before the release itself (the moment a run of the job may end elsewhere), and
+    ``before_finish`` before the next finish_run (a store call that takes its time). It
+    notes the finishes asking to remove their job and the calls of remove_job_if_idle,
+    with what they answered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_release: Callable[[], Awaitable[None]] | None = None
+        self.before_finish: Callable[[], Awaitable[None]] | None = None
+        self.removals: list[tuple[str, bool]] = []
+        self.idle_removals: list[tuple[str, bool]] = []
+        self.finished = anyio.Event()
+        self.idle_asked = anyio.Event()
+
+    async def release_jobs(self, scheduler_id: str, releases: Sequence[Release]) -> set[str]:
+        hook = self.before_release
+        if scheduler_id == "B" and hook is not None:
+            self.before_release = None
+            await hook()
+        return await super().release_jobs(scheduler_id, releases)
+
+    async def finish_run(
+        self,
+        run: Run,
+        *,
+        retry: Run | None = None,
+        expires_at: datetime | None = None,
+        remove_finished_job: bool = False,
+    ) -> bool:
+        hook = self.before_finish
+        if hook is not None:
+            self.before_finish = None
+            await hook()
+        removed = await super().finish_run(
+            run, retry=retry, expires_at=expires_at, remove_finished_job=remove_finished_job
+        )
+        if remove_finished_job:
+            self.removals.append((run.job_id, removed))
+            self.finished.set()
+        return removed
+
+    async def remove_job_if_idle(self, job_id: str) -> bool:
+        removed = await super().remove_job_if_idle(job_id)
+        self.idle_removals.append((job_id, removed))
+        self.idle_asked.set()
+        return removed
+
+
+async def _race_a_last_run_with_a_release(store: _RaceStore, clock: FakeClock) -> list[Event]:
+    """A runs job "once"'s first fire time; B acquires its last one while that run is in
+    flight (it skips it and keeps the job, for the run's reruns). The run ends before
+    B's release is stored: its finish finds the job leased by B and leaves it, and B's
+    release keeps it. Returns B's events."""
+    started, gate = anyio.Event(), anyio.Event()
+
+    async def long_job() -> None:
+        started.set()
+        await gate.wait()
+
+    async def end_the_run_first() -> None:
+        gate.set()
+        await store.finished.wait()
+
+    events: list[Event] = []
+    # Leases longer than the clock's jump: A's run stays A's (not taken over by B).
+    a = AsyncScheduler(store, clock=clock, scheduler_id="A", lease_duration=600)
+    b = AsyncScheduler(store, clock=clock, scheduler_id="B", lease_duration=600)
+    b.add_listener(events.append)
+    async with a, b:
+        await b.pause()
+        await a.add_job(
+            long_job,
+            "interval",
+            seconds=60,
+            start_date=clock.now(),
+            end_date=clock.now() + timedelta(seconds=60),
+            id="once",
+            on_crash="rerun",
+        )
+        with anyio.fail_after(5):
+            await started.wait()
+        await a.pause()
+        store.before_release = end_the_run_first
+        await b.resume()
+        clock.advance(60)
+        with anyio.fail_after(5):
+            await wait_idle(b)
+            await wait_idle(a)
+    assert store.removals == [("once", False)]  # declined: B held the job then
+    runs = await store.get_runs("once")
+    assert sorted((r.scheduler_id, r.outcome) for r in runs) == [
+        ("A", RunOutcome.SUCCESS),
+        ("B", RunOutcome.SKIPPED),
+    ]
+    return events
+
+
+async def test_a_last_run_ending_while_another_scheduler_holds_its_job_leaves_no_job(
+    clock: FakeClock,
+) -> None:
+    # B removes the job once its release is answered (remove_job_if_idle).
+    store = _RaceStore()
+    events = await _race_a_last_run_with_a_release(store, clock)
+    with pytest.raises(JobLookupError):
+        await store.get_job("once")
+    assert [(e.job_id, e.origin) for e in events if isinstance(e, JobRemoved)] == [("once", "B")]
+
+
+async def test_a_last_run_whose_outcome_is_stored_after_the_last_fire_time_leaves_no_job(
+    clock: FakeClock,
+) -> None:
+    # A's run ends before the job's last fire time, but storing its outcome takes until
+    # after it (the store was down, say): meanwhile B acquires that fire time with the run
+    # in flight, skips it and keeps the job, and its remove_job_if_idle finds the run in
+    # flight. The finish, sent before the trigger ended, does not ask for the removal;
+    # A removes the job once the outcome is stored, the trigger having ended by then.
+    store = _RaceStore()
+    started, gate, sent, stored = anyio.Event(), anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def long_job() -> None:
+        started.set()
+        await gate.wait()
+
+    async def slow_finish() -> None:
+        sent.set()
+        await stored.wait()
+
+    events: list[Event] = []
+    a = AsyncScheduler(store, clock=clock, scheduler_id="A", lease_duration=600)
+    b = AsyncScheduler(store, clock=clock, scheduler_id="B", lease_duration=600)
+    a.add_listener(events.append)
+    b.add_listener(events.append)
+    async with a, b:
+        await b.pause()
+        await a.add_job(
+            long_job,
+            "interval",
+            seconds=60,
+            start_date=clock.now(),
+            end_date=clock.now() + timedelta(seconds=60),
+            id="once",
+            on_crash="rerun",
+        )
+        with anyio.fail_after(5):
+            await started.wait()
+        await a.pause()
+        clock.advance(30)
+        store.before_finish = slow_finish
+        gate.set()
+        with anyio.fail_after(5):
+            await sent.wait()  # the run ended at 00:00:30; its outcome is on its way
+        await b.resume()
+        clock.advance(30)  # the last fire time: B acquires it with A's run in flight
+        with anyio.fail_after(5):
+            await store.idle_asked.wait()
+        assert store.idle_removals == [("once", False)]  # B: the run is still in flight
+        assert (await store.get_job("once")).paused
+        stored.set()
+        with anyio.fail_after(5):
+            await wait_idle(a)
+            await wait_idle(b)
+        with pytest.raises(JobLookupError):
+            await store.get_job("once")
+        runs = await store.get_runs("once")
+    assert store.removals == []  # sent before the trigger ended: no removal asked
+    assert store.idle_removals == [("once", False), ("once", True)]
+    assert sorted((r.scheduler_id, r.outcome) for r in runs) == [
+        ("A", RunOutcome.SUCCESS),
+        ("B", RunOutcome.SKIPPED),
+    ]
+    assert [(e.job_id, e.origin) for e in events if isinstance(e, JobRemoved)] == [("once", "A")]
+
+
+class _FailingRemovalStore(_RaceStore):
+    async def remove_job_if_idle(self, job_id: str) -> bool:
+        raise StoreError("the connection dropped")
+
+
+async def test_a_failed_removal_after_a_release_is_a_warning(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _FailingRemovalStore()
+    with caplog.at_level(logging.WARNING, logger="horae.scheduler"):
+        events = await _race_a_last_run_with_a_release(store, clock)
+    assert (await store.get_job("once")).paused  # left behind, as before
+    assert not [e for e in events if isinstance(e, JobRemoved)]
+    (warning,) = [r for r in caplog.records if "could not ask the store" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "'once'" in warning.getMessage()
+    assert "the connection dropped" in warning.getMessage()
+    # The scheduler went on: no outage was announced for it.
+    assert not [e for e in events if isinstance(e, StoreFailed)]
 
 
 async def test_without_retry_an_abandoned_run_is_final(clock: FakeClock) -> None:

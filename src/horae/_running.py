@@ -119,6 +119,22 @@ def horae_version() -> str:
         return ""
 
 
+def _kept_for_a_run_elsewhere(release: Release) -> bool:
+    """Whether ``release`` keeps its job past its trigger's end only for runs that were
+    in flight when it was acquired, none started by this release: runs whose finish may
+    have declined to remove the job because it was leased then.
+
+    Only ``plan_release`` gives a release no next run time without removing its job:
+    when the trigger has ended and a run of the job may still be rerun.
+    """
+    return (
+        not release.remove
+        and release.next_run_time is None
+        and not release.started
+        and release.lease.running > 0
+    )
+
+
 def _retry_delay(job: Job, attempt: int) -> timedelta:
     """How long the next attempt after ``attempt`` waits (a rerun of an abandoned run
     without a retry policy: not at all)."""
@@ -400,6 +416,9 @@ class _RunLoop:
         for lease, failure in failed:
             _reporting.job_failed(hub, lease, failure, now, backed_off)
         to_start: deque[tuple[Job, Run]] = deque()
+        # Jobs kept past their trigger's end for a run in flight elsewhere (see
+        # _remove_if_idle).
+        kept: list[str] = []
         for release in releases:
             job = release.lease.job
             if job is None:
@@ -427,6 +446,8 @@ class _RunLoop:
                 self._request_cancel(job.id, release.next_run_time, now)
             if release.remove and hub.wanted & JobRemoved.code:
                 hub.publish(JobRemoved(timestamp=now, job_id=job.id, origin=self.id))
+            if _kept_for_a_run_elsewhere(release):
+                kept.append(job.id)
             for run in release.started:
                 _reporting.submitted(hub, run, now)
                 to_start.append((job, run))
@@ -436,6 +457,54 @@ class _RunLoop:
             self._in_flight += len(to_start)
             # Owner: the runs task group (see _host_runs).
             runs.start_soon(self._drain, to_start)
+        for job_id in kept:
+            if await self._remove_if_idle(job_id):
+                self._job_removed(job_id)
+
+    async def _remove_if_idle(self, job_id: str) -> bool:
+        """Ask the store to remove a job kept past its trigger's end, should nothing of
+        it be left to happen (``remove_job_if_idle``); return whether it did. A failure
+        is a warning.
+
+        A job kept for the reruns of its runs must go once its trigger has ended and its
+        last run has ended, whichever ends last, however the schedulers sharing the store
+        interleave. The rules:
+
+        - A finish of a run of such a job asks the store to remove the job in the same
+          step (``remove_finished_job``) if the trigger had ended when the finish was
+          sent, and else calls this once the finish is stored, if the trigger has ended
+          by then (see ``_record_outcome``).
+        - A release that keeps the job because a run of it was in flight when acquired
+          (it acquired the last fire time) calls this once it is stored (``_process``).
+
+        The store removes the job only if it is neither leased nor held and has no run in
+        flight, and makes each of these steps atomic with respect to the others (one
+        lock, script or write transaction; for PostgreSQL, where a removal locks the job
+        row and then decides in a snapshot taken under that lock, see ``_LOCK_JOBS``).
+        Let R be the release keeping the job, and F the finish of the last of the runs
+        in flight when R's lease was acquired (which was before F was stored, at the
+        last fire time or later). (a) F is stored after R: if F was sent after the last
+        fire time it asked for the removal, and finds the job released; if before, its
+        scheduler calls this once F is stored, which is after R's acquisition, so after
+        the last fire time: that call finds the job released and the run gone. (b) F is
+        stored before R: F, or the call after it, may have found the job leased by R and
+        declined; R's call here, once R is stored, finds the run gone and removes the
+        job. The fire time being the last, nothing puts the job back meanwhile. (The
+        clocks of the two schedulers must agree: one running behind by more than a
+        finish's duration may not see the trigger ended in case (a).)
+        """
+        try:
+            return await self.store.remove_job_if_idle(job_id)
+        except Exception as exc:
+            logger.warning(
+                "job %r: could not ask the store to remove it now that its trigger has "
+                "ended (%s: %s); unless a run of it still in flight removes it at its end, "
+                "it stays, looking paused, until removed with remove_job()",
+                job_id,
+                type(exc).__name__,
+                exc,
+            )
+            return False
 
     async def _drain(self, queue: deque[tuple[Job, Run]]) -> None:
         """Run queued runs in this task while they finish without suspending.
@@ -618,8 +687,8 @@ class _RunLoop:
                     # A job kept past its trigger's end goes with its last run's outcome,
                     # in one store call: a process dying in between would leave it for
                     # good, looking paused.
-                    last = bool(job.retry or job.on_crash) and is_finishing(job, self._now())
-                    removed = await self._record_outcome(finished, remove_job=last)
+                    kept = job if job.retry or job.on_crash else None
+                    removed = await self._record_outcome(finished, finishing=kept)
                     # Asked once the outcome is stored: a hold asked for meanwhile is
                     # known by then, or comes after the store freed the slot (and then
                     # does not hold the job).
@@ -731,7 +800,8 @@ class _RunLoop:
             removed = await self.store.finish_run(given_up, remove_finished_job=True)
         else:
             await self.store.finish_run(given_up)
-            removed = False
+            # Its last fire time may have passed meanwhile (see _remove_if_idle).
+            removed = is_finishing(job, self._now()) and await self._remove_if_idle(job.id)
         _reporting.abandoned(self._hub, given_up, reason)
         if removed:
             self._job_removed(job.id)
@@ -781,7 +851,12 @@ class _RunLoop:
         return held
 
     async def _record_outcome(
-        self, run: Run, retry: Run | None = None, *, wake: bool = False, remove_job: bool = False
+        self,
+        run: Run,
+        retry: Run | None = None,
+        *,
+        wake: bool = False,
+        finishing: Job | None = None,
     ) -> bool:
         """Store a finished run's outcome (and its retry), retrying while the store fails.
 
@@ -795,18 +870,25 @@ class _RunLoop:
         there only if ``run`` still was: another scheduler may have taken it over).
         With ``wake``, the loop looks for due jobs once the outcome is stored: the run's
         job may have been held until a run of it ended (overlap policies that buffer).
-        With ``remove_job`` (and no ``retry``), the store removes the run's job in the
-        same step if nothing of it is left to happen (``remove_finished_job``); returns
-        whether it did. (If a reply is lost and the call repeated, the repeat finds the
-        job gone and says ``False``: the removal then goes unannounced.)
+        With ``finishing`` (the run's job, kept for the reruns of its runs past its
+        trigger's end) and no ``retry``, the job goes once nothing of it is left to
+        happen, and this returns whether it did: if the trigger has ended when the
+        outcome is sent (looked at again at every try: the store may have been down
+        through the last fire time), the store removes it in the same step
+        (``remove_finished_job``); if it ends while the outcome is being stored,
+        ``_remove_if_idle`` follows (see there why no interleaving leaves the job). (If
+        a reply is lost and the call repeated, the repeat finds the job gone and says
+        ``False``: the removal then goes unannounced.)
         """
         delay = _STORE_ERROR_BACKOFF[0]
         failures = 0
         while True:
+            # Outside the try: a trigger that raises is not a store failure to retry.
+            last = retry is None and finishing is not None and is_finishing(finishing, self._now())
             try:
                 answer = False
                 if retry is None:
-                    if remove_job:
+                    if last:
                         answer = await self.store.finish_run(run, remove_finished_job=True)
                     else:
                         # The common case, as it was before remove_finished_job existed
@@ -822,7 +904,6 @@ class _RunLoop:
                 if failures:
                     self._store_ok()
                     logger.info("job %r: the outcome of run %s is stored", run.job_id, run.id)
-                return answer
             except Exception as exc:
                 failures += 1
                 stopping = self._state not in ("starting", "running")
@@ -839,6 +920,18 @@ class _RunLoop:
                 if stopping:
                     await anyio.sleep(0.1 * failures)  # real time: no one moves a clock now
                     continue
+            else:
+                # Its last fire time may have passed while the outcome was being stored:
+                # acquired elsewhere with this run in flight, the job was kept, and
+                # nobody else would remove it (see _remove_if_idle).
+                if (
+                    finishing is not None
+                    and not last
+                    and retry is None
+                    and is_finishing(finishing, self._now())
+                ):
+                    answer = await self._remove_if_idle(run.job_id)
+                return answer
             await self._sleep_for_run(run, self._now() + timedelta(seconds=delay))
             delay = min(delay * 2, _STORE_ERROR_BACKOFF[1])
 
@@ -1122,8 +1215,7 @@ class _RunLoop:
             removed = False
             if retry is None:
                 # As in _execute: the job goes with its last run's outcome, if that was it.
-                last = job is not None and is_finishing(job, self._now())
-                removed = await self._record_outcome(given_up, wake=True, remove_job=last)
+                removed = await self._record_outcome(given_up, wake=True, finishing=job)
                 held = False
             else:
                 held = await self._record_with_retry(given_up, retry)

@@ -13,11 +13,13 @@ import anyio
 import attrs
 import pytest
 
+from horae import IntervalTrigger
+from horae._planning import plan_release
 from horae.errors import JobLookupError
-from horae.jobs import Run, RunOutcome
+from horae.jobs import Job, Run, RunOutcome
 from horae.stores.base import Release, Store, StoreContext
 
-from .conftest import StoreFactory
+from .conftest import StoreFactory, context
 from .helpers import at, make_job
 
 pytestmark = pytest.mark.anyio
@@ -223,6 +225,207 @@ async def test_the_removal_tells_other_schedulers_as_remove_job_does(
             await woken[-1].wait()
         woken.append(anyio.Event())
         assert await mine.finish_run(_ended(run, 12), remove_finished_job=True)
+        with anyio.fail_after(5):
+            await woken[-1].wait()
+    finally:
+        await other.stop()
+        await mine.stop()
+
+
+# ------------------------------------------------------------ remove_job_if_idle
+#
+# A scheduler whose release keeps a job past its trigger's end, because a run of it was in
+# flight when acquired, asks for the removal itself once the release is answered: that
+# run may have ended meanwhile, its finish declining the removal while the job was leased.
+
+
+def _ending(job_id: str) -> Job:
+    """A job due at 10 whose trigger fires at 10 and 20 only, kept for its runs' reruns."""
+    trigger = IntervalTrigger(seconds=10, start_date=at(10), end_date=at(20), timezone="UTC")
+    return attrs.evolve(make_job(job_id, 10), trigger=trigger, on_crash="rerun")
+
+
+async def test_remove_job_if_idle_removes_a_kept_job_whose_runs_ended(store: Store) -> None:
+    run = _run("a", 10)
+    await _kept_for_its_runs(store, "a", run)
+    assert await store.finish_run(_ended(run, 12)) is False  # without the flag: kept
+    assert await store.remove_job_if_idle("a") is True
+    with pytest.raises(JobLookupError):
+        await store.get_job("a")
+    assert [job.id for job in await store.get_jobs()] == []
+    assert await store.next_run_time() is None
+    # Removed as remove_job removes: the history stays, the id is free again.
+    assert await _recorded(store, "a") == {run.id: RunOutcome.SUCCESS}
+    assert await store.remove_job_if_idle("a") is False
+    await store.add_jobs([make_job("a", 50)], replace=False)
+    (lease,) = await store.acquire_jobs("s1", at(50), limit=1, lease_duration=30)
+    assert (lease.job_id, lease.running, lease.run_count) == ("a", 0, 0)
+
+
+async def test_remove_job_if_idle_leaves_a_job_with_a_run_in_flight(store: Store) -> None:
+    run = _run("a", 10)
+    await _kept_for_its_runs(store, "a", run)
+    assert await store.remove_job_if_idle("a") is False
+    assert (await store.get_job("a")).next_run_time is None
+    assert await _recorded(store, "a") == {run.id: None}
+    # Its run still removes it at its end.
+    assert await store.finish_run(_ended(run, 12), remove_finished_job=True) is True
+
+
+async def test_remove_job_if_idle_leaves_a_leased_job(store: Store) -> None:
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    (lease,) = await store.acquire_jobs("s1", at(10), limit=1, lease_duration=30)
+    # Paused while leased: no next run time, no run in flight, but leased.
+    await store.update_job(attrs.evolve(await store.get_job("a"), next_run_time=None))
+    assert await store.remove_job_if_idle("a") is False
+    assert (await store.get_job("a")).next_run_time is None
+    # The release still applies (the job was not removed under its lease).
+    assert await store.release_jobs("s1", [Release(lease=lease, next_run_time=at(20))]) == set()
+    assert await store.remove_job_if_idle("a") is True
+
+
+async def test_remove_job_if_idle_leaves_a_held_job(store: Store) -> None:
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    (lease,) = await store.acquire_jobs("s1", at(10), limit=1, lease_duration=30)
+    run = _run("a", 10)
+    release = Release(lease=lease, next_run_time=at(20), started=[run], hold_while_running=1)
+    await store.release_jobs("s1", [release])
+    assert await store.next_run_time() is None  # held
+    assert await store.remove_job_if_idle("a") is False
+    assert (await store.get_job("a")).next_run_time == at(20)
+    # Still held: the end of its run frees it.
+    assert await store.next_run_time() is None
+    await store.finish_run(_ended(run, 12))
+    assert await store.next_run_time() == at(20)
+
+
+async def test_remove_job_if_idle_leaves_a_job_with_a_next_run_time(store: Store) -> None:
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    assert await store.remove_job_if_idle("a") is False
+    assert await store.remove_job_if_idle("nonexistent") is False
+    assert (await store.get_job("a")).next_run_time == at(10)
+    assert await store.next_run_time() == at(10)
+
+
+async def _two_stores(store_factory: StoreFactory) -> tuple[Store, Store]:
+    first, second = store_factory(), store_factory()
+    await first.start(context("s1"))
+    await second.start(context("s2"))
+    return first, second
+
+
+async def test_a_run_ending_while_its_job_is_leased_elsewhere_leaves_no_job(
+    store_factory: StoreFactory,
+) -> None:
+    # The race: s1 runs the job's fire time 10; s2 acquires its last one (20) while that
+    # run is in flight, skips it and keeps the job for the run's reruns. The run ends
+    # before s2's release: its finish declines (the job is leased), s2's release keeps
+    # the job, and s2's remove_job_if_idle, after its release, removes it.
+    s1, s2 = await _two_stores(store_factory)
+    try:
+        await s1.add_jobs([_ending("a")], replace=False)
+        (lease,) = await s1.acquire_jobs("s1", at(10), limit=1, lease_duration=30)
+        first = plan_release(lease, at(10), "s1")
+        (run,) = first.started
+        assert first.next_run_time == at(20)
+        assert await s1.release_jobs("s1", [first]) == set()
+
+        (lease,) = await s2.acquire_jobs("s2", at(20), limit=1, lease_duration=30)
+        assert lease.running == 1
+        second = plan_release(lease, at(20), "s2")
+        assert (second.next_run_time, second.remove, second.started) == (None, False, [])
+        assert [r.outcome for r in second.finished] == [RunOutcome.SKIPPED]
+
+        assert await s1.finish_run(_ended(run, 21), remove_finished_job=True) is False
+        assert await s2.release_jobs("s2", [second]) == set()
+        assert (await s2.get_job("a")).next_run_time is None  # kept: left behind so far
+        assert await s2.remove_job_if_idle("a") is True
+        with pytest.raises(JobLookupError):
+            await s1.get_job("a")
+        assert await s1.get_jobs() == []
+        assert sorted(str(r.outcome) for r in await s1.get_runs("a")) == ["skipped", "success"]
+    finally:
+        await s2.stop()
+        await s1.stop()
+
+
+async def test_a_run_ending_after_the_release_removes_its_job(
+    store_factory: StoreFactory,
+) -> None:
+    # The same, with the run ending after s2's release: s2's remove_job_if_idle finds the
+    # run in flight and declines; the run's finish removes the job.
+    s1, s2 = await _two_stores(store_factory)
+    try:
+        await s1.add_jobs([_ending("a")], replace=False)
+        (lease,) = await s1.acquire_jobs("s1", at(10), limit=1, lease_duration=30)
+        first = plan_release(lease, at(10), "s1")
+        (run,) = first.started
+        assert await s1.release_jobs("s1", [first]) == set()
+        (lease,) = await s2.acquire_jobs("s2", at(20), limit=1, lease_duration=30)
+        second = plan_release(lease, at(20), "s2")
+        assert await s2.release_jobs("s2", [second]) == set()
+        assert await s2.remove_job_if_idle("a") is False
+        assert (await s2.get_job("a")).next_run_time is None
+        assert await s1.finish_run(_ended(run, 21), remove_finished_job=True) is True
+        with pytest.raises(JobLookupError):
+            await s2.get_job("a")
+        assert await s2.remove_job_if_idle("a") is False
+    finally:
+        await s2.stop()
+        await s1.stop()
+
+
+async def test_a_finish_and_remove_job_if_idle_at_once_remove_the_job_once(
+    store_factory: StoreFactory,
+) -> None:
+    # The run's finish (asking for the removal) and remove_job_if_idle meet in the store,
+    # through two instances, for jobs just released: exactly one of them removes each.
+    s1, s2 = await _two_stores(store_factory)
+    try:
+        runs = {f"j{i}": _run(f"j{i}", 10) for i in range(20)}
+        for job_id, run in runs.items():
+            await _kept_for_its_runs(s1, job_id, run)
+
+        async def finish(run: Run, answers: list[bool]) -> None:
+            answers.append(await s1.finish_run(_ended(run, 12), remove_finished_job=True))
+
+        async def remove(job_id: str, answers: list[bool]) -> None:
+            answers.append(await s2.remove_job_if_idle(job_id))
+
+        for job_id, run in runs.items():
+            answers: list[bool] = []
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(finish, run, answers)
+                tg.start_soon(remove, job_id, answers)
+            assert answers.count(True) == 1, (job_id, answers)
+            with pytest.raises(JobLookupError):
+                await s2.get_job(job_id)
+    finally:
+        await s2.stop()
+        await s1.stop()
+
+
+async def test_remove_job_if_idle_tells_other_schedulers_as_remove_job_does(
+    store_name: str, store_factory: StoreFactory
+) -> None:
+    if store_name == "memory":
+        pytest.skip("MemoryStore's remove_job wakes no other scheduler: nothing to match")
+    woken = [anyio.Event()]
+    mine = store_factory()
+    other = store_factory()
+    await mine.start(context("mine"))
+    await other.start(
+        StoreContext(scheduler_id="other", wakeup=lambda: woken[-1].set(), publish=lambda e: None)
+    )
+    try:
+        run = _run("a", 10, "mine")
+        await _kept_for_its_runs(mine, "a", run)
+        await mine.finish_run(_ended(run, 12))
+        # Whatever the store told the other scheduler so far is not what this waits for.
+        with anyio.fail_after(5):
+            await woken[-1].wait()
+        woken.append(anyio.Event())
+        assert await mine.remove_job_if_idle("a")
         with anyio.fail_after(5):
             await woken[-1].wait()
     finally:

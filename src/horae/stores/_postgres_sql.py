@@ -601,6 +601,22 @@ DELETE FROM {s}.runs WHERE """
 # unless the user changed it meanwhile: only then can a release or free_held() hold its
 # row too; should that ever close a cycle of waits, PostgreSQL aborts one of them, the
 # transaction rolls back whole, and the scheduler writes the outcome again.)
+# remove_job_if_idle() runs the same two statements, in a transaction of their own,
+# after a release that kept a job (no next run time) because a run of it was in flight
+# when acquired. Against the finish of that run (statements F1 = the finish statement,
+# which deletes the `running` row, F2 = this lock, F3 = the removal; the release R is
+# one statement, whose `accepted` locks the job row FOR UPDATE; the scheduler sends
+# I = remove_job_if_idle once R committed):
+# - F2 before R locks the row: R waits for F's commit (FOR UPDATE, then the row, which
+#   F did not change, still matches), so F3 may have seen the job leased and declined;
+#   but I starts after R's commit, hence after F's, and its removal sees the run gone.
+# - R commits before F2 is granted: F3's snapshot, taken under the lock, sees the job
+#   released, and F removes it; I then finds no job (or waits for F's lock, then
+#   finds none).
+# - I's lock granted between F1 and F2: I's snapshot still sees F's `running` row (not
+#   committed) and declines; F2 waits for I, then F3 sees R committed and removes.
+# The removals read `running` only in a snapshot taken under the job row's lock (R
+# does not read it at all): F and I cannot both decline a job that R released.
 _LOCK_JOBS = "SELECT id FROM {s}.jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 
 # As _REMOVE_JOB, for the jobs among $1 without a next run time (so not held either),

@@ -60,6 +60,7 @@ __all__ = [
     "RELEASE",
     "REMOVE",
     "REMOVE_ALL",
+    "REMOVE_IDLE",
     "SCHEDULERS",
     "UPDATE",
     "UPGRADE",
@@ -374,6 +375,38 @@ return rejected
 """
 )
 
+# The removal of a job left with nothing to do (Store.finish_run's remove_finished_job,
+# Store.remove_job_if_idle): as REMOVE, if the job has no next run time (so is not
+# held), no lease and no run in flight. Returns whether it removed the job; the caller
+# publishes the wake-up.
+_REMOVE_IDLE = """
+local function remove_idle(prefix, id, due, jobs, held)
+  local key = prefix .. ':job:' .. id
+  local fields = redis.call('HMGET', key, 'nrt', 'ltoken', 'running')
+  if fields[1] ~= '' or fields[2] or fields[3] then
+    return false
+  end
+  redis.call('HDEL', key, 'payload', 'nrt', 'run_count')
+  redis.call('SREM', jobs, id)
+  redis.call('ZREM', due, id)
+  redis.call('SREM', held, id)
+  return true
+end
+"""
+
+# KEYS: due, jobs, held. ARGV: prefix, sender, id. Returns 1 if the job was removed
+# (see _REMOVE_IDLE), else 0.
+REMOVE_IDLE = (
+    _REMOVE_IDLE
+    + """
+if remove_idle(ARGV[1], ARGV[3], KEYS[1], KEYS[2], KEYS[3]) then
+  redis.call('PUBLISH', ARGV[1] .. ':wakeup', ARGV[2])
+  return 1
+end
+return 0
+"""
+)
+
 # KEYS: run leases, run holders, due, held, jobs. ARGV: prefix, retention, a JSON array
 # of [job id, run id, run record] of runs that ended, each followed, for a retry, by [run
 # id, run record, scheduler id, lease expiry] of the retry, or, to remove a job left
@@ -387,6 +420,7 @@ return rejected
 # of the jobs removed.
 FINISH = (
     _FLUSH
+    + _REMOVE_IDLE
     + """
 local prefix, retention = ARGV[1], tonumber(ARGV[2])
 -- One O(1) check per batch: with no job held, finishes never look for holds.
@@ -441,16 +475,8 @@ for _, run in ipairs(cjson.decode(ARGV[3])) do
       record(runs, run[3])
     end
   end
-  if run[5] == 1 then
-    local key = prefix .. ':job:' .. id
-    local fields = redis.call('HMGET', key, 'nrt', 'ltoken', 'running')
-    if fields[1] == '' and not fields[2] and not fields[3] then
-      redis.call('HDEL', key, 'payload', 'nrt', 'run_count')
-      redis.call('SREM', KEYS[5], id)
-      redis.call('ZREM', KEYS[3], id)
-      redis.call('SREM', KEYS[4], id)
-      removed[#removed + 1] = id
-    end
+  if run[5] == 1 and remove_idle(prefix, id, KEYS[3], KEYS[5], KEYS[4]) then
+    removed[#removed + 1] = id
   end
 end
 if #done > 0 then

@@ -254,6 +254,25 @@ class Store(Protocol):
         """
         ...
 
+    async def remove_job_if_idle(self, job_id: str) -> bool:
+        """Remove the job in one step if nothing of it is left to happen.
+
+        That is: it exists, has no next run time, is neither leased nor held, and has no
+        run in flight. The condition and the removal are those of
+        :meth:`finish_run`'s ``remove_finished_job`` (as :meth:`remove_job` removes it,
+        its run history staying, with the same notifications); the check and the removal
+        are one atomic step with respect to ``finish_run`` and ``release_jobs``.
+
+        The scheduler calls it after a release that kept a job past its trigger's end
+        because a run of it was in flight when acquired: that run may have ended
+        meanwhile, its ``finish_run`` declining the removal because the job was leased
+        then.
+
+        Returns:
+            whether the job was removed.
+        """
+        ...
+
     async def extend_runs(
         self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime
     ) -> set[UUID]:

@@ -317,6 +317,11 @@ class MemoryStore:
             return self._remove_if_idle(run.job_id)
         return False
 
+    async def remove_job_if_idle(self, job_id: str) -> bool:
+        """Remove the job if nothing of it is left to happen (see
+        :meth:`Store.remove_job_if_idle`); return whether it was."""
+        return self._remove_if_idle(job_id)
+
     def _remove_if_idle(self, job_id: str) -> bool:
         # No next run time (so not held either), not leased, no run in flight: nothing
         # of the job is left to happen.

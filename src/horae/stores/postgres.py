@@ -720,14 +720,27 @@ class PostgresStore:
     ) -> list[str]:
         """The finish statement, then the removal of the jobs of ``removing`` left with
         nothing to do, in one transaction (see ``_REMOVE_IDLE_JOBS``)."""
-        sql = self._sql
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(statement, *args)
-            await conn.execute(sql.lock_jobs, removing)
-            removed: list[str] = await conn.fetchval(
-                sql.remove_idle_jobs, removing, self._schema, self._sender
-            )
+            return await self._remove_idle(conn, removing)
+
+    async def _remove_idle(self, conn: Any, job_ids: list[str]) -> list[str]:
+        """In the caller's transaction: lock the rows of ``job_ids``, then remove those
+        left with nothing to do; return their ids (see ``_LOCK_JOBS``)."""
+        sql = self._sql
+        await conn.execute(sql.lock_jobs, job_ids)
+        removed: list[str] = await conn.fetchval(
+            sql.remove_idle_jobs, job_ids, self._schema, self._sender
+        )
         return removed
+
+    async def remove_job_if_idle(self, job_id: str) -> bool:
+        """Remove the job if nothing of it is left to happen, in one transaction: the two
+        statements of :meth:`finish_run`'s ``remove_finished_job`` (the job row locked,
+        then the removal in a snapshot taken under that lock); return whether it was.
+        """
+        async with self._require_pool().acquire() as conn, conn.transaction():
+            return bool(await self._remove_idle(conn, [job_id]))
 
     async def extend_runs(
         self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime

@@ -95,6 +95,7 @@ _ADD = _Script("add", lua.ADD)
 _UPDATE = _Script("update", lua.UPDATE)
 _REMOVE = _Script("remove", lua.REMOVE)
 _REMOVE_ALL = _Script("remove_all", lua.REMOVE_ALL)
+_REMOVE_IDLE = _Script("remove_idle", lua.REMOVE_IDLE)
 _LIST = _Script("list", lua.LIST)
 _ACQUIRE = _Script("acquire", lua.ACQUIRE)
 _RELEASE = _Script("release", lua.RELEASE)
@@ -113,6 +114,7 @@ _SCRIPTS = (
     _UPDATE,
     _REMOVE,
     _REMOVE_ALL,
+    _REMOVE_IDLE,
     _LIST,
     _ACQUIRE,
     _RELEASE,
@@ -750,6 +752,13 @@ class RedisStore:
                 self._finishing = None
             batch.done.set()
         return remove and batch.took_removal(run.job_id)
+
+    async def remove_job_if_idle(self, job_id: str) -> bool:
+        """Remove the job if nothing of it is left to happen, in one script call (the
+        removal of :meth:`finish_run`'s ``remove_finished_job``); return whether it was.
+        """
+        args = (self._prefix, self._sender, job_id)
+        return bool(await self._eval(_REMOVE_IDLE, (self._due, self._jobs, self._held), args))
 
     async def extend_runs(
         self, scheduler_id: str, run_ids: Sequence[UUID], expires_at: datetime

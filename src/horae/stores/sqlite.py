@@ -859,6 +859,22 @@ class SQLiteStore:
         for finishing in batch:
             finishing.done.set()
 
+    async def remove_job_if_idle(self, job_id: str) -> bool:
+        """Delete the job if nothing of it is left to happen, in one write transaction
+        (the statement of :meth:`finish_run`'s ``remove_finished_job``); return whether
+        it was. The write lock orders it with every finish and release of any process.
+        """
+
+        def remove(conn: sqlite3.Connection) -> tuple[bool, bool]:
+            with self._writing(conn):
+                if not conn.execute(_REMOVE_IF_IDLE, (job_id, job_id)).rowcount:
+                    return False, False
+                return True, self._bump(conn)
+
+        removed, foreign = await self._call(remove)
+        self._bumped(foreign)
+        return removed
+
     def _finish(
         self, conn: sqlite3.Connection, record: RunRecord, retry_row: tuple[Any, ...] | None
     ) -> bool:
