@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import attrs
 import pytest
 
 from horae import (
@@ -822,6 +823,9 @@ def test_an_interval_trigger_knows_whether_its_start_was_given() -> None:
     assert not given.start_defaulted
     assert defaulted == given  # not compared
     assert not IntervalTrigger.from_dict(defaulted.to_dict()).start_defaulted  # not stored
+    evolved = attrs.evolve(defaulted, minutes=10)  # not an argument of __init__
+    assert evolved.interval == timedelta(hours=1, minutes=10)
+    assert not evolved.start_defaulted
 
 
 # ---------------------------------------------------------------------- explain

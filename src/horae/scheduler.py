@@ -1187,7 +1187,8 @@ def _implicit_start(trigger: Trigger | str | None, trigger_args: Mapping[str, An
     without ``start_date``, or with ``start_date=None``; an :class:`IntervalTrigger` built
     without one): it starts from now, anew at every call."""
     if isinstance(trigger, IntervalTrigger):
-        return trigger.start_defaulted
+        # getattr: one unpickled from an older horae has no such attribute.
+        return getattr(trigger, "start_defaulted", False)
     return trigger == "interval" and trigger_args.get("start_date") is None
 
 

@@ -91,7 +91,7 @@ class IntervalTrigger:
     #: Whether ``start_date`` was left out, so that it is the moment the trigger was
     #: built: a job re-added at every start (``replace_existing``) keeps its stored place
     #: then. Neither stored nor compared.
-    start_defaulted: bool = attrs.field(default=False, eq=False)
+    start_defaulted: bool = attrs.field(default=False, init=False, eq=False)
 
     def __init__(
         self,
@@ -144,9 +144,9 @@ class IntervalTrigger:
                 f"end_date: {end_date!r} is before start_date {iso(start)!r}; "
                 "give an end_date at or after start_date, or None for no end",
             )
-        self.__attrs_init__(
-            weeks, days, hours, minutes, seconds, microseconds, start, end, tz, start_date is None
-        )
+        self.__attrs_init__(weeks, days, hours, minutes, seconds, microseconds, start, end, tz)
+        if start_date is None:
+            object.__setattr__(self, "start_defaulted", True)
 
     def starting_at(self, start: datetime) -> IntervalTrigger:
         """This trigger with ``start`` as its start date, for a ``start`` at or before
