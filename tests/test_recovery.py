@@ -874,3 +874,50 @@ async def test_a_kept_job_goes_when_its_last_attempt_is_cut_off_by_shutdown(
     with pytest.raises(JobLookupError):
         await store.get_job("once")
     assert [event.job_id for event in removed] == ["once"]
+
+
+class _BreaksWhenRun:
+    """An hourly trigger whose next() raises once ``broken`` is set (by the job)."""
+
+    kind = "breaks-when-run"
+    broken = False
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+
+    def next(self, after: datetime) -> datetime | None:
+        if _BreaksWhenRun.broken:
+            raise RuntimeError("the trigger broke")
+        if after < self.start:
+            return self.start
+        return self.start + timedelta(hours=(after - self.start) // timedelta(hours=1) + 1)
+
+    def describe(self) -> str:
+        return "hourly, until it breaks"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+async def test_a_trigger_that_breaks_during_a_run_does_not_lose_its_outcome(
+    clock: FakeClock,
+) -> None:
+    # The end of a run of a job kept for reruns asks the trigger whether it has ended;
+    # a trigger that raises then must not keep the outcome from being stored.
+    _BreaksWhenRun.broken = False
+
+    async def breaks_it() -> None:
+        _BreaksWhenRun.broken = True
+
+    store = MemoryStore()
+    try:
+        async with AsyncScheduler(store, clock=clock) as scheduler:
+            await scheduler.add_job(
+                breaks_it, _BreaksWhenRun(clock.now()), id="j", retry=Retry(attempts=2)
+            )
+            await wait_idle(scheduler)
+            runs = await scheduler.get_runs("j")
+            assert [(r.attempt, r.outcome) for r in runs] == [(1, RunOutcome.SUCCESS)]
+            assert await store.get_runs_in_flight() == []
+    finally:
+        _BreaksWhenRun.broken = False

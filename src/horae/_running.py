@@ -119,6 +119,18 @@ def horae_version() -> str:
         return ""
 
 
+def _finishing(job: Job, now: datetime) -> bool:
+    """:func:`is_finishing`, for a run's end: a trigger that raises is logged and taken
+    for one with fire times left (the job stays), so that the run's outcome is stored."""
+    try:
+        return is_finishing(job, now)
+    except Exception:
+        logger.exception(
+            "job %r: its trigger failed to give its next fire time; the job is kept", job.id
+        )
+        return False
+
+
 def _kept_for_a_run_elsewhere(release: Release) -> bool:
     """Whether ``release`` keeps its job past its trigger's end only for runs that were
     in flight when it was acquired, none started by this release: runs whose finish may
@@ -794,14 +806,14 @@ class _RunLoop:
             outcome=RunOutcome.ABANDONED,
             error=reason,
         )
-        if is_finishing(job, now):
+        if _finishing(job, now):
             # Its last fire time is past and nothing will rerun this run: the job goes
             # with the outcome, as after a run that ends.
             removed = await self.store.finish_run(given_up, remove_finished_job=True)
         else:
             await self.store.finish_run(given_up)
             # Its last fire time may have passed meanwhile (see _remove_if_idle).
-            removed = is_finishing(job, self._now()) and await self._remove_if_idle(job.id)
+            removed = _finishing(job, self._now()) and await self._remove_if_idle(job.id)
         _reporting.abandoned(self._hub, given_up, reason)
         if removed:
             self._job_removed(job.id)
@@ -884,7 +896,7 @@ class _RunLoop:
         failures = 0
         while True:
             # Outside the try: a trigger that raises is not a store failure to retry.
-            last = retry is None and finishing is not None and is_finishing(finishing, self._now())
+            last = retry is None and finishing is not None and _finishing(finishing, self._now())
             try:
                 answer = False
                 if retry is None:
@@ -928,7 +940,7 @@ class _RunLoop:
                     finishing is not None
                     and not last
                     and retry is None
-                    and is_finishing(finishing, self._now())
+                    and _finishing(finishing, self._now())
                 ):
                     answer = await self._remove_if_idle(run.job_id)
                 return answer
