@@ -188,3 +188,28 @@ async def test_listings_are_shared_by_every_store_on_the_same_place(
         assert [r.id for r in (await other.get_latest_runs(["a"])).values()] == [run.id]
     finally:
         await other.stop()
+
+
+async def test_latest_runs_of_a_long_list_of_ids(store: Store) -> None:
+    # Stores may split a long list (SQLite's parameter limit, Redis' script time): the
+    # answer is the same whatever the split.
+    await store.add_jobs([make_job(j, 10) for j in ("first", "middle", "last")], replace=False)
+    leases = await store.acquire_jobs("s1", at(10), limit=3, lease_duration=30)
+    runs = {lease.job_id: _run(lease.job_id, 10) for lease in leases}
+    releases = [
+        Release(lease=lease, next_run_time=at(20), started=[runs[lease.job_id]]) for lease in leases
+    ]
+    assert await store.release_jobs("s1", releases) == set()
+    ids = [f"unknown-{i}" for i in range(2500)]
+    ids[0], ids[1500], ids[2499] = "first", "middle", "last"
+    latest = await store.get_latest_runs(ids)
+    assert {job_id: run.id for job_id, run in latest.items()} == {
+        job_id: run.id for job_id, run in runs.items()
+    }
+
+
+async def test_no_runs_in_flight_for_a_limit_below_one(store: Store) -> None:
+    await store.add_jobs([make_job("a", 10)], replace=False)
+    await _start(store, "a", 10)
+    assert await store.get_runs_in_flight(limit=0) == []
+    assert await store.get_runs_in_flight(limit=-1) == []

@@ -444,6 +444,8 @@ class MemoryStore:
 
     async def get_runs_in_flight(self, limit: int = 1000) -> list[Run]:
         """In-flight runs by scheduled time, then id."""
+        if limit <= 0:
+            return []
         runs = sorted(self._in_flight.values(), key=lambda r: (r.scheduled_time, str(r.id)))
         return runs[:limit]
 
