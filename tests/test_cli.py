@@ -226,7 +226,11 @@ def test_jobs_list_names_the_jobs_that_cannot_be_read_here(store_url: str, tmp_p
     assert added.returncode == 0, added.stderr
     store = ["--store", store_url]
 
-    alone = ok("jobs", "list", *store)
+    listed_alone = horae("jobs", "list", *store)
+    assert listed_alone.returncode == 0, listed_alone.stderr
+    # Said once, in the listing, not also as a log line of the store.
+    assert "cannot be read" not in listed_alone.stderr
+    alone = listed_alone.stdout
     assert "No jobs." not in alone
     assert alone.startswith("1 job cannot be read here:\n")
     line = next(line for line in alone.splitlines() if line.startswith("  tick "))

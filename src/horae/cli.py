@@ -32,7 +32,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -155,11 +155,33 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, default=str, ensure_ascii=False, indent=2))
 
 
+@contextlib.contextmanager
+def _left_out_unlogged() -> Iterator[None]:
+    """Keep the stores from logging the jobs get_jobs() leaves out: the listing names
+    them itself, with what to do."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not hasattr(record, "horae_left_out")
+
+    loggers = [logging.getLogger(f"horae.stores.{name}") for name in _STORE_MODULES]
+    for each in loggers:
+        each.addFilter(keep)
+    try:
+        yield
+    finally:
+        for each in loggers:
+            each.removeFilter(keep)
+
+
+_STORE_MODULES = ("sqlite", "postgres", "redis")
+
+
 async def _jobs_list(args: argparse.Namespace, scheduler: AsyncScheduler) -> int:
     # The ids first: a job added after them is in get_jobs(), so it is not taken for an
     # unreadable one.
     ids = await job_ids(scheduler.store)
-    jobs = await scheduler.get_jobs()
+    with _left_out_unlogged():
+        jobs = await scheduler.get_jobs()
     unreadable = (
         [] if ids is None else await unreadable_jobs(scheduler.store, ids, {j.id for j in jobs})
     )

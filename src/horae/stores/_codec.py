@@ -265,4 +265,5 @@ class LeftOut:
             store,
             job_id,
             exc,
+            extra={"horae_left_out": job_id},
         )
