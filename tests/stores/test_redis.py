@@ -879,9 +879,7 @@ async def _start_many(store: RedisStore, job_ids: Sequence[str], runs: Sequence[
     assert not await store.release_jobs("s1", releases)
 
 
-async def test_listings_are_one_command_per_thousand_jobs(
-    client: Any, prefix: str
-) -> None:
+async def test_listings_are_one_command_per_thousand_jobs(client: Any, prefix: str) -> None:
     store = RedisStore(client, prefix=prefix)
     await store.start(context())
     try:
