@@ -743,7 +743,33 @@ async def test_max_runs(
     ``max-N`` runs for 50 ms (one at a time); ``max-all-N`` for 1 s with
     ``overlap="allow_all"``, so that its runs go on in several processes at once and the
     count of started runs must be the store's, shared.
+
+    The count is shared only if the runs spread over processes; which process acquires
+    a fire time is up to the schedulers' timing, so a run that happens to give every job
+    to one process is done again (each run checks the counts all the same), up to
+    ``MAX_RUNS_TRIES`` times.
     """
+    for attempt in range(MAX_RUNS_TRIES):
+        place_dir = tmp_path / f"try-{attempt}"
+        place_dir.mkdir()
+        pids = await _max_runs_once(store, server, place_dir, capsys)
+        if max(pids.values()) >= 2:
+            break
+    else:
+        # Else the store's count of started runs was never shared (see QUICK_SQLITE_POLL).
+        pytest.fail(f"every job ran in one process only, {MAX_RUNS_TRIES} times")
+
+
+MAX_RUNS_TRIES = 3
+
+
+async def _max_runs_once(
+    store: str,
+    server: RedisServer | PostgresServer | None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> dict[str, int]:
+    """One run of test_max_runs; returns how many processes ran each job."""
     began = time.monotonic()
     place = make_place(server, tmp_path, lease=LEASE, sqlite_poll=QUICK_SQLITE_POLL)
     await prepare(place)
@@ -793,10 +819,9 @@ async def test_max_runs(
         assert len(executions.get(job_id, [])) == MAX_RUNS, job_id
         assert {r.outcome for r in started[job_id]} == {RunOutcome.SUCCESS}, job_id
         assert len({r.scheduled_time for r in started[job_id]}) == MAX_RUNS, job_id
-    # Else the store's count of started runs was never shared (see QUICK_SQLITE_POLL).
-    assert max(pids.values()) >= 2, "every job ran in one process only"
     # The allow_all jobs' runs overlapped: several were in flight when later ones started.
     assert max(overlapping.get(f"max-all-{i}", 0) for i in range(3)) >= 2
+    return pids
 
 
 # -------------------------------------------------------- pause_after_failures
