@@ -18,11 +18,11 @@ from horae import JobArgumentError, Run, RunOutcome, StoreError
 from horae.events import JobAdded
 from horae.stores._codec import encode_job
 from horae.stores._postgres_sql import CURRENT_VERSION, Statements
-from horae.stores.base import SCHEDULER_RECORD_KEEP, Release, SchedulerInfo, StoreContext
+from horae.stores.base import SCHEDULER_RECORD_KEEP, Release, StoreContext
 from horae.stores.postgres import PostgresStore
 from tests.services import POSTGRES_DSN
 
-from .helpers import at, make_job
+from .helpers import at, make_job, scheduler_info
 from .target_postgres import connect, fresh_schema
 
 pytestmark = pytest.mark.anyio
@@ -852,17 +852,6 @@ async def test_a_version_2_schema_is_upgraded_and_keeps_its_jobs_and_runs(
 # ------------------------------------------------- the register of schedulers
 
 
-def _scheduler(scheduler_id: str, beat: float, ttl: float = 30) -> SchedulerInfo:
-    return SchedulerInfo(
-        id=scheduler_id,
-        host="h",
-        pid=1,
-        started_at=at(0),
-        heartbeat_at=at(beat),
-        expires_at=at(beat + ttl),
-    )
-
-
 async def test_a_schema_without_the_register_gains_it_and_keeps_its_version(
     schema: str, open_store: Callable[..., Any]
 ) -> None:
@@ -884,7 +873,7 @@ async def test_a_schema_without_the_register_gains_it_and_keeps_its_version(
         assert await conn.fetchval("SELECT to_regclass($1)", f"{schema}.schedulers") is not None
     finally:
         await conn.close()
-    info = _scheduler("new", 5)
+    info = scheduler_info("new", 5)
     await store.heartbeat(info)
     await open_store("again")  # the table is there already: created once
     assert await store.get_schedulers(at(6)) == [info]
@@ -894,7 +883,7 @@ async def test_a_heartbeat_notifies_nobody(open_store: Callable[..., Any]) -> No
     theirs = Wakeups("theirs")
     await open_store(context=theirs.context)
     store = await open_store("mine")
-    await store.heartbeat(_scheduler("mine", 5))
+    await store.heartbeat(scheduler_info("mine", 5))
     await store.remove_scheduler("mine")
     # NOTIFYs arrive in commit order: once this one has, any from the heartbeat would too.
     await store.add_jobs([make_job("a", 1)], replace=False)
@@ -906,7 +895,7 @@ async def test_the_cleanup_of_a_heartbeat_skips_a_locked_record(
     schema: str, open_store: Callable[..., Any]
 ) -> None:
     store = await open_store("s1")
-    await store.heartbeat(_scheduler("dead", 5))
+    await store.heartbeat(scheduler_info("dead", 5))
     late = 35 + SCHEDULER_RECORD_KEEP + 1  # "dead" is due for dropping from here on
     conn = await connect()
     try:
@@ -915,12 +904,12 @@ async def test_the_cleanup_of_a_heartbeat_skips_a_locked_record(
             # dropping it would): this heartbeat neither waits for it nor fails.
             await conn.execute(f"SELECT FROM \"{schema}\".schedulers WHERE id = 'dead' FOR UPDATE")
             with anyio.fail_after(5):
-                await store.heartbeat(_scheduler("live", late))
+                await store.heartbeat(scheduler_info("live", late))
     finally:
         await conn.close()
     assert [i.id for i in await store.get_schedulers(at(late))] == ["dead", "live"]
     # The next heartbeat finds it again.
-    await store.heartbeat(_scheduler("live", late + 10))
+    await store.heartbeat(scheduler_info("live", late + 10))
     assert [i.id for i in await store.get_schedulers(at(late))] == ["live"]
 
 

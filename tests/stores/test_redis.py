@@ -20,12 +20,12 @@ import pytest
 from horae import JobLookupError, Run, RunOutcome, StoreError
 from horae.events import JobAdded
 from horae.stores._codec import encode_job
-from horae.stores.base import SCHEDULER_RECORD_KEEP, Release, SchedulerInfo, StoreContext
+from horae.stores.base import SCHEDULER_RECORD_KEEP, Release, StoreContext
 from horae.stores.redis import LAYOUT_VERSION, RedisStore
 from tests.services import REDIS_URL, unavailable
 
 from .conftest import context
-from .helpers import at, make_job
+from .helpers import at, make_job, scheduler_info
 from .target_redis import delete_prefix
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
@@ -774,17 +774,6 @@ async def test_layout_2_is_upgraded_and_keeps_its_jobs_and_runs(client: Any, pre
         assert [j.id for j in await again.get_jobs()] == ["due", "paused"]
     finally:
         await again.stop()
-
-
-def scheduler_info(scheduler_id: str, beat: float, ttl: float = 30) -> SchedulerInfo:
-    return SchedulerInfo(
-        id=scheduler_id,
-        host="h",
-        pid=1,
-        started_at=at(0),
-        heartbeat_at=at(beat),
-        expires_at=at(beat + ttl),
-    )
 
 
 async def test_the_register_is_two_keys_under_the_prefix_and_keeps_layout_3(

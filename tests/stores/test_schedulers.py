@@ -17,23 +17,9 @@ from horae.jobs import Run, RunOutcome
 from horae.stores.base import SCHEDULER_RECORD_KEEP, Release, SchedulerInfo, Store
 
 from .conftest import StoreFactory, context
-from .helpers import at, make_job
+from .helpers import at, make_job, scheduler_info
 
 pytestmark = pytest.mark.anyio
-
-
-def _info(scheduler_id: str, beat: float, *, ttl: float = 30, **changes: object) -> SchedulerInfo:
-    info = SchedulerInfo(
-        id=scheduler_id,
-        host="worker-1.example",
-        pid=4242,
-        started_at=at(0),
-        heartbeat_at=at(beat),
-        expires_at=at(beat + ttl),
-        state="running",
-        version="1.2.3",
-    )
-    return attrs.evolve(info, **changes)  # type: ignore[arg-type]
 
 
 def _by_id(infos: list[SchedulerInfo]) -> dict[str, SchedulerInfo]:
@@ -45,42 +31,42 @@ async def test_no_scheduler_no_record(store: Store) -> None:
 
 
 async def test_a_heartbeat_is_read_back_as_written(store: Store) -> None:
-    info = _info("s1", 5)
+    info = scheduler_info("s1", 5)
     await store.heartbeat(info)
     assert await store.get_schedulers(at(6)) == [info]
 
 
 async def test_a_heartbeat_replaces_the_record(store: Store) -> None:
-    await store.heartbeat(_info("s1", 5))
-    newer = _info("s1", 15, state="paused", pid=4243)
+    await store.heartbeat(scheduler_info("s1", 5))
+    newer = scheduler_info("s1", 15, state="paused", pid=4243)
     await store.heartbeat(newer)
     assert await store.get_schedulers(at(16)) == [newer]
 
 
 async def test_lease_counts_in_a_heartbeat_are_not_stored(store: Store) -> None:
-    await store.heartbeat(_info("s1", 5, job_leases=7, run_leases=3))
+    await store.heartbeat(scheduler_info("s1", 5, job_leases=7, run_leases=3))
     (info,) = await store.get_schedulers(at(6))
     assert (info.job_leases, info.run_leases) == (0, 0)
 
 
 async def test_schedulers_are_listed_by_id(store: Store) -> None:
     for sid in ("s3", "s1", "s2"):
-        await store.heartbeat(_info(sid, 5))
+        await store.heartbeat(scheduler_info(sid, 5))
     assert [info.id for info in await store.get_schedulers(at(6))] == ["s1", "s2", "s3"]
 
 
 async def test_ids_with_any_characters(store: Store) -> None:
     odd = ["host:1:ab", "ünï cödé", "a'b\"c;--", "x" * 200, "{braces}*?"]
     for sid in odd:
-        await store.heartbeat(_info(sid, 5))
+        await store.heartbeat(scheduler_info(sid, 5))
     assert sorted(odd) == [info.id for info in await store.get_schedulers(at(6))]
     await store.remove_scheduler(odd[1])
     assert odd[1] not in _by_id(await store.get_schedulers(at(6)))
 
 
 async def test_a_stopping_scheduler_removes_its_record(store: Store) -> None:
-    await store.heartbeat(_info("s1", 5))
-    await store.heartbeat(_info("s2", 5))
+    await store.heartbeat(scheduler_info("s1", 5))
+    await store.heartbeat(scheduler_info("s2", 5))
     await store.remove_scheduler("s1")
     assert [info.id for info in await store.get_schedulers(at(6))] == ["s2"]
     await store.remove_scheduler("s1")  # gone already: nothing happens
@@ -89,7 +75,7 @@ async def test_a_stopping_scheduler_removes_its_record(store: Store) -> None:
 
 
 async def test_a_stale_record_stays_listed_then_is_dropped(store: Store) -> None:
-    await store.heartbeat(_info("dead", 5, ttl=30))
+    await store.heartbeat(scheduler_info("dead", 5, ttl=30))
     # Silent since at(35): listed, and not alive.
     (info,) = await store.get_schedulers(at(100))
     assert info.id == "dead"
@@ -97,17 +83,17 @@ async def test_a_stale_record_stays_listed_then_is_dropped(store: Store) -> None
     assert info.alive(at(34))
     # Another scheduler's heartbeat within the keep time drops nothing.
     keep = SCHEDULER_RECORD_KEEP
-    await store.heartbeat(_info("live", 35 + keep - 1))
+    await store.heartbeat(scheduler_info("live", 35 + keep - 1))
     assert {i.id for i in await store.get_schedulers(at(35 + keep))} == {"dead", "live"}
     # One past it drops the dead one.
-    await store.heartbeat(_info("live", 35 + keep + 1))
+    await store.heartbeat(scheduler_info("live", 35 + keep + 1))
     assert [i.id for i in await store.get_schedulers(at(35 + keep + 2))] == ["live"]
 
 
 async def test_job_leases_are_counted_per_scheduler(store: Store) -> None:
     await store.add_jobs([make_job(f"j{i}", 10) for i in range(3)], replace=False)
-    await store.heartbeat(_info("s1", 5))
-    await store.heartbeat(_info("s2", 5))
+    await store.heartbeat(scheduler_info("s1", 5))
+    await store.heartbeat(scheduler_info("s2", 5))
     leases = await store.acquire_jobs("s1", at(10), limit=2, lease_duration=30)
     assert len(leases) == 2
     (other,) = await store.acquire_jobs("s2", at(10), limit=5, lease_duration=60)
@@ -124,8 +110,8 @@ async def test_job_leases_are_counted_per_scheduler(store: Store) -> None:
 
 async def test_runs_in_flight_are_counted_per_holder(store: Store) -> None:
     await store.add_jobs([make_job("a", 10)], replace=False)
-    await store.heartbeat(_info("s1", 5))
-    await store.heartbeat(_info("s2", 5))
+    await store.heartbeat(scheduler_info("s1", 5))
+    await store.heartbeat(scheduler_info("s2", 5))
     (lease,) = await store.acquire_jobs("s1", at(10), limit=1, lease_duration=30)
     runs = [Run(job_id="a", scheduled_time=at(10), scheduler_id="s1") for _ in range(2)]
     await store.release_jobs("s1", [Release(lease=lease, next_run_time=at(20), started=runs)])
@@ -155,7 +141,7 @@ async def test_records_are_shared_by_every_store_on_the_same_place(
     other = store_factory()
     await other.start(context("other"))
     try:
-        info = _info("s1", 5)
+        info = scheduler_info("s1", 5)
         await store.heartbeat(info)
         assert await other.get_schedulers(at(6)) == [info]
         await other.remove_scheduler("s1")
@@ -165,7 +151,7 @@ async def test_records_are_shared_by_every_store_on_the_same_place(
 
 
 async def test_times_keep_their_microseconds(store: Store) -> None:
-    info = _info("s1", 5)
+    info = scheduler_info("s1", 5)
     info = attrs.evolve(
         info,
         started_at=info.started_at + timedelta(microseconds=123456),

@@ -18,11 +18,11 @@ import pytest
 from horae import JobArgumentError, JSONSerializer, Run, RunOutcome, StoreError
 from horae.stores._codec import encode_job
 from horae.stores._sqlite_schema import JOB_IDS, RUNS_IN_FLIGHT, latest_runs, us
-from horae.stores.base import Release, SchedulerInfo, StoreContext
+from horae.stores.base import Release, StoreContext
 from horae.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 from .conftest import context
-from .helpers import at, make_job
+from .helpers import at, make_job, scheduler_info
 
 pytestmark = pytest.mark.anyio
 
@@ -233,17 +233,6 @@ _VERSION_3 = (
 )
 
 
-def _scheduler(scheduler_id: str, beat: float) -> SchedulerInfo:
-    return SchedulerInfo(
-        id=scheduler_id,
-        host="h",
-        pid=1,
-        started_at=at(0),
-        heartbeat_at=at(beat),
-        expires_at=at(beat + 30),
-    )
-
-
 async def test_a_version_3_file_gains_the_register_without_an_upgrade(path: Path) -> None:
     conn = sqlite3.connect(path)
     with conn:
@@ -255,7 +244,7 @@ async def test_a_version_3_file_gains_the_register_without_an_upgrade(path: Path
     try:
         await store.add_jobs([make_job("a", 10)], replace=False)
         await store.acquire_jobs("new", at(10), 10, lease_duration=30)
-        await store.heartbeat(_scheduler("new", 5))
+        await store.heartbeat(scheduler_info("new", 5))
         (info,) = await store.get_schedulers(at(11))
         assert (info.id, info.job_leases) == ("new", 1)
     finally:
@@ -275,9 +264,9 @@ async def test_the_register_is_no_news_to_the_pollers(store: SQLiteStore, path: 
         )
 
     before = seen()
-    await store.heartbeat(_scheduler("s1", 5))
-    await store.heartbeat(_scheduler("s2", 5))
-    await store.heartbeat(_scheduler("s1", 15))
+    await store.heartbeat(scheduler_info("s1", 5))
+    await store.heartbeat(scheduler_info("s2", 5))
+    await store.heartbeat(scheduler_info("s1", 15))
     await store.remove_scheduler("s2")
     assert [info.id for info in await store.get_schedulers(at(16))] == ["s1"]
     assert seen() == before
