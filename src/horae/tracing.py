@@ -35,7 +35,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -53,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from horae._execution import Origin, _run_traceparent, call_job, in_job
+from horae._running import horae_version
 from horae.errors import HoraeError
 from horae.executors.base import Executor
 from horae.jobs import Job, Run, RunOutcome
@@ -106,7 +106,7 @@ def enable_tracing(
         tracer_provider: where the spans go; the global tracer provider by default
             (``opentelemetry.trace.set_tracer_provider``, which may also be set later).
     """
-    tracer = trace.get_tracer("horae", _horae_version(), tracer_provider=tracer_provider)
+    tracer = trace.get_tracer("horae", horae_version() or None, tracer_provider=tracer_provider)
     _async_scheduler(scheduler)._run_hook = _TracedCall(tracer)
 
 
@@ -237,10 +237,3 @@ def _nanoseconds(instant: datetime) -> int:
     """``instant`` in nanoseconds since the epoch, as OpenTelemetry counts time (exactly:
     a float of seconds would lose the microseconds)."""
     return (instant - _EPOCH) // _MICROSECOND * 1000
-
-
-def _horae_version() -> str | None:
-    try:
-        return importlib.metadata.version("horae")
-    except importlib.metadata.PackageNotFoundError:
-        return None
