@@ -458,8 +458,8 @@ class _RunLoop:
                 self._request_cancel(job.id, release.next_run_time, now)
             if release.remove and hub.wanted & JobRemoved.code:
                 hub.publish(JobRemoved(timestamp=now, job_id=job.id, origin=self.id))
-            if _kept_for_a_run_elsewhere(release):
-                kept.append(job.id)
+            if release.next_run_time is None and _kept_for_a_run_elsewhere(release):
+                kept.append(job.id)  # (the first test spares the common case a call)
             for run in release.started:
                 _reporting.submitted(hub, run, now)
                 to_start.append((job, run))
