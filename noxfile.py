@@ -98,3 +98,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/triggers.py")
     session.run("python", "benchmarks/scheduler.py", env=env)
     session.run("python", "benchmarks/stores.py", *session.posargs, env=env)
+    session.run("python", "benchmarks/listings.py", env=env)
