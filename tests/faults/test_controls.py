@@ -562,7 +562,30 @@ async def test_fencing(
     row (one store call of a few ms, every 2/3 s, while nothing else happens), the others
     would wait for it and the takeover would not come; the test would fail on that wait
     ("fence-run's rerun did not come"), not pass.
+
+    The first phase needs one process to acquire both lease jobs in one batch. Two
+    processes acquiring at the same instant may split them (each takes one): then the
+    scenario is run again, on a new place, up to ``FENCE_TRIES`` times.
     """
+    for attempt in range(FENCE_TRIES):
+        place_dir = tmp_path / f"try-{attempt}"
+        place_dir.mkdir()
+        if await _fencing_once(store, server, place_dir, capsys):
+            return
+    pytest.fail(f"the lease jobs were acquired in two batches, {FENCE_TRIES} times")
+
+
+FENCE_TRIES = 3
+
+
+async def _fencing_once(
+    store: str,
+    server: RedisServer | PostgresServer | None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> bool:
+    """One run of test_fencing; ``False`` if the lease jobs were acquired in two batches
+    (nothing checked then)."""
     began = time.monotonic()
     marker = tmp_path / "stall.json"
     place = make_place(server, tmp_path, lease=FENCE_LEASE)
@@ -608,7 +631,8 @@ async def test_fencing(
 
         stall, lease_worker = await _wait_for("a stalled release", 15, workers, stalled_worker)
         stalled_at = time.monotonic()
-        assert sorted(stall["releases"]) == lease_jobs, "both leases in the stalled batch"
+        if sorted(stall["releases"]) != lease_jobs:
+            return False  # split between two processes: the scenario is not there
         stalled_fire = {
             job_id: datetime.fromisoformat(stall["releases"][job_id]["started"][0])
             for job_id in lease_jobs
@@ -727,6 +751,7 @@ async def test_fencing(
     assert second.outcome is RunOutcome.SUCCESS
     assert rerun.pid != run_worker.pid
     assert len(history["fence-run"]) == 2
+    return True
 
 
 # ---------------------------------------------------------------------- max_runs
